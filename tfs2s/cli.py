@@ -1,0 +1,137 @@
+"""Command line: ``tfs2s train | evaluate | translate``.
+
+Examples::
+
+    tfs2s train --config pipelines/configs/multi30k_small.yaml --run-dir runs/small --set model.hidden=256
+    tfs2s evaluate --run-dir runs/small --split test
+    tfs2s translate --run-dir runs/small "Ein Mann fährt Fahrrad." --strategy beam --n-best 3
+    echo "Zwei Hunde spielen." | tfs2s translate --run-dir runs/small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_run_dir(p):
+    p.add_argument("--run-dir", required=True, help="run folder (written by `tfs2s train`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tfs2s`` command."""
+    parser = argparse.ArgumentParser(prog="tfs2s", description="RNN sequence-to-sequence toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or resume) a model")
+    p.add_argument("--config", help="YAML config (pipelines/configs/*.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set model.hidden=256 (repeatable)")
+    p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
+    _add_run_dir(p)
+
+    p = sub.add_parser("evaluate", help="BLEU/chrF/perplexity of a trained model on a split")
+    _add_run_dir(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--strategies", default="greedy,beam", help="comma-separated: greedy,beam,sample")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N pairs only")
+    p.add_argument("--data-dir")
+    p.add_argument("--output", help="write the results as JSON here")
+    p.add_argument("--plot", metavar="TEXT", help="also save the attention heatmap of TEXT")
+    p.add_argument("--plot-path", default="alignment.png")
+
+    p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
+    _add_run_dir(p)
+    p.add_argument("text", nargs="*", help="sentences; read from stdin when none are given")
+    p.add_argument("--strategy", choices=["greedy", "beam", "sample"])
+    p.add_argument("--beam-width", type=int)
+    p.add_argument("--n-best", type=int)
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print n-best lists with scores as JSON lines")
+    return parser
+
+
+def _decode_overrides(args) -> dict:
+    names = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty_alpha",
+             "temperature": "temperature", "top_k": "top_k", "seed": "seed"}
+    return {dest: getattr(args, src) for src, dest in names.items() if getattr(args, src) is not None}
+
+
+def _load_translator(run_dir: str, data_dir: str | None = None):
+    from tfs2s.training import load_run
+    from tfs2s.translator import Translator
+
+    cfg, models, source_tok, target_tok = load_run(run_dir)
+    if data_dir:
+        cfg = cfg.replace(**{"data.data_dir": data_dir})
+    return Translator(models, source_tok, target_tok, cfg)
+
+
+def run(argv=None) -> int:
+    """Runs the command line and returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "train":
+        from tfs2s.config import load_config
+        from tfs2s.training import train
+
+        overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+        cfg = load_config(args.config, overrides)
+        summary = train(cfg, args.run_dir)
+        print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
+    elif args.command == "evaluate":
+        from tfs2s.evaluation import evaluate_split, plot_sentence
+
+        translator = _load_translator(args.run_dir, args.data_dir)
+        results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=2, ensure_ascii=False)
+        if args.plot:
+            print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
+    elif args.command == "translate":
+        translator = _load_translator(args.run_dir)
+        texts = args.text or [line.rstrip("\n") for line in sys.stdin]
+        overrides = _decode_overrides(args)
+        if args.json:
+            out = translator.translate_batch(texts, args.strategy, **overrides)
+            for i, text in enumerate(texts):
+                print(json.dumps({"source": text, "translations": list(out["text"][i]),
+                                  "scores": [round(float(s), 4) for s in out["scores"][i]]}, ensure_ascii=False))
+        else:
+            for line in translator.translate(texts, args.strategy, **overrides):
+                print(line)
+    return 0
+
+
+def main(argv=None) -> None:
+    """Entry point: user mistakes end with a one-line error and exit status 2, not a traceback."""
+    from tfs2s.config import ConfigError
+    from tfs2s.corpora import DataError
+
+    try:
+        status = run(argv)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
+        print(f"tfs2s: error: {err}", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print("tfs2s: interrupted; `tfs2s train` resumes from its last backup when run again with the same --run-dir",
+              file=sys.stderr)
+        status = 130
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

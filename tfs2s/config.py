@@ -1,0 +1,324 @@
+"""Frozen dataclass configuration, loaded from YAML with unknown keys rejected.
+
+Defaults live only in the dataclasses below. A run saves ``config.json`` beside its checkpoints and exports,
+and ``load_config`` reads either YAML or that JSON back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (unknown key, bad value or type)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What corpus to read and how to turn it into batches.
+
+    Attributes:
+        corpus: Corpus name known to ``tfs2s.data`` (``multi30k``, ``spa_eng``).
+        data_dir: Folder holding the corpora; ``None`` means ``../shared/data`` when present.
+        source_lang: Source language code.
+        target_lang: Target language code.
+        tokenizer: ``word`` (whole words, in-graph hash table) or ``wordpiece`` (tensorflow-text subwords).
+        source_vocab_size: Upper bound on the source vocabulary, special tokens included.
+        target_vocab_size: Upper bound on the target vocabulary, special tokens included.
+        min_frequency: Word-level only: words seen fewer times in training become ``<unk>``.
+        lowercase: Lowercase text before tokenizing.
+        max_source_length: Source tokens kept (longer sources are truncated, in training and serving).
+        max_target_length: Training pairs whose target is longer are dropped.
+        reverse_source: Feed the source reversed (Sutskever et al. 2014).
+        batch_size: Sentence pairs per batch (bucketing keeps batches of similar length).
+        bucket_width: Width of the length buckets in tokens; 0 disables bucketing.
+        shuffle_buffer: Examples in the shuffle buffer.
+        seed: Seed of the shuffle and of train/validation/test splits built in code.
+        limit: Read only the first N training pairs (0 = all); for smoke runs.
+    """
+
+    corpus: str = "multi30k"
+    data_dir: str | None = None
+    source_lang: str = "de"
+    target_lang: str = "en"
+    tokenizer: str = "word"
+    source_vocab_size: int = 16000
+    target_vocab_size: int = 16000
+    min_frequency: int = 2
+    lowercase: bool = False
+    max_source_length: int = 64
+    max_target_length: int = 64
+    reverse_source: bool = False
+    batch_size: int = 64
+    bucket_width: int = 4
+    shuffle_buffer: int = 20000
+    seed: int = 1234
+    limit: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the encoder-decoder.
+
+    Attributes:
+        cell: ``gru`` or ``lstm``.
+        layers: Recurrent layers in the encoder and in the decoder.
+        bidirectional: Bidirectional encoder (its final states are bridged to the decoder size).
+        embedding_dim: Token embedding size on both sides.
+        hidden: Recurrent state size of the decoder (and of each encoder direction).
+        dropout: Dropout on embeddings and between recurrent layers.
+        attention: ``none`` (Cho et al.: the encoder summary feeds every decoder step), ``bahdanau`` (additive)
+            or ``luong`` (multiplicative, "general" score).
+        attention_units: Size of the additive attention's hidden layer (``bahdanau`` only).
+        tie_embeddings: Share the target embedding with the output projection (needs
+            ``embedding_dim`` equal to the attentional hidden size, which is ``hidden``).
+    """
+
+    cell: str = "gru"
+    layers: int = 1
+    bidirectional: bool = True
+    embedding_dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.2
+    attention: str = "bahdanau"
+    attention_units: int = 256
+    tie_embeddings: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How to fit the model.
+
+    Attributes:
+        epochs: Upper bound on epochs.
+        max_minutes: Stop after this much training time (validation passes excluded); 0 = no limit.
+        learning_rate: Peak learning rate of Adam.
+        lr_schedule: ``constant``, ``plateau`` (halve on a validation-loss plateau) or ``cosine``.
+        warmup_steps: Linear warm-up steps for ``cosine``.
+        clipnorm: Clip gradients to this global norm; 0 disables clipping.
+        label_smoothing: Label smoothing of the cross-entropy.
+        early_stopping_patience: Epochs without validation-loss improvement before stopping; 0 disables.
+        bleu_every_minutes: Greedy validation BLEU every N minutes of training (0 = at epoch ends only).
+        bleu_sentences: Validation sentences decoded for that BLEU (0 = all).
+        steps_per_epoch: Cap on steps per epoch (0 = a full pass); for smoke runs.
+        jit_compile: Compile the train step with XLA.
+    """
+
+    epochs: int = 20
+    max_minutes: float = 0.0
+    learning_rate: float = 1e-3
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 500
+    clipnorm: float = 1.0
+    label_smoothing: float = 0.1
+    early_stopping_patience: int = 3
+    bleu_every_minutes: float = 0.0
+    bleu_sentences: int = 0
+    steps_per_epoch: int = 0
+    jit_compile: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingConfig:
+    """Default decoding options (each can be changed per call).
+
+    Attributes:
+        strategy: ``greedy``, ``beam`` or ``sample``.
+        beam_width: Beams kept by beam search.
+        length_penalty: GNMT length-penalty exponent alpha (0 = none).
+        n_best: Hypotheses returned per input (at most ``beam_width``).
+        max_length_ratio: Decode at most ``ratio * source_length + max_length_offset`` tokens.
+        max_length_offset: See ``max_length_ratio``.
+        temperature: Sampling temperature.
+        top_k: Sample from the k most likely tokens (0 = the whole vocabulary).
+    """
+
+    strategy: str = "beam"
+    beam_width: int = 5
+    length_penalty: float = 0.6
+    n_best: int = 1
+    max_length_ratio: float = 1.5
+    max_length_offset: int = 10
+    temperature: float = 1.0
+    top_k: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run: data, model, training and decoding."""
+
+    name: str = "model"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
+
+    def __post_init__(self):
+        _validate(self)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> "Config":
+        """Copy with dotted-key overrides, e.g. ``replace(**{"model.hidden": 64})``."""
+        return config_from_dict(_apply_overrides(self.to_dict(), overrides))
+
+
+_CHOICES = {
+    ("data", "tokenizer"): ("word", "wordpiece"),
+    ("model", "cell"): ("gru", "lstm"),
+    ("model", "attention"): ("none", "bahdanau", "luong"),
+    ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
+    ("decoding", "strategy"): ("greedy", "beam", "sample"),
+}
+
+
+def _validate(cfg: Config) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(allowed)}")
+    positive = [("data", "batch_size"), ("data", "max_source_length"), ("data", "max_target_length"),
+                ("model", "layers"), ("model", "embedding_dim"), ("model", "hidden"),
+                ("decoding", "beam_width"), ("decoding", "n_best"), ("training", "epochs")]
+    for section, key in positive:
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError("model.dropout must be in [0, 1)")
+    if not 0.0 <= cfg.training.label_smoothing < 1.0:
+        raise ConfigError("training.label_smoothing must be in [0, 1)")
+    if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
+        raise ConfigError(f"decoding.n_best ({cfg.decoding.n_best}) cannot exceed decoding.beam_width "
+                          f"({cfg.decoding.beam_width})")
+    if cfg.decoding.temperature <= 0:
+        raise ConfigError("decoding.temperature must be positive")
+    if cfg.model.tie_embeddings and cfg.model.embedding_dim != cfg.model.hidden:
+        raise ConfigError("model.tie_embeddings needs model.embedding_dim == model.hidden")
+
+
+def _build(cls, values: Mapping[str, Any], path: str):
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f" in section '{path}'" if path else ""
+        raise ConfigError(f"unknown config key(s) {', '.join(repr(k) for k in unknown)}{where}; "
+                          f"valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints[key]
+        dotted = f"{path}.{key}" if path else key
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, dotted)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, dotted: str) -> Any:
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    target = next((a for a in args if a is not type(None)), hint) if args else hint
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{dotted} must be true or false, got {value!r}")
+    if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if target is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if target is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{dotted} must be of type {target.__name__}, got {value!r}")
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Builds a ``Config`` from nested dicts, rejecting unknown keys with the list of valid ones."""
+    return _build(Config, values, "")
+
+
+def _apply_overrides(values: dict, overrides: Mapping[str, Any]) -> dict:
+    values = json.loads(json.dumps(values))  # deep copy
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for part in parents:
+            if part not in node or not isinstance(node[part], dict):
+                raise ConfigError(f"unknown config section {part!r} in override {dotted!r}; "
+                                  f"valid sections: {', '.join(k for k, v in values.items() if isinstance(v, dict))}")
+            node = node[part]
+        node[leaf] = value
+    return values
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parses ``key.sub=value`` strings; values are read as YAML scalars (``256``, ``true``, ``0.1``, ``gru``)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return overrides
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Config:
+    """Loads a YAML (or ``config.json``) file and applies dotted overrides.
+
+    Args:
+        path: YAML or JSON file; ``None`` starts from the defaults.
+        overrides: ``["model.hidden=256"]`` strings or a ``{"model.hidden": 256}`` mapping.
+
+    Raises:
+        ConfigError: Unknown key, wrong type or invalid value; the message names the key.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    values: dict = {}
+    if path is not None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections")
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
+    base = Config().to_dict()
+    merged = _apply_overrides(_deep_merge(base, values, ""), overrides)
+    return config_from_dict(merged)
+
+
+def _deep_merge(base: dict, values: dict, path: str) -> dict:
+    out = dict(base)
+    for key, value in values.items():
+        if key not in base:
+            where = f" in section '{path}'" if path else ""
+            raise ConfigError(f"unknown config key {key!r}{where}; valid keys: {', '.join(base)}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _deep_merge(base[key], value, f"{path}.{key}" if path else key)
+        else:
+            out[key] = value
+    return out
+
+
+def save_config(cfg: Config, directory: str | os.PathLike) -> str:
+    """Writes ``config.json`` into ``directory`` and returns its path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "config.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+    return path

@@ -1,0 +1,270 @@
+"""Parallel corpora on disk: readers, the corpus registry and TensorFlow Datasets builders.
+
+Corpora are read from a local folder (``--data-dir``; default ``../shared/data`` when present, or the
+``TFS2S_DATA_DIR`` environment variable). Each corpus also knows its public download URLs, which the TFDS
+builders use when no local copy is given, so ``tfds.load("multi30k/de-en")`` works on a machine with internet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import os
+from typing import Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[str, str]
+
+
+class DataError(ValueError):
+    """A corpus is missing or malformed; the message names the files involved."""
+
+
+def default_data_dir() -> str | None:
+    """``$TFS2S_DATA_DIR``, else ``../shared/data`` beside the working directory or this checkout, else None."""
+    env = os.environ.get("TFS2S_DATA_DIR")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for base in (os.getcwd(), os.path.dirname(here)):
+        candidate = os.path.normpath(os.path.join(base, "..", "shared", "data"))
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+def _open_text(path: str):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_lines(path: str) -> list[str]:
+    with _open_text(path) as f:
+        return [line.rstrip("\n").rstrip("\r") for line in f]
+
+
+def read_parallel(source_path: str, target_path: str, limit: int = 0) -> list[Pair]:
+    """Reads two line-aligned files (plain or ``.gz``) into ``(source, target)`` pairs.
+
+    Pairs where either side is empty or whitespace are skipped and counted in the log.
+
+    Raises:
+        DataError: A file is missing, or the two files have different line counts (both named, with counts).
+    """
+    for path in (source_path, target_path):
+        if not os.path.exists(path):
+            raise DataError(f"parallel file not found: {path}")
+    sources, targets = _read_lines(source_path), _read_lines(target_path)
+    if len(sources) != len(targets):
+        raise DataError(f"parallel files differ in length: {source_path} has {len(sources)} lines, "
+                        f"{target_path} has {len(targets)} lines")
+    return _keep_nonempty(zip(sources, targets), f"{source_path} / {target_path}", limit)
+
+
+def read_tsv_pairs(path: str, source_column: int, target_column: int, limit: int = 0) -> list[Pair]:
+    """Reads tab-separated pairs (e.g. Anki ``English<TAB>Spanish``).
+
+    Raises:
+        DataError: The file is missing, or a line has too few columns (file and line number named).
+    """
+    if not os.path.exists(path):
+        raise DataError(f"file not found: {path}")
+    rows = []
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                rows.append(("", ""))
+                continue
+            fields = line.split("\t")
+            if len(fields) <= max(source_column, target_column):
+                raise DataError(f"{path}:{number}: expected at least {max(source_column, target_column) + 1} "
+                                f"tab-separated columns, found {len(fields)}")
+            rows.append((fields[source_column], fields[target_column]))
+    return _keep_nonempty(rows, path, limit)
+
+
+def _keep_nonempty(pairs, where: str, limit: int) -> list[Pair]:
+    kept, skipped = [], 0
+    for source, target in pairs:
+        if not source.strip() or not target.strip():
+            skipped += 1
+            continue
+        kept.append((source, target))
+        if limit and len(kept) >= limit:
+            break
+    if skipped:
+        logger.warning("skipped %d pair(s) with an empty side in %s", skipped, where)
+    return kept
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A parallel corpus: where its files are, how to read a split, and where to download it.
+
+    Attributes:
+        name: Registry name.
+        folder: Sub-folder of the data directory.
+        languages: The two language codes.
+        splits: Split name -> file pattern(s) relative to ``folder`` (``{lang}`` is substituted).
+        urls: File name -> public URL.
+        reader: ``reader(corpus, folder, split, source_lang, target_lang, limit) -> pairs``.
+    """
+
+    name: str
+    folder: str
+    languages: tuple[str, str]
+    splits: dict
+    urls: dict
+    reader: Callable
+    citation: str = ""
+
+    def expected_files(self, split: str) -> list[str]:
+        """The files (relative to the data directory) that ``split`` needs."""
+        pattern = self.splits[split]
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        return sorted({os.path.join(self.folder, p.format(lang=lang)) for p in patterns for lang in self.languages})
+
+
+def _read_multi30k(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int) -> list[Pair]:
+    stem = corpus.splits[split]
+    return read_parallel(os.path.join(folder, stem.format(lang=source)),
+                         os.path.join(folder, stem.format(lang=target)), limit)
+
+
+def _spa_eng_split(english: str, seed: int = 1234) -> str:
+    # Split by the English sentence, so its several Spanish translations never straddle splits.
+    digest = hashlib.sha256(f"{seed}:{english}".encode("utf-8")).digest()
+    bucket = int.from_bytes(digest[:4], "big") % 100
+    return "test" if bucket < 2 else "validation" if bucket < 4 else "train"
+
+
+def _read_spa_eng(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int) -> list[Pair]:
+    path = os.path.join(folder, corpus.splits["all"])
+    columns = {"en": 0, "es": 1}
+    pairs = read_tsv_pairs(path, columns[source], columns[target])
+    english = 0 if source == "en" else 1
+    pairs = [p for p in pairs if _spa_eng_split(p[english]) == split]
+    return pairs[:limit] if limit else pairs
+
+
+_MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+
+CORPORA: dict[str, Corpus] = {
+    "multi30k": Corpus(
+        name="multi30k", folder="multi30k", languages=("de", "en"),
+        splits={"train": "train.{lang}.gz", "validation": "val.{lang}.gz", "test": "test_2016_flickr.{lang}.gz"},
+        urls={f"{stem}.{lang}.gz": f"{_MULTI30K_URL}{stem}.{lang}.gz"
+              for stem in ("train", "val", "test_2016_flickr") for lang in ("de", "en")},
+        reader=_read_multi30k,
+        citation="Elliott et al. 2016, Multi30K: Multilingual English-German Image Descriptions (W16-3210)"),
+    "spa_eng": Corpus(
+        name="spa_eng", folder="spa-eng", languages=("en", "es"),
+        splits={"all": "spa.txt.gz", "train": "spa.txt.gz", "validation": "spa.txt.gz", "test": "spa.txt.gz"},
+        urls={"spa-eng.zip": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"},
+        reader=_read_spa_eng,
+        citation="Tatoeba / manythings.org Anki export, CC-BY 2.0; split: 96/2/2 % by sha256 of the English side"),
+}
+
+
+def get_corpus(name: str) -> Corpus:
+    """Looks a corpus up by name; the error lists the known ones."""
+    if name not in CORPORA:
+        raise DataError(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}")
+    return CORPORA[name]
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+    """Returns ``data_dir`` or the default, failing clearly when neither exists."""
+    resolved = data_dir or default_data_dir()
+    if resolved is None:
+        raise DataError("no data directory: pass --data-dir (or set data.data_dir / TFS2S_DATA_DIR); "
+                        "the default ../shared/data was not found")
+    return resolved
+
+
+def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, target_lang: str,
+               limit: int = 0) -> list[Pair]:
+    """Reads one split of a registered corpus as ``(source, target)`` text pairs.
+
+    Raises:
+        DataError: Unknown corpus, split or language, or missing files (the message lists the files it
+            expected and the folder it looked in).
+    """
+    corpus = get_corpus(name)
+    if split not in corpus.splits:
+        raise DataError(f"corpus {name!r} has no split {split!r}; splits: {', '.join(corpus.splits)}")
+    for lang in (source_lang, target_lang):
+        if lang not in corpus.languages:
+            raise DataError(f"corpus {name!r} has no language {lang!r}; languages: {', '.join(corpus.languages)}")
+    root = resolve_data_dir(data_dir)
+    missing = [f for f in corpus.expected_files(split) if not os.path.exists(os.path.join(root, f))]
+    if missing:
+        raise DataError(f"corpus {name!r} split {split!r}: missing {', '.join(missing)} under {os.path.abspath(root)} "
+                        f"(download from: {', '.join(sorted(set(corpus.urls.values())))})")
+    return corpus.reader(corpus, os.path.join(root, corpus.folder), split, source_lang, target_lang, limit)
+
+
+# --------------------------------------------------------------------------- TensorFlow Datasets builders
+def _make_tfds_builders():
+    import tensorflow_datasets as tfds
+
+    class _LocalOrDownload(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Shared logic: read the local copy under ``source_dir`` if given, else download the public files."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        CORPUS: Corpus
+        PAIRS: Sequence[tuple[str, str]]
+
+        def __init__(self, *, source_dir: str | None = None, **kwargs):
+            self._source_dir = source_dir
+            super().__init__(**kwargs)
+
+        def _info(self):
+            return self.dataset_info_from_configs(
+                features=tfds.features.Translation(languages=self.CORPUS.languages),
+                supervised_keys=self.CORPUS.languages, citation=self.CORPUS.citation)
+
+        def _folder(self, dl_manager) -> str:
+            local = self._source_dir or default_data_dir()
+            if local and os.path.isdir(os.path.join(local, self.CORPUS.folder)):
+                return os.path.join(local, self.CORPUS.folder)
+            paths = dl_manager.download_and_extract(self.CORPUS.urls)
+            return os.path.dirname(str(next(iter(paths.values()))))
+
+        def _split_generators(self, dl_manager):
+            folder = self._folder(dl_manager)
+            return {split: self._generate_examples(folder, split)
+                    for split in ("train", "validation", "test")}
+
+        def _generate_examples(self, folder, split):
+            a, b = self.CORPUS.languages
+            for i, (x, y) in enumerate(self.CORPUS.reader(self.CORPUS, folder, split, a, b, 0)):
+                yield i, {a: x, b: y}
+
+    class Tfs2sMulti30k(_LocalOrDownload):
+        """Multi30k task 1 (raw, de-en): train 29,000 / validation 1,014 / test_2016_flickr 1,000."""
+
+        CORPUS = CORPORA["multi30k"]
+
+    class Tfs2sSpaEng(_LocalOrDownload):
+        """Anki Spanish-English with the tfs2s 96/2/2 split by English sentence."""
+
+        CORPUS = CORPORA["spa_eng"]
+
+    return {"multi30k": Tfs2sMulti30k, "spa_eng": Tfs2sSpaEng}
+
+
+_BUILDERS: dict | None = None
+
+
+def tfds_builders() -> dict:
+    """Registers (once) and returns the TFDS builder classes: ``tfs2s_multi30k`` and ``tfs2s_spa_eng``."""
+    global _BUILDERS
+    if _BUILDERS is None:
+        _BUILDERS = _make_tfds_builders()
+    return _BUILDERS

@@ -1,0 +1,153 @@
+"""``tf.data`` input pipelines as small composable steps (each returns ``dataset -> dataset``).
+
+The id-level helpers (``prepare_source_ids``, ``add_bos``, ``add_eos``) are plain TF functions on ragged
+tensors, so exported serving signatures run exactly the preprocessing that training saw.
+
+Training batches are ``(features, targets, sample_weight)`` with
+``features = {encoder_token_ids: [B, S], decoder_token_ids: [B, T]}``, ``targets: [B, T]`` and a 0/1
+``sample_weight: [B, T]`` that masks padding.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from tfs2s import features as F
+from tfs2s.tokenizers import Tokenizer
+
+Transform = Callable[[tf.data.Dataset], tf.data.Dataset]
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+# --------------------------------------------------------------------------- id-level helpers (shared with serving)
+def reverse_rows(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Reverses each row of a ragged ``[batch, (time)]`` tensor."""
+    # Flat position i of row r reads from flat position start[r] + limit[r] - 1 - i.
+    mirror = tf.gather(ids.row_starts() + ids.row_limits() - 1, ids.value_rowids())
+    source = mirror - tf.range(tf.size(ids.flat_values, out_type=mirror.dtype), dtype=mirror.dtype)
+    return tf.RaggedTensor.from_row_splits(tf.gather(ids.flat_values, source), ids.row_splits)
+
+
+def add_eos(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Appends ``</s>`` to every row."""
+    eos = tf.fill([ids.nrows(), 1], tf.constant(F.EOS_ID, ids.dtype))
+    return tf.concat([ids, eos], axis=1)
+
+
+def add_bos(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Prepends ``<s>`` to every row."""
+    bos = tf.fill([ids.nrows(), 1], tf.constant(F.BOS_ID, ids.dtype))
+    return tf.concat([bos, ids], axis=1)
+
+
+def prepare_source_ids(ids: tf.RaggedTensor, max_length: int, reverse: bool) -> tf.RaggedTensor:
+    """Truncates to ``max_length - 1`` tokens, optionally reverses, then appends ``</s>``."""
+    ids = ids[:, : max_length - 1]
+    if reverse:
+        ids = reverse_rows(ids)
+    return add_eos(ids)
+
+
+def encode_source(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int, reverse: bool) -> tf.Tensor:
+    """``[batch]`` text -> padded ``[batch, time]`` int32 encoder ids, exactly as in training."""
+    ids = prepare_source_ids(tokenizer.tokenize(texts), max_length, reverse)
+    return tf.cast(ids.to_tensor(default_value=F.PAD_ID), tf.int32)
+
+
+# --------------------------------------------------------------------------- dataset steps
+def from_pairs(pairs: Sequence[tuple[str, str]]) -> tf.data.Dataset:
+    """A dataset of ``(source_text, target_text)`` scalar strings."""
+    sources = [s for s, _ in pairs]
+    targets = [t for _, t in pairs]
+    return tf.data.Dataset.from_tensor_slices((sources, targets))
+
+
+def tokenize_pairs(source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, max_source_length: int,
+                   reverse_source: bool = False, chunk: int = 1024) -> Transform:
+    """Text pairs -> ``{"source", "target_in", "target_out"}`` int32 id vectors.
+
+    Tokenizes in chunks of ``chunk`` pairs (string ops are far cheaper per batch than per example).
+    """
+
+    def tokenize(sources, targets):
+        source = prepare_source_ids(source_tokenizer.tokenize(sources), max_source_length, reverse_source)
+        target = target_tokenizer.tokenize(targets)
+        ragged = {"source": source, "target_in": add_bos(target), "target_out": add_eos(target)}
+        # Dense rows plus lengths survive `unbatch` as plain tensors (ragged rows would not pad-batch).
+        return ({k: tf.cast(v.to_tensor(), tf.int32) for k, v in ragged.items()},
+                {k: tf.cast(v.row_lengths(), tf.int32) for k, v in ragged.items()})
+
+    def trim(rows, lengths):
+        return {k: rows[k][: lengths[k]] for k in rows}
+
+    def apply(ds):
+        return ds.batch(chunk).map(tokenize, num_parallel_calls=AUTOTUNE).unbatch().map(trim)
+
+    return apply
+
+
+def filter_length(max_target_length: int) -> Transform:
+    """Drops examples whose target (with ``</s>``) is longer than ``max_target_length``."""
+    return lambda ds: ds.filter(lambda ex: tf.size(ex["target_out"]) <= max_target_length)
+
+
+def shuffle(buffer_size: int, seed: int) -> Transform:
+    """Seeded shuffle, reshuffled each epoch (the order is still reproducible for a given seed)."""
+    return lambda ds: ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+
+
+def _example_length(ex):
+    return tf.maximum(tf.size(ex["source"]), tf.size(ex["target_out"]))
+
+
+def bucket_batch(batch_size: int, bucket_width: int, max_length: int) -> Transform:
+    """Groups examples of similar length into padded batches (less padding, faster steps).
+
+    ``bucket_width`` 0 means plain padded batching.
+    """
+    padded_shapes = {"source": [None], "target_in": [None], "target_out": [None]}
+
+    def apply(ds):
+        if bucket_width <= 0:
+            return ds.padded_batch(batch_size, padded_shapes=padded_shapes)
+        boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
+        return ds.bucket_by_sequence_length(
+            _example_length, bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=padded_shapes)
+
+    return apply
+
+
+def to_features() -> Transform:
+    """Padded batches -> ``(features, targets, sample_weight)``."""
+
+    def split(batch):
+        targets = batch["target_out"]
+        return ({F.ENCODER_TOKEN_IDS: batch["source"], F.DECODER_TOKEN_IDS: batch["target_in"]},
+                targets, tf.cast(tf.not_equal(targets, F.PAD_ID), tf.float32))
+
+    return lambda ds: ds.map(split, num_parallel_calls=AUTOTUNE)
+
+
+def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
+                 *, batch_size: int, max_source_length: int, max_target_length: int, reverse_source: bool = False,
+                 bucket_width: int = 0, training: bool = False, shuffle_buffer: int = 10000,
+                 seed: int = 0) -> tf.data.Dataset:
+    """The whole input pipeline, from text pairs to ``(features, targets, sample_weight)`` batches.
+
+    Training pipelines drop over-long targets, shuffle (seeded) and bucket; evaluation pipelines keep every
+    pair (over-long targets are truncated so the loss stays comparable) and keep the order.
+    """
+    ds = from_pairs(pairs).apply(tokenize_pairs(source_tokenizer, target_tokenizer, max_source_length,
+                                                reverse_source))
+    if training:
+        ds = ds.apply(filter_length(max_target_length))
+    else:
+        ds = ds.map(lambda ex: {k: v[:max_target_length] if k != "source" else v for k, v in ex.items()})
+    ds = ds.cache()
+    if training:
+        ds = ds.apply(shuffle(shuffle_buffer, seed))
+    ds = ds.apply(bucket_batch(batch_size, bucket_width if training else 0, max(max_source_length, max_target_length)))
+    return ds.apply(to_features()).prefetch(AUTOTUNE)

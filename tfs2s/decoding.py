@@ -1,0 +1,274 @@
+"""Decoding in pure TensorFlow over one step contract.
+
+A step function ``step_fn(ids, state) -> (logits, state)`` maps the previous token ids ``[N]`` and a dict of
+state tensors (each ``[N, ...]``) to next-token logits ``[N, V]`` and the new state. If the state holds an
+``"alignment"`` entry ``[N, S]`` (attention weights of the step just taken), decoders collect it.
+
+``greedy_search``, ``sample`` and ``beam_search`` are graph-friendly (``tf.while_loop``, static-rank buffers
+updated in place, no ``TensorArray`` and no per-token Python loop), and all return a dict:
+
+* ``tokens``: ``[B, N, L]`` int32 ids, ``</s>`` included, 0 after it;
+* ``lengths``: ``[B, N]`` tokens before ``</s>``;
+* ``scores``: ``[B, N]`` ranking score (beam search: log-probability divided by the GNMT length penalty;
+  otherwise the log-probability);
+* ``log_probs``: ``[B, N]`` sum of token log-probabilities (``</s>`` included);
+* ``alignment``: ``[B, N, L, S]`` attention weights, when the step provides them.
+
+``N`` is 1 for greedy search and sampling and ``n_best`` for beam search.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from tfs2s import features as F
+
+StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
+_NEG = -1e9  # "impossible" score; finite so that 0 * _NEG never makes NaN
+ALIGNMENT = "alignment"
+
+
+def length_penalty(length, alpha: float):
+    """GNMT length penalty ``((5 + length) / 6) ** alpha`` (Wu et al. 2016)."""
+    return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
+
+
+def _write(buffer, t, values, axis: int = 1):
+    """``buffer[..., t, ...] = values`` along ``axis``, as a one-hot sum (XLA- and ONNX-friendly).
+
+    ``values`` has the shape of ``buffer`` without ``axis``.
+    """
+    rank = len(buffer.shape)
+    one_hot = tf.one_hot(t, tf.shape(buffer)[axis], dtype=buffer.dtype)
+    one_hot = tf.reshape(one_hot, [1] * axis + [-1] + [1] * (rank - axis - 1))
+    return buffer + one_hot * tf.expand_dims(values, axis)
+
+
+def _shape_invariants(state: dict) -> dict:
+    return {k: tf.TensorShape([None] * len(v.shape)) for k, v in state.items()}
+
+
+def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> dict:
+    """Shared loop of greedy search and sampling: ``choose(logits, t) -> ids``."""
+    batch = tf.shape(next(iter(state.values())))[0]
+    max_length = tf.cast(max_length, tf.int32)
+    has_alignment = ALIGNMENT in state
+    source_length = tf.shape(state[ALIGNMENT])[1] if has_alignment else 0
+    loop_vars = dict(
+        t=tf.constant(0),
+        ids=tf.fill([batch], tf.constant(F.BOS_ID, tf.int32)),
+        tokens=tf.zeros([batch, max_length], tf.int32),
+        finished=tf.zeros([batch], tf.bool),
+        lengths=tf.zeros([batch], tf.int32),
+        log_probs=tf.zeros([batch], tf.float32),
+        alignment=tf.zeros([batch, max_length, source_length]) if has_alignment else tf.zeros([batch, 0, 0]),
+        state=state,
+    )
+
+    def cond(v):
+        return tf.logical_and(v["t"] < max_length, tf.logical_not(tf.reduce_all(v["finished"])))
+
+    def body(v):
+        logits, new_state = step_fn(v["ids"], v["state"])
+        log_probs = tf.nn.log_softmax(logits)
+        ids = tf.cast(choose(logits, v["t"]), tf.int32)
+        ids = tf.where(v["finished"], tf.constant(F.PAD_ID, tf.int32), ids)
+        step_log_prob = tf.gather(log_probs, ids, batch_dims=1)
+        active = tf.logical_not(v["finished"])
+        out = dict(v)
+        out["t"] = v["t"] + 1
+        out["ids"] = ids
+        out["tokens"] = _write(v["tokens"], v["t"], ids)
+        out["log_probs"] = v["log_probs"] + tf.where(active, step_log_prob, 0.0)
+        out["lengths"] = v["lengths"] + tf.cast(tf.logical_and(active, ids != F.EOS_ID), tf.int32)
+        out["finished"] = tf.logical_or(v["finished"], ids == F.EOS_ID)
+        if has_alignment:
+            step_alignment = new_state[ALIGNMENT] * tf.cast(active, tf.float32)[:, None]
+            out["alignment"] = _write(v["alignment"], v["t"], step_alignment)
+        out["state"] = new_state
+        return (out,)
+
+    invariants = {k: tf.TensorShape([None] * len(val.shape)) for k, val in loop_vars.items()
+                  if k not in ("t", "state")}
+    invariants.update(t=tf.TensorShape([]), state=_shape_invariants(state))
+    (v,) = tf.while_loop(cond, body, (loop_vars,), shape_invariants=(invariants,))
+    result = dict(tokens=v["tokens"][:, None], lengths=v["lengths"][:, None], scores=v["log_probs"][:, None],
+                  log_probs=v["log_probs"][:, None])
+    if has_alignment:
+        result[ALIGNMENT] = v["alignment"][:, None]
+    return result
+
+
+def greedy_search(step_fn: StepFn, state: dict, max_length) -> dict:
+    """Picks the most likely token at every step.
+
+    Args:
+        step_fn: The step function.
+        state: Initial state (each tensor ``[B, ...]``).
+        max_length: Largest number of tokens to generate (scalar, may be a tensor).
+    """
+    return _sequential(step_fn, state, max_length, lambda logits, t: tf.argmax(logits, axis=-1, output_type=tf.int32))
+
+
+def sample(step_fn: StepFn, state: dict, max_length, temperature: float = 1.0, top_k: int = 0,
+           seed: int = 0) -> dict:
+    """Samples each token from ``softmax(logits / temperature)``, optionally among the ``top_k`` best.
+
+    Sampling is stateless and seeded: the same ``seed`` gives the same output.
+    """
+    seed = tf.cast(seed, tf.int64)
+
+    def choose(logits, t):
+        logits = logits / tf.cast(temperature, logits.dtype)
+        if top_k:
+            k = tf.minimum(tf.cast(top_k, tf.int32), tf.shape(logits)[-1])
+            kth = tf.math.top_k(logits, k=k).values[:, -1:]
+            logits = tf.where(logits < kth, tf.cast(_NEG, logits.dtype), logits)
+        step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
+        return tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
+
+    return _sequential(step_fn, state, max_length, choose)
+
+
+def _tile(x, k):
+    return tf.repeat(x, k, axis=0)
+
+
+def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, length_penalty_alpha: float = 0.0,
+                n_best: int = 1) -> dict:
+    """Beam search with the GNMT length penalty and n-best output.
+
+    Keeps ``beam_width`` alive hypotheses and ``beam_width`` finished ones (ended by ``</s>``), ranking finished
+    ones by ``log_prob / length_penalty(length)`` where ``length`` counts the generated tokens with ``</s>``.
+    Stops when no alive hypothesis can still beat the worst kept finished one, or at ``max_length``. Inputs with
+    fewer than ``n_best`` finished hypotheses are completed with the best unfinished ones.
+
+    Args:
+        step_fn: The step function.
+        state: Initial state (each tensor ``[B, ...]``); tiled to ``[B * beam_width, ...]`` here.
+        max_length: Largest number of tokens to generate.
+        beam_width: Hypotheses kept per input.
+        length_penalty_alpha: GNMT alpha; 0 ranks by plain log-probability.
+        n_best: Hypotheses returned per input (``<= beam_width``).
+    """
+    if n_best > beam_width:
+        raise ValueError(f"n_best ({n_best}) cannot exceed beam_width ({beam_width})")
+    k = beam_width
+    batch = tf.shape(next(iter(state.values())))[0]
+    max_length = tf.cast(max_length, tf.int32)
+    has_alignment = ALIGNMENT in state
+    source_length = tf.shape(state[ALIGNMENT])[1] if has_alignment else 0
+    state = {name: _tile(value, k) for name, value in state.items()}
+    alignment_shape = [batch, k, max_length, source_length] if has_alignment else [batch, k, 0, 0]
+    # Only beam 0 is alive at first, so the k beams do not start as k copies of one hypothesis.
+    first_alive = tf.concat([tf.zeros([1]), tf.fill([k - 1], _NEG)], axis=0)
+    loop_vars = dict(
+        t=tf.constant(0),
+        alive_seq=tf.zeros([batch, k, max_length], tf.int32),
+        alive_log_probs=tf.tile(first_alive[None], [batch, 1]),
+        alive_alignment=tf.zeros(alignment_shape),
+        finished_seq=tf.zeros([batch, k, max_length], tf.int32),
+        finished_scores=tf.fill([batch, k], _NEG),
+        finished_log_probs=tf.fill([batch, k], _NEG),
+        finished_lengths=tf.zeros([batch, k], tf.int32),
+        finished_alignment=tf.zeros(alignment_shape),
+        ids=tf.fill([batch * k], tf.constant(F.BOS_ID, tf.int32)),
+        state=state,
+    )
+    max_penalty = length_penalty(max_length, length_penalty_alpha)
+
+    def cond(v):
+        # An alive hypothesis's score can only fall as it grows, so its best possible final score is its
+        # current log-probability over the largest length penalty.
+        best_alive = v["alive_log_probs"][:, 0] / max_penalty
+        worst_finished = v["finished_scores"][:, k - 1]
+        done = tf.reduce_all(tf.logical_and(worst_finished > _NEG / 2, best_alive < worst_finished))
+        return tf.logical_and(v["t"] < max_length, tf.logical_not(done))
+
+    def body(v):
+        t = v["t"]
+        logits, new_state = step_fn(v["ids"], v["state"])
+        vocab = tf.shape(logits)[-1]
+        log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch, k, vocab])
+        candidates = tf.reshape(v["alive_log_probs"][:, :, None] + log_probs, [batch, k * vocab])
+        top = tf.math.top_k(candidates, k=tf.minimum(2 * k, k * vocab))
+        cand_log_probs = top.values
+        cand_beam = top.indices // vocab
+        cand_token = top.indices % vocab
+        cand_seq = _write(tf.gather(v["alive_seq"], cand_beam, batch_dims=1), t, cand_token, axis=2)
+        is_eos = tf.equal(cand_token, F.EOS_ID)
+
+        if has_alignment:
+            step_alignment = tf.reshape(new_state[ALIGNMENT], [batch, k, -1])
+            cand_alignment = _write(tf.gather(v["alive_alignment"], cand_beam, batch_dims=1), t,
+                                    tf.gather(step_alignment, cand_beam, batch_dims=1), axis=2)
+        else:
+            cand_alignment = tf.zeros([batch, tf.shape(cand_beam)[1], 0, 0])
+
+        # Alive: the best k candidates that did not end.
+        alive_scores = tf.where(is_eos, _NEG, cand_log_probs)
+        alive_top = tf.math.top_k(alive_scores, k=k)
+        alive_idx = alive_top.indices
+        new_alive_beam = tf.gather(cand_beam, alive_idx, batch_dims=1)
+        out = dict(v)
+        out["alive_seq"] = tf.gather(cand_seq, alive_idx, batch_dims=1)
+        out["alive_log_probs"] = alive_top.values
+        out["alive_alignment"] = tf.gather(cand_alignment, alive_idx, batch_dims=1)
+        out["ids"] = tf.reshape(tf.gather(cand_token, alive_idx, batch_dims=1), [-1])
+
+        # Finished: merge the candidates that ended with those kept so far, keep the best k.
+        ended_scores = tf.where(is_eos, cand_log_probs / length_penalty(t + 1, length_penalty_alpha), _NEG)
+        all_scores = tf.concat([v["finished_scores"], ended_scores], axis=1)
+        fin_top = tf.math.top_k(all_scores, k=k)
+        fin_idx = fin_top.indices
+        out["finished_scores"] = fin_top.values
+        out["finished_seq"] = tf.gather(tf.concat([v["finished_seq"], cand_seq], 1), fin_idx, batch_dims=1)
+        out["finished_log_probs"] = tf.gather(
+            tf.concat([v["finished_log_probs"], tf.where(is_eos, cand_log_probs, _NEG)], 1), fin_idx, batch_dims=1)
+        out["finished_lengths"] = tf.gather(
+            tf.concat([v["finished_lengths"], tf.fill(tf.shape(cand_token), t)], 1), fin_idx, batch_dims=1)
+        out["finished_alignment"] = tf.gather(tf.concat([v["finished_alignment"], cand_alignment], 1), fin_idx,
+                                              batch_dims=1)
+
+        # Reorder the decoder state to follow the surviving beams.
+        rows = tf.reshape(new_alive_beam + tf.range(batch)[:, None] * k, [-1])
+        out["state"] = {name: tf.gather(value, rows) for name, value in new_state.items()}
+        out["t"] = t + 1
+        return (out,)
+
+    invariants = {name: tf.TensorShape([None] * len(value.shape)) for name, value in loop_vars.items()
+                  if name not in ("t", "state")}
+    invariants.update(t=tf.TensorShape([]), state=_shape_invariants(state))
+    (v,) = tf.while_loop(cond, body, (loop_vars,), shape_invariants=(invariants,))
+
+    # Complete with unfinished hypotheses where fewer than n_best ended (they are ranked after any finished one
+    # only if their normalised score is lower).
+    alive_scores = v["alive_log_probs"] / length_penalty(v["t"], length_penalty_alpha)
+    scores = tf.concat([v["finished_scores"], alive_scores], axis=1)
+    best = tf.math.top_k(scores, k=n_best).indices
+    steps = tf.fill(tf.shape(v["alive_log_probs"]), v["t"])
+    result = dict(
+        tokens=tf.gather(tf.concat([v["finished_seq"], v["alive_seq"]], 1), best, batch_dims=1),
+        lengths=tf.gather(tf.concat([v["finished_lengths"], steps], 1), best, batch_dims=1),
+        scores=tf.gather(scores, best, batch_dims=1),
+        log_probs=tf.gather(tf.concat([v["finished_log_probs"], v["alive_log_probs"]], 1), best, batch_dims=1),
+    )
+    if has_alignment:
+        result[ALIGNMENT] = tf.gather(tf.concat([v["finished_alignment"], v["alive_alignment"]], 1), best,
+                                      batch_dims=1)
+    return result
+
+
+def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *, beam_width: int = 5,
+           length_penalty_alpha: float = 0.0, n_best: int = 1, temperature: float = 1.0, top_k: int = 0,
+           seed: int = 0) -> dict:
+    """Dispatches to ``greedy_search``, ``beam_search`` or ``sample`` by ``strategy``."""
+    if strategy == "greedy":
+        return greedy_search(step_fn, state, max_length)
+    if strategy == "beam":
+        return beam_search(step_fn, state, max_length, beam_width, length_penalty_alpha, n_best)
+    if strategy == "sample":
+        return sample(step_fn, state, max_length, temperature, top_k, seed)
+    raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")

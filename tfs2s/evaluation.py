@@ -1,0 +1,77 @@
+"""Evaluating a trained model on a corpus split: BLEU/chrF per decoding strategy, perplexity, alignment plots."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from tfs2s import corpora, data
+from tfs2s.metrics import bleu_scores, plot_alignment
+from tfs2s.translator import Translator
+
+
+def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
+                   strategies: Sequence[str] = ("greedy", "beam"), batch_size: int = 64) -> dict:
+    """Decodes ``pairs`` with each strategy and scores against the references; adds teacher-forced perplexity.
+
+    Returns:
+        ``{"sentences", "perplexity", "<strategy>": {"bleu", "bleu_lowercase", "chrf", "sentences_per_second",
+        "examples"}}``.
+    """
+    cfg = translator.config
+    d = cfg.data
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    results: dict = {"sentences": len(pairs)}
+    ds = data.make_dataset(pairs, translator.source_tokenizer, translator.target_tokenizer, batch_size=batch_size,
+                           max_source_length=d.max_source_length, max_target_length=d.max_target_length,
+                           reverse_source=d.reverse_source)
+    model = translator.models.training
+    if not model.compiled:
+        from tfs2s.training import compile_model
+
+        compile_model(translator.models, cfg, 1)
+    metrics = model.evaluate(ds, verbose=0, return_dict=True)
+    results["perplexity"] = round(float(metrics["perplexity"]), 3)
+    for strategy in strategies:
+        translator.translate(sources[:batch_size], strategy=strategy, batch_size=batch_size)  # trace outside timing
+        started = time.perf_counter()
+        hypotheses = translator.translate(sources, strategy=strategy, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        scores = bleu_scores(hypotheses, references)
+        scores["sentences_per_second"] = round(len(sources) / max(seconds, 1e-9), 1)
+        scores["examples"] = [{"source": s, "reference": r, "hypothesis": h}
+                              for s, r, h in list(zip(sources, references, hypotheses))[:5]]
+        results[strategy] = scores
+    return results
+
+
+def evaluate_split(translator: Translator, split: str, strategies: Sequence[str] = ("greedy", "beam"),
+                   limit: int = 0) -> dict:
+    """``evaluate_pairs`` on a split of the run's corpus."""
+    d = translator.config.data
+    pairs = corpora.load_pairs(d.corpus, split, d.data_dir, d.source_lang, d.target_lang, limit)
+    return {"split": split, **evaluate_pairs(translator, pairs, strategies)}
+
+
+def plot_sentence(translator: Translator, text: str, path: str, strategy: str = "greedy") -> str:
+    """Translates ``text`` and saves its attention heatmap as a PNG.
+
+    Raises:
+        ValueError: The model has no attention (``attention: none``), so there is nothing to plot.
+    """
+    out = translator.translate_batch([text], strategy=strategy)
+    if "alignment" not in out:
+        raise ValueError("this model has no attention (model.attention: none): there is no alignment to plot")
+    source_tokens = [t.decode("utf-8") for t in translator.source_tokenizer.id_tokens(out["source_ids"])[0].numpy()]
+    source_tokens.append("</s>")
+    target_tokens = [t.decode("utf-8") for t in translator.target_tokenizer.id_tokens(out["tokens"][:, 0])[0].numpy()]
+    target_tokens.append("</s>")
+    if translator.config.data.reverse_source:
+        source_tokens = source_tokens[-2::-1] + ["</s>"]
+        alignment = out["alignment"][0, 0]
+        n = len(source_tokens) - 1
+        alignment = alignment.copy()
+        alignment[:, :n] = alignment[:, :n][:, ::-1]
+    else:
+        alignment = out["alignment"][0, 0]
+    return plot_alignment(alignment, source_tokens, target_tokens, path, title=out["text"][0, 0])

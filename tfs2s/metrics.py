@@ -1,0 +1,120 @@
+"""Evaluation: token-level Keras metrics, sacrebleu BLEU/chrF, and attention heatmaps."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+from keras import ops
+
+from tfs2s import features as F
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class Perplexity(keras.metrics.Metric):
+    """``exp`` of the mean token negative log-likelihood over non-padding targets (no label smoothing)."""
+
+    def __init__(self, name: str = "perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_nll = self.add_variable(shape=(), initializer="zeros", name="total_nll")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
+        weight = ops.cast(ops.not_equal(y_true, F.PAD_ID), "float32")
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, "float32")
+        self.total_nll.assign_add(ops.sum(nll * weight))
+        self.tokens.assign_add(ops.sum(weight))
+
+    def result(self):
+        return ops.exp(self.total_nll / ops.maximum(self.tokens, 1.0))
+
+    def reset_state(self):
+        self.total_nll.assign(0.0)
+        self.tokens.assign(0.0)
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class TokenAccuracy(keras.metrics.Metric):
+    """Fraction of non-padding target tokens whose arg-max prediction is right."""
+
+    def __init__(self, name: str = "token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        weight = ops.cast(ops.not_equal(y_true, F.PAD_ID), "float32")
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, "float32")
+        self.correct.assign_add(ops.sum(hit * weight))
+        self.tokens.assign_add(ops.sum(weight))
+
+    def result(self):
+        return self.correct / ops.maximum(self.tokens, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.tokens.assign(0.0)
+
+
+def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """Corpus BLEU (cased and lowercased, sacrebleu's 13a tokenisation) and chrF on detokenised text.
+
+    Returns:
+        ``{"bleu", "bleu_lowercase", "chrf", "bleu_signature"}``.
+    """
+    import sacrebleu
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    hypotheses, refs = list(hypotheses), [list(references)]
+    bleu = sacrebleu.metrics.BLEU()
+    cased = bleu.corpus_score(hypotheses, refs)
+    lower = sacrebleu.metrics.BLEU(lowercase=True).corpus_score(hypotheses, refs)
+    chrf = sacrebleu.metrics.CHRF().corpus_score(hypotheses, refs)
+    return {"bleu": round(cased.score, 2), "bleu_lowercase": round(lower.score, 2), "chrf": round(chrf.score, 2),
+            "bleu_signature": str(bleu.get_signature())}
+
+
+def perplexity_from_loss(mean_nll: float) -> float:
+    """``exp(mean token NLL)``, guarded against overflow."""
+    return math.exp(min(mean_nll, 50.0))
+
+
+def plot_alignment(alignment, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
+                   title: str | None = None) -> str:
+    """Saves an attention heatmap (rows: target tokens, columns: source tokens) as a PNG.
+
+    Args:
+        alignment: ``[target_length, source_length]`` weights (at least as large as the token lists).
+        source_tokens: Column labels.
+        target_tokens: Row labels.
+        path: Output PNG path.
+        title: Optional figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    weights = np.asarray(alignment)[: len(target_tokens), : len(source_tokens)]
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(source_tokens), 1 + 0.4 * len(target_tokens)))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(target_tokens)), target_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,240 @@
+"""In-graph tokenizers: word level and tensorflow-text WordPiece.
+
+Both normalise and split text with core TF string ops, map tokens to ids through a hash table read from a
+vocabulary file (one token a line, line number = id), and turn ids back into text. Everything runs inside a
+``tf.function``, so the same code serves ``tf.data`` pipelines and exported signatures; the vocabulary file
+becomes a SavedModel asset when the tokenizer is saved as part of a ``tf.Module``.
+
+Ids 0-3 are ``<pad> <unk> <s> </s>`` for every tokenizer (see ``tfs2s.features``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Iterable
+
+import tensorflow as tf
+
+from tfs2s import features as F
+
+# Punctuation (anything that is neither a letter, a digit, whitespace nor an apostrophe) becomes its own token.
+# RE2's \w is ASCII-only, so Unicode classes keep umlauts and accents inside words.
+_PUNCT = r"([^\pL\pN\s'])"
+_DETOK_CLOSE = r" ([.,!?;:%)\]}])"
+_DETOK_OPEN = r"([(\[{]) "
+
+
+def normalize(texts: tf.Tensor, lowercase: bool = False) -> tf.Tensor:
+    """Cleans a ``[batch]`` string tensor: valid UTF-8, punctuation split off, single spaces, no edges."""
+    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    if lowercase:
+        texts = tf.strings.lower(texts, encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, _PUNCT, r" \1 ")
+    texts = tf.strings.regex_replace(texts, r"\s+", " ")
+    # `tf.strings.strip` does not convert to ONNX; a regex does.
+    return tf.strings.regex_replace(texts, r"^ | $", "")
+
+
+def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Splits normalised ``[batch]`` text on single spaces into ``[batch, (words)]``, dropping empty strings."""
+    words = tf.strings.split(texts, sep=" ")
+    return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+
+
+def detokenize_words(words: tf.RaggedTensor) -> tf.Tensor:
+    """Joins ``[batch, (words)]`` with spaces and re-attaches punctuation."""
+    texts = tf.strings.reduce_join(words, axis=1, separator=" ")
+    texts = tf.strings.regex_replace(texts, _DETOK_CLOSE, r"\1")
+    return tf.strings.regex_replace(texts, _DETOK_OPEN, r"\1")
+
+
+def strip_special_ids(ids: tf.Tensor) -> tf.RaggedTensor:
+    """Cuts each row of ``[batch, time]`` ids at its first ``</s>`` and drops ``<pad>``/``<s>``."""
+    ids = tf.convert_to_tensor(ids)
+    ids = tf.cast(ids, tf.int64)
+    is_eos = tf.cast(tf.equal(ids, F.EOS_ID), tf.int32)
+    # Length = index of the first EOS (or the whole row): count positions before any EOS.
+    lengths = tf.reduce_sum(tf.cast(tf.equal(tf.cumsum(is_eos, axis=1), 0), tf.int32), axis=1)
+    ragged = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
+    keep = tf.logical_and(tf.not_equal(ragged, F.PAD_ID), tf.not_equal(ragged, F.BOS_ID))
+    return tf.ragged.boolean_mask(ragged, keep)
+
+
+def _no_special_ids(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Maps ids of special tokens to ``<unk>``: text that spells ``<s>`` must not act as one."""
+    unk = tf.constant(F.UNK_ID, tf.int64)
+    return tf.ragged.map_flat_values(lambda x: tf.where(x < len(F.SPECIAL_TOKENS), unk, x), ids)
+
+
+def read_vocab(path: str) -> list[str]:
+    """Reads a vocabulary file written by ``write_vocab``."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def write_vocab(tokens: Iterable[str], path: str) -> str:
+    """Writes one token a line, special tokens first, and returns the path."""
+    tokens = [t for t in tokens if t not in F.SPECIAL_TOKENS]
+    for token in tokens:
+        if not token or any(c.isspace() for c in token):
+            raise ValueError(f"vocabulary token {token!r} is empty or holds whitespace")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(list(F.SPECIAL_TOKENS) + tokens) + "\n")
+    return path
+
+
+def count_words(texts: Iterable[str], lowercase: bool) -> collections.Counter:
+    """Counts normalised words with the in-graph normaliser, so counting and tokenizing always agree."""
+    counts: collections.Counter = collections.Counter()
+    ds = tf.data.Dataset.from_generator(lambda: iter(texts), output_signature=tf.TensorSpec([], tf.string))
+    for batch in ds.batch(2048):
+        words = split_words(normalize(batch, lowercase))
+        counts.update(w.decode("utf-8") for w in words.flat_values.numpy())
+    return counts
+
+
+class Tokenizer(tf.Module):
+    """Base class: in-graph text <-> ids over a vocabulary file.
+
+    Subclasses define ``tokenize(texts [batch]) -> [batch, (tokens)] int64 ids`` (no ``<s>``/``</s>``) and
+    ``detokenize(ids [batch, time]) -> [batch] text`` (cut at the first ``</s>``).
+
+    Args:
+        vocab_path: Vocabulary file (special tokens on lines 0-3).
+        lowercase: Lowercase before tokenizing.
+        name: Module name (``source_tokenizer``/``target_tokenizer``).
+    """
+
+    kind = "base"
+
+    def __init__(self, vocab_path: str, lowercase: bool = False, name: str | None = None):
+        super().__init__(name=name)
+        if not os.path.exists(vocab_path):
+            raise FileNotFoundError(f"vocabulary file not found: {vocab_path}")
+        self.lowercase = lowercase
+        self.vocab_path = vocab_path
+        vocab = read_vocab(vocab_path)
+        if tuple(vocab[: len(F.SPECIAL_TOKENS)]) != F.SPECIAL_TOKENS:
+            raise ValueError(f"{vocab_path} must start with the special tokens {F.SPECIAL_TOKENS}")
+        self.vocab_size = len(vocab)
+        # A tf.saved_model.Asset makes the vocabulary travel with an export.
+        self.vocab_asset = tf.saved_model.Asset(vocab_path)
+        self.token_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(self.vocab_asset, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            default_value=F.UNK_ID)
+        self.id_to_token = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(self.vocab_asset, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value=F.UNK)
+
+    def _lookup(self, tokens: tf.RaggedTensor) -> tf.RaggedTensor:
+        return _no_special_ids(tf.ragged.map_flat_values(self.token_to_id.lookup, tokens))
+
+    def id_tokens(self, ids: tf.Tensor) -> tf.RaggedTensor:
+        """``[batch, time]`` ids -> ``[batch, (tokens)]`` token strings, cut at ``</s>``."""
+        return tf.ragged.map_flat_values(self.id_to_token.lookup, strip_special_ids(ids))
+
+    def get_config(self) -> dict:
+        """What ``load_tokenizer`` needs besides the vocabulary file."""
+        return {"kind": self.kind, "lowercase": self.lowercase}
+
+    def save(self, directory: str, prefix: str) -> None:
+        """Writes ``<prefix>_vocab.txt`` and ``<prefix>_tokenizer.json`` into ``directory``."""
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, f"{prefix}_vocab.txt")
+        if os.path.abspath(target) != os.path.abspath(self.vocab_path):
+            write_vocab(read_vocab(self.vocab_path), target)
+        with open(os.path.join(directory, f"{prefix}_tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(self.get_config(), f, indent=2)
+
+
+class WordTokenizer(Tokenizer):
+    """Whole-word tokenizer: normalise, split on spaces, hash-table lookup (unknown words -> ``<unk>``)."""
+
+    kind = "word"
+
+    def tokenize(self, texts):
+        return self._lookup(split_words(normalize(texts, self.lowercase)))
+
+    def detokenize(self, ids):
+        return detokenize_words(self.id_tokens(ids))
+
+    @staticmethod
+    def learn_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 1,
+                    lowercase: bool = False) -> list[str]:
+        """Most frequent words seen at least ``min_frequency`` times, at most ``vocab_size`` minus specials."""
+        counts = count_words(texts, lowercase)
+        words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_frequency]
+        return words[: max(0, vocab_size - len(F.SPECIAL_TOKENS))]
+
+
+class WordPieceTokenizer(Tokenizer):
+    """Subword tokenizer: the word split above, then tensorflow-text's WordPiece (``##`` continuation pieces).
+
+    Uses ``text.WordpieceTokenizer`` rather than ``FastWordpieceTokenizer`` because only the former converts
+    to ONNX (onnxruntime-extensions).
+    """
+
+    kind = "wordpiece"
+
+    def __init__(self, vocab_path: str, lowercase: bool = False, name: str | None = None):
+        super().__init__(vocab_path, lowercase, name)
+        import tensorflow_text as text  # imported lazily: word-level users need not load its ops
+
+        self._wordpiece = text.WordpieceTokenizer(self.token_to_id, suffix_indicator="##",
+                                                  token_out_type=tf.int64, unknown_token=F.UNK)
+
+    def tokenize(self, texts):
+        words = split_words(normalize(texts, self.lowercase))
+        pieces = self._wordpiece.tokenize(words)
+        return _no_special_ids(pieces.merge_dims(1, 2))
+
+    def detokenize(self, ids):
+        pieces = self.id_tokens(ids)
+        # Glue "##" continuations to the piece before them, then re-attach punctuation.
+        texts = tf.strings.reduce_join(pieces, axis=1, separator=" ")
+        texts = tf.strings.regex_replace(texts, r" ##", "")
+        texts = tf.strings.regex_replace(texts, _DETOK_CLOSE, r"\1")
+        return tf.strings.regex_replace(texts, _DETOK_OPEN, r"\1")
+
+    @staticmethod
+    def learn_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 1,
+                    lowercase: bool = False) -> list[str]:
+        """Learns WordPiece pieces (tensorflow-text's learner) from the normalised words of ``texts``."""
+        from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+
+        counts = count_words(texts, lowercase)
+        pieces = learner.learn(sorted(counts.items()), vocab_size=vocab_size,
+                               reserved_tokens=list(F.SPECIAL_TOKENS), lower_thresh=max(1, min_frequency),
+                               include_joiner_token=False)
+        return [p for p in pieces if p not in F.SPECIAL_TOKENS]
+
+
+TOKENIZERS = {cls.kind: cls for cls in (WordTokenizer, WordPieceTokenizer)}
+
+
+def learn_tokenizer(kind: str, texts: Iterable[str], vocab_path: str, vocab_size: int,
+                    min_frequency: int = 1, lowercase: bool = False, name: str | None = None) -> Tokenizer:
+    """Learns a vocabulary from ``texts``, writes it to ``vocab_path`` and returns the tokenizer."""
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZERS)}")
+    cls = TOKENIZERS[kind]
+    tokens = cls.learn_vocab(list(texts), vocab_size, min_frequency, lowercase)
+    write_vocab(tokens, vocab_path)
+    return cls(vocab_path, lowercase=lowercase, name=name)
+
+
+def load_tokenizer(directory: str, prefix: str) -> Tokenizer:
+    """Loads a tokenizer saved by ``Tokenizer.save``."""
+    config_path = os.path.join(directory, f"{prefix}_tokenizer.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"no tokenizer {prefix!r} in {directory} (expected {config_path})")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    cls = TOKENIZERS[config["kind"]]
+    return cls(os.path.join(directory, f"{prefix}_vocab.txt"), lowercase=config["lowercase"],
+               name=f"{prefix}_tokenizer")

@@ -1,0 +1,317 @@
+"""Training: a run folder, ``model.fit`` with the usual callbacks, resumption, and time-boxed validation BLEU.
+
+A run folder holds everything needed to resume or reuse a model::
+
+    run_dir/
+      config.json                     the full Config
+      source_vocab.txt, source_tokenizer.json, target_vocab.txt, target_tokenizer.json
+      checkpoints/best.weights.h5     best validation loss so far
+      checkpoints/last.weights.h5     end of the last epoch
+      backup/                         BackupAndRestore state (removed when training ends normally)
+      logs/                           TensorBoard
+      history.jsonl                   one JSON line per epoch / BLEU evaluation
+      summary.json                    figures of the finished run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tfs2s import corpora, data
+from tfs2s.config import Config, save_config
+from tfs2s.losses import MaskedCrossEntropy
+from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
+from tfs2s.models import Seq2SeqModels, build_models
+from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+SOURCE, TARGET = "source", "target"
+
+
+def _log_jsonl(path: str, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def prepare_tokenizers(cfg: Config, run_dir: str, train_pairs: Sequence[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
+    """Loads the run's tokenizers, or learns them from the training pairs and saves them into ``run_dir``."""
+    if os.path.exists(os.path.join(run_dir, f"{TARGET}_tokenizer.json")):
+        return load_tokenizer(run_dir, SOURCE), load_tokenizer(run_dir, TARGET)
+    d = cfg.data
+    tokenizers = []
+    for prefix, index, size in ((SOURCE, 0, d.source_vocab_size), (TARGET, 1, d.target_vocab_size)):
+        tok = learn_tokenizer(d.tokenizer, (p[index] for p in train_pairs), os.path.join(run_dir, f"{prefix}_vocab.txt"),
+                              size, d.min_frequency, d.lowercase, name=f"{prefix}_tokenizer")
+        tok.save(run_dir, prefix)
+        tokenizers.append(tok)
+    logger.info("vocabularies: source %d, target %d", tokenizers[0].vocab_size, tokenizers[1].vocab_size)
+    return tokenizers[0], tokenizers[1]
+
+
+def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with the configured learning-rate schedule and gradient clipping."""
+    t = cfg.training
+    lr = t.learning_rate
+    if t.lr_schedule == "cosine":
+        total = max(1, steps_per_epoch * t.epochs)
+        lr = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, total - t.warmup_steps),
+                                                    warmup_target=t.learning_rate,
+                                                    warmup_steps=min(t.warmup_steps, total))
+    return keras.optimizers.Adam(learning_rate=lr, clipnorm=t.clipnorm or None)
+
+
+def compile_model(models: Seq2SeqModels, cfg: Config, steps_per_epoch: int) -> keras.Model:
+    """Compiles the training model with the masked loss, perplexity and token accuracy."""
+    model = models.training
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch),
+                  loss=MaskedCrossEntropy(label_smoothing=cfg.training.label_smoothing),
+                  metrics=[Perplexity(), TokenAccuracy()], jit_compile=cfg.training.jit_compile)
+    return model
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Measures training time (excluding validation and BLEU passes), tokens/s, and stops at ``max_minutes``.
+
+    Training time already spent by an interrupted run is read back from ``state_path``.
+    """
+
+    def __init__(self, max_minutes: float, tokens_per_step: float, state_path: str):
+        super().__init__()
+        self.max_seconds = max_minutes * 60.0
+        self.tokens_per_step = tokens_per_step
+        self.state_path = state_path
+        self.elapsed = 0.0
+        self.steps = 0
+        self._started = None
+        if os.path.exists(state_path):
+            with open(state_path, encoding="utf-8") as f:
+                saved = json.load(f)
+            self.elapsed, self.steps = saved["train_seconds"], saved["train_steps"]
+
+    def pause(self):
+        if self._started is not None:
+            self.elapsed += time.perf_counter() - self._started
+            self._started = None
+
+    def resume(self):
+        self._started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return self.elapsed + running
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.steps * self.tokens_per_step / max(self.seconds, 1e-9)
+
+    def save(self):
+        with open(self.state_path, "w", encoding="utf-8") as f:
+            json.dump({"train_seconds": self.seconds, "train_steps": self.steps}, f)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._started is None:
+            self.resume()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.max_seconds and self.seconds >= self.max_seconds:
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs=None):
+        self.pause()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.pause()
+        self.save()
+        if logs is not None:
+            logs["train_minutes"] = self.seconds / 60.0
+            logs["train_tokens_per_second"] = self.tokens_per_second
+
+    def on_train_end(self, logs=None):
+        self.pause()
+        self.save()
+
+
+class BleuEvaluator(keras.callbacks.Callback):
+    """Greedy-decodes validation sentences and logs BLEU every ``every_minutes`` of training time.
+
+    With ``every_minutes`` 0 it evaluates at the end of each epoch only.
+    """
+
+    def __init__(self, translator, pairs: Sequence[tuple[str, str]], clock: TrainingClock, every_minutes: float,
+                 history_path: str):
+        super().__init__()
+        self.translator = translator
+        self.pairs = list(pairs)
+        self.clock = clock
+        self.every_seconds = every_minutes * 60.0
+        self.history_path = history_path
+        self.next_at = self.every_seconds if every_minutes else math.inf
+        while self.next_at <= clock.seconds:
+            self.next_at += self.every_seconds
+        self.results: list[dict] = []
+
+    def evaluate(self, epoch: int | None) -> dict:
+        self.clock.pause()
+        hypotheses = self.translator.translate([s for s, _ in self.pairs], strategy="greedy")
+        scores = bleu_scores(hypotheses, [t for _, t in self.pairs])
+        record = {"event": "bleu", "train_minutes": round(self.clock.seconds / 60.0, 2), "epoch": epoch,
+                  "greedy_bleu": scores["bleu"], "greedy_bleu_lowercase": scores["bleu_lowercase"],
+                  "chrf": scores["chrf"], "sentences": len(self.pairs)}
+        _log_jsonl(self.history_path, record)
+        self.results.append(record)
+        logger.info("validation BLEU %.2f (lowercased %.2f) after %.1f training minutes", scores["bleu"],
+                    scores["bleu_lowercase"], self.clock.seconds / 60.0)
+        return record
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock.seconds >= self.next_at:
+            self.evaluate(None)
+            self.next_at += self.every_seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.every_seconds:
+            record = self.evaluate(epoch)
+            if logs is not None:
+                logs["val_bleu"] = record["greedy_bleu"]
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Appends each epoch's metrics to ``history.jsonl``."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"event": "epoch", "epoch": epoch + 1}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        _log_jsonl(self.path, record)
+
+
+def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
+    """(target tokens, batches) in one pass over a ``(features, targets, sample_weight)`` dataset."""
+    tokens, batches = 0, 0
+    for _, _, weight in dataset:
+        tokens += int(tf.reduce_sum(weight))
+        batches += 1
+    return tokens, batches
+
+
+def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -> dict:
+    """Trains (or resumes) a model in ``run_dir`` and returns the run summary.
+
+    A run killed part-way (Ctrl-C, a lost machine) continues from its last backup when started again with the
+    same ``run_dir``: weights, optimizer state, epoch and training clock are restored.
+
+    Returns:
+        Summary figures (also written to ``summary.json``).
+    """
+    from tfs2s.translator import Translator
+
+    os.makedirs(run_dir, exist_ok=True)
+    save_config(cfg, run_dir)
+    d, t = cfg.data, cfg.training
+    keras.utils.set_random_seed(d.seed)
+    train_pairs = corpora.load_pairs(d.corpus, "train", d.data_dir, d.source_lang, d.target_lang, d.limit)
+    val_pairs = corpora.load_pairs(d.corpus, "validation", d.data_dir, d.source_lang, d.target_lang)
+    logger.info("%d training pairs, %d validation pairs", len(train_pairs), len(val_pairs))
+    source_tok, target_tok = prepare_tokenizers(cfg, run_dir, train_pairs)
+
+    common = dict(batch_size=d.batch_size, max_source_length=d.max_source_length,
+                  max_target_length=d.max_target_length, reverse_source=d.reverse_source)
+    train_ds = data.make_dataset(train_pairs, source_tok, target_tok, bucket_width=d.bucket_width, training=True,
+                                 shuffle_buffer=d.shuffle_buffer, seed=d.seed, **common)
+    val_ds = data.make_dataset(val_pairs, source_tok, target_tok, **common)
+    tokens, batches = count_target_tokens(train_ds)
+    # Bucketing makes the batch count vary a little between epochs, so a full pass is left to the data;
+    # only a capped epoch needs a repeated dataset and an explicit step count.
+    steps_per_epoch = min(batches, t.steps_per_epoch) if t.steps_per_epoch else None
+    if steps_per_epoch:
+        train_ds = train_ds.repeat()
+
+    models = build_models(cfg.model, source_tok.vocab_size, target_tok.vocab_size)
+    model = compile_model(models, cfg, steps_per_epoch or batches)
+    # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.
+    model.optimizer.build(model.trainable_variables)
+
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    history_path = os.path.join(run_dir, "history.jsonl")
+    clock = TrainingClock(t.max_minutes, tokens / max(batches, 1), os.path.join(run_dir, "clock.json"))
+    translator = Translator(models, source_tok, target_tok, cfg)
+    bleu_pairs = val_pairs[: t.bleu_sentences] if t.bleu_sentences else val_pairs
+    evaluator = BleuEvaluator(translator, bleu_pairs, clock, t.bleu_every_minutes, history_path)
+    callbacks = [
+        clock,
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq=max(1, min(200, steps_per_epoch or batches))),
+        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.weights.h5"), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),
+        evaluator,
+        EpochLogger(history_path),
+    ]
+    if t.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5))
+    if t.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience))
+
+    started = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=verbose)
+    wall = time.perf_counter() - started
+
+    # Keep the best weights (by validation loss) in the returned models.
+    best = os.path.join(ckpt_dir, "best.weights.h5")
+    if os.path.exists(best):
+        model.load_weights(best)
+    if t.bleu_every_minutes and (not evaluator.results or evaluator.results[-1]["train_minutes"] < clock.seconds / 60 - 0.05):
+        evaluator.evaluate(None)  # a final point at the end of training
+    val_metrics = model.evaluate(val_ds, verbose=0, return_dict=True)
+    summary = {
+        "name": cfg.name, "epochs_run": len(history.history.get("loss", [])),
+        "train_minutes": round(clock.seconds / 60.0, 2), "wall_minutes": round(wall / 60.0, 2),
+        "train_steps": clock.steps, "train_tokens_per_second": round(clock.tokens_per_second, 1),
+        "val_loss": round(float(val_metrics["loss"]), 4), "val_perplexity": round(float(val_metrics["perplexity"]), 3),
+        "val_bleu_curve": evaluator.results, "source_vocab_size": source_tok.vocab_size,
+        "target_vocab_size": target_tok.vocab_size, "parameters": int(model.count_params()),
+    }
+    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def load_run(run_dir: str, weights: str = "best"):
+    """Loads a trained run: ``(config, models, source_tokenizer, target_tokenizer)``.
+
+    Args:
+        run_dir: A folder written by ``train``.
+        weights: ``best`` or ``last`` checkpoint.
+
+    Raises:
+        FileNotFoundError: The folder is not a finished or running training run (names what is missing).
+    """
+    from tfs2s.config import load_config
+
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{run_dir} is not a tfs2s run folder: {config_path} is missing")
+    cfg = load_config(config_path)
+    source_tok, target_tok = load_tokenizer(run_dir, SOURCE), load_tokenizer(run_dir, TARGET)
+    models = build_models(cfg.model, source_tok.vocab_size, target_tok.vocab_size)
+    path = os.path.join(run_dir, "checkpoints", f"{weights}.weights.h5")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {weights} checkpoint in {run_dir} (expected {path}); train first")
+    models.training.load_weights(path)
+    return cfg, models, source_tok, target_tok
