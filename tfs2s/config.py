@@ -211,7 +211,7 @@ def _build(cls, values: Mapping[str, Any], path: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         where = f" in section '{path}'" if path else ""
-        raise ConfigError(f"unknown config key(s) {', '.join(repr(k) for k in unknown)}{where}; "
+        raise ConfigError(f"unknown config key {', '.join(repr(k) for k in unknown)}{where}; "
                           f"valid keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}

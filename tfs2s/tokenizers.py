@@ -21,7 +21,7 @@ from tfs2s import features as F
 
 # Punctuation (anything that is neither a letter, a digit, whitespace nor an apostrophe) becomes its own token.
 # RE2's \w is ASCII-only, so Unicode classes keep umlauts and accents inside words.
-_PUNCT = r"([^\pL\pN\s'])"
+_PUNCT = r"([^\pL\pN\s\p{Z}'])"
 _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
 _DETOK_OPEN = r"([(\[{]) "
 
@@ -31,8 +31,10 @@ def normalize(texts: tf.Tensor, lowercase: bool = False) -> tf.Tensor:
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
+    # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
+    texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
     texts = tf.strings.regex_replace(texts, _PUNCT, r" \1 ")
-    texts = tf.strings.regex_replace(texts, r"\s+", " ")
+    texts = tf.strings.regex_replace(texts, r" +", " ")
     # `tf.strings.strip` does not convert to ONNX; a regex does.
     return tf.strings.regex_replace(texts, r"^ | $", "")
 
@@ -210,7 +212,7 @@ class WordPieceTokenizer(Tokenizer):
         counts = count_words(texts, lowercase)
         pieces = learner.learn(sorted(counts.items()), vocab_size=vocab_size,
                                reserved_tokens=list(F.SPECIAL_TOKENS), lower_thresh=max(1, min_frequency),
-                               include_joiner_token=False)
+                               include_joiner_token=True)
         return [p for p in pieces if p not in F.SPECIAL_TOKENS]
 
 

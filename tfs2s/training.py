@@ -142,6 +142,27 @@ class TrainingClock(keras.callbacks.Callback):
         self.save()
 
 
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that also backs up at every epoch end and saves the training clock with each backup.
+
+    Keras' callback with an integer ``save_freq`` saves only inside epochs, so a run killed early in epoch
+    ``n`` would redo epoch ``n - 1`` entirely; saving at the boundary makes it resume at epoch ``n``.
+    """
+
+    def __init__(self, backup_dir: str, save_freq: int, clock: TrainingClock):
+        super().__init__(backup_dir, save_freq=save_freq)
+        self.clock = clock
+
+    def _save_model(self):
+        super()._save_model()
+        self.clock.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self._batches_seen_since_last_saving = 0
+        self._save_model()
+
+
 class BleuEvaluator(keras.callbacks.Callback):
     """Greedy-decodes validation sentences and logs BLEU every ``every_minutes`` of training time.
 
@@ -208,11 +229,18 @@ def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
     return tokens, batches
 
 
-def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -> dict:
+def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
     """Trains (or resumes) a model in ``run_dir`` and returns the run summary.
 
     A run killed part-way (Ctrl-C, a lost machine) continues from its last backup when started again with the
     same ``run_dir``: weights, optimizer state, epoch and training clock are restored.
+
+    Args:
+        cfg: The run's configuration.
+        run_dir: Run folder (created; an existing one is resumed).
+        verbose: Keras progress display (``"auto"`` shows progress bars).
+        extra_callbacks: More Keras callbacks for ``fit``.
 
     Returns:
         Summary figures (also written to ``summary.json``).
@@ -254,13 +282,14 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -> dict:
     evaluator = BleuEvaluator(translator, bleu_pairs, clock, t.bleu_every_minutes, history_path)
     callbacks = [
         clock,
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq=max(1, min(200, steps_per_epoch or batches))),
+        ResumableBackup(os.path.join(run_dir, "backup"), save_freq=200, clock=clock),
         keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.weights.h5"), monitor="val_loss",
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"), save_weights_only=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),
         evaluator,
         EpochLogger(history_path),
+        *extra_callbacks,
     ]
     if t.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5))

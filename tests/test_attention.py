@@ -1,0 +1,54 @@
+import numpy as np
+import keras
+import pytest
+
+from tfs2s.layers import BahdanauAttention, BroadcastOverTime, LuongAttention, PaddingMask
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    query = rng.normal(size=(2, 3, 6)).astype("float32")
+    keys = rng.normal(size=(2, 5, 4)).astype("float32")
+    values = rng.normal(size=(2, 5, 7)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    return query, keys, values, mask
+
+
+@pytest.mark.parametrize("layer", [BahdanauAttention(4), LuongAttention(scale=0.5)])
+def test_masked_positions_get_zero_weight_and_do_not_matter(layer):
+    query, keys, values, mask = _inputs()
+    if isinstance(layer, LuongAttention):
+        keys = np.concatenate([keys, keys[..., :2]], -1)  # Luong scores need query size == key size
+    context, weights = layer(query, keys, values, key_mask=mask)
+    w = np.asarray(weights)
+    assert w.shape == (2, 3, 5)
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
+    assert np.all(w[0, :, 3:] == 0.0)
+    # Changing keys/values under the mask changes nothing.
+    keys2, values2 = keys.copy(), values.copy()
+    keys2[0, 3:] += 100.0
+    values2[0, 3:] -= 50.0
+    context2, weights2 = layer(query, keys2, values2, key_mask=mask)
+    np.testing.assert_allclose(np.asarray(context2), np.asarray(context), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(context), w @ values, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(BahdanauAttention, {"units": 4}), (LuongAttention, {"scale": 0.25}),
+                                        (PaddingMask, {}), (BroadcastOverTime, {})])
+def test_config_round_trip(cls, kwargs):
+    layer = cls(name="x", **kwargs)
+    config = layer.get_config()
+    again = cls.from_config(config)
+    assert again.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is cls and restored.get_config() == config
+
+
+def test_bahdanau_score_matches_formula():
+    query, keys, values, _ = _inputs(1)
+    layer = BahdanauAttention(4)
+    _, weights = layer(query, keys, values)
+    wq, v, b = (np.asarray(x) for x in (layer.query_dense.kernel, layer.v, layer.bias))
+    scores = np.tanh((query @ wq)[:, :, None, :] + keys[:, None, :, :] + b) @ v
+    expected = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(weights), expected, atol=1e-5)

@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfs2s.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(capsys, *argv):
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    out = capsys.readouterr()
+    return done.value.code, out.out, out.err
+
+
+def test_unknown_config_key_is_a_one_line_error(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--run-dir", str(tmp_path), "--set", "model.hiden=3")
+    assert code == 2 and "unknown config key 'hiden'" in err and "Traceback" not in err
+
+
+def test_missing_data_dir_names_files(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--run-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "nowhere"))
+    assert code == 2 and "multi30k/train.de.gz" in err and "nowhere" in err
+
+
+def test_translate_without_a_run_is_a_clear_error(capsys, tmp_path):
+    code, _, err = _run(capsys, "translate", "--run-dir", str(tmp_path), "hallo")
+    assert code == 2 and "not a tfs2s run folder" in err
+
+
+def test_pipeline_smoke_on_multi30k(data_dir, tmp_path):
+    """pipelines/translate.py end to end (train, evaluate, translate) on 300 Multi30k lines."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, os.path.join(ROOT, "pipelines", "translate.py"), "--run-dir", str(run_dir),
+           "--data-dir", data_dir, "--eval-limit", "40", "--plot", str(tmp_path / "align.png"),
+           "--set=data.limit=300", "--set=training.epochs=1", "--set=training.max_minutes=0",
+           "--set=training.bleu_every_minutes=0", "--set=training.bleu_sentences=20", "--set=model.hidden=32",
+           "--set=model.embedding_dim=16", "--set=model.attention_units=16", "--set=data.min_frequency=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "test_scores.json").exists() and (tmp_path / "align.png").exists()
+    translations = proc.stdout.strip().splitlines()[-4:]
+    assert len(translations) == 4 and all(isinstance(t, str) for t in translations)
+    # Empty input translates to an empty line, through the console entry point.
+    proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", "--run-dir", str(run_dir), "", "   "],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from tfs2s.config import Config, ConfigError, load_config, parse_overrides, save_config
+
+
+def test_defaults_and_yaml_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nmodel:\n  hidden: 64\n  cell: lstm\ntraining:\n  learning_rate: 0.002\n")
+    cfg = load_config(path, ["model.layers=2", "data.lowercase=true"])
+    assert (cfg.name, cfg.model.hidden, cfg.model.cell, cfg.model.layers) == ("x", 64, "lstm", 2)
+    assert cfg.data.lowercase is True and cfg.training.learning_rate == 0.002
+    assert cfg.model.embedding_dim == Config().model.embedding_dim  # untouched default
+
+
+def test_unknown_key_names_key_and_valid_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  hiden: 64\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "'hiden'" in str(err.value) and "hidden" in str(err.value) and "attention" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        load_config(None, ["bogus=1"])
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(ConfigError, match="model.cell"):
+        load_config(None, ["model.cell=transformer"])
+    with pytest.raises(ConfigError, match="model.hidden must be of type int"):
+        load_config(None, ["model.hidden=big"])
+    with pytest.raises(ConfigError, match="n_best"):
+        load_config(None, ["decoding.n_best=9", "decoding.beam_width=3"])
+    with pytest.raises(ConfigError, match="KEY|section.key=value"):
+        parse_overrides(["model.hidden"])
+
+
+def test_int_is_accepted_for_float_and_json_round_trip(tmp_path):
+    cfg = load_config(None, {"training.learning_rate": 1, "model.dropout": 0})
+    assert cfg.training.learning_rate == 1.0 and isinstance(cfg.training.learning_rate, float)
+    path = save_config(cfg, tmp_path)
+    assert load_config(path) == cfg
+    assert json.load(open(path))["model"]["hidden"] == cfg.model.hidden
+
+
+def test_replace_returns_new_frozen_config():
+    cfg = Config()
+    other = cfg.replace(**{"model.hidden": 8})
+    assert other.model.hidden == 8 and cfg.model.hidden != 8
+    with pytest.raises(Exception):
+        cfg.model.hidden = 3

@@ -1,0 +1,84 @@
+import gzip
+import logging
+
+import pytest
+
+from tfs2s import corpora
+from tfs2s.corpora import DataError, load_pairs, read_parallel, read_tsv_pairs
+
+
+def _write(path, lines, gz=False):
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def test_parallel_length_mismatch_names_both_files_and_counts(tmp_path):
+    _write(tmp_path / "a.de", ["x", "y", "z"])
+    _write(tmp_path / "a.en", ["x", "y"])
+    with pytest.raises(DataError) as err:
+        read_parallel(str(tmp_path / "a.de"), str(tmp_path / "a.en"))
+    msg = str(err.value)
+    assert "a.de has 3 lines" in msg and "a.en has 2 lines" in msg
+
+
+def test_empty_lines_are_skipped_and_counted(tmp_path, caplog):
+    _write(tmp_path / "a.de.gz", ["eins", "", "drei", "  "], gz=True)
+    _write(tmp_path / "a.en.gz", ["one", "two", "", "four"], gz=True)
+    with caplog.at_level(logging.WARNING):
+        pairs = read_parallel(str(tmp_path / "a.de.gz"), str(tmp_path / "a.en.gz"))
+    assert pairs == [("eins", "one")]
+    assert "skipped 3 pair(s)" in caplog.text
+
+
+def test_missing_data_names_expected_files_and_folder(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_pairs("multi30k", "train", str(tmp_path), "de", "en")
+    msg = str(err.value)
+    assert "multi30k/train.de.gz" in msg and "multi30k/train.en.gz" in msg and str(tmp_path) in msg
+    with pytest.raises(DataError, match="known corpora"):
+        load_pairs("nope", "train", str(tmp_path), "de", "en")
+    with pytest.raises(DataError, match="no language 'fr'"):
+        load_pairs("multi30k", "train", str(tmp_path), "fr", "en")
+
+
+def test_tsv_reader_reports_file_and_line(tmp_path):
+    _write(tmp_path / "p.txt", ["Go.\tVe.", "Hi.\tHola.", "broken line"])
+    with pytest.raises(DataError, match=r"p.txt:3: expected at least 2"):
+        read_tsv_pairs(str(tmp_path / "p.txt"), 0, 1)
+    _write(tmp_path / "q.txt", ["Go.\tVe.", "", "Hi.\tHola."])
+    assert read_tsv_pairs(str(tmp_path / "q.txt"), 1, 0) == [("Ve.", "Go."), ("Hola.", "Hi.")]
+
+
+def test_multi30k_real_counts(data_dir):
+    assert len(load_pairs("multi30k", "validation", data_dir, "de", "en")) == 1014
+    test = load_pairs("multi30k", "test", data_dir, "en", "de", limit=5)
+    assert len(test) == 5 and test[0][0][0].isupper()
+
+
+def test_spa_eng_split_is_disjoint_by_english_sentence(data_dir):
+    splits = {s: load_pairs("spa_eng", s, data_dir, "en", "es") for s in ("train", "validation", "test")}
+    assert sum(len(p) for p in splits.values()) == 118121
+    english = {s: {e for e, _ in p} for s, p in splits.items()}
+    assert not english["train"] & english["test"] and not english["train"] & english["validation"]
+    assert 0.01 < len(splits["test"]) / 118121 < 0.03
+
+
+def test_tfds_builder_reads_local_files_offline(tmp_path):
+    import tensorflow_datasets as tfds
+
+    src = tmp_path / "src" / "multi30k"
+    src.mkdir(parents=True)
+    for stem, n in (("train", 5), ("val", 2), ("test_2016_flickr", 3)):
+        _write(src / f"{stem}.de.gz", [f"satz {i}" for i in range(n)], gz=True)
+        _write(src / f"{stem}.en.gz", [f"sentence {i}" for i in range(n)], gz=True)
+    builder_cls = corpora.tfds_builders()["multi30k"]
+    builder = builder_cls(data_dir=str(tmp_path / "tfds"), source_dir=str(tmp_path / "src"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    train = list(builder.as_dataset(split="train").as_numpy_iterator())
+    assert len(train) == 5 and {ex["en"] for ex in train} == {f"sentence {i}".encode() for i in range(5)}
+    ds = tfds.load("tfs2s_multi30k", split="test", data_dir=str(tmp_path / "tfds"), download=False)
+    assert len(list(ds)) == 3

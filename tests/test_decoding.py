@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s import decoding as D
+from tfs2s import features as F
+
+V, L, ALPHA = 4, 3, 0.8
+TABLE = (np.random.default_rng(0).normal(size=(200, V)) * 2).astype(np.float32)
+
+
+def _step(ids, state):
+    """A hand-built step: logits depend on a hash of the whole prefix, so every path differs."""
+    h = (state["h"] * 7 + ids + 3) % 200
+    new_state = {"h": h}
+    if "alignment" in state:  # the state keeps its keys from step to step
+        new_state["alignment"] = tf.one_hot(h % 3, 3)
+    return tf.gather(TABLE, h), new_state
+
+
+def _log_softmax(x):
+    return x - np.log(np.exp(x).sum())
+
+
+def _brute_force(h0, alpha):
+    """Every hypothesis of at most L tokens with its GNMT-normalised score, best first."""
+    hyps = []
+
+    def expand(h, prefix, log_prob):
+        h = (h * 7 + (prefix[-1] if prefix else F.BOS_ID) + 3) % 200
+        lp = _log_softmax(TABLE[h])
+        for tok in range(V):
+            n = len(prefix) + 1
+            if tok == F.EOS_ID or n == L:
+                hyps.append(((log_prob + lp[tok]) / ((5 + n) / 6) ** alpha, prefix + [tok]))
+            else:
+                expand(h, prefix + [tok], log_prob + lp[tok])
+
+    expand(h0, [], 0.0)
+    return sorted(hyps, key=lambda x: -x[0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, ALPHA])
+def test_wide_beam_matches_exhaustive_search(alpha):
+    result = D.beam_search(_step, {"h": tf.constant([0, 5]), "alignment": tf.zeros([2, 3])}, L, beam_width=64,
+                           length_penalty_alpha=alpha, n_best=5)
+    for b, h0 in enumerate([0, 5]):
+        expected = _brute_force(h0, alpha)[:5]
+        np.testing.assert_allclose(result["scores"][b].numpy(), [s for s, _ in expected], atol=1e-4)
+        for tokens, length, (_, seq) in zip(result["tokens"][b].numpy(), result["lengths"][b].numpy(), expected):
+            assert tokens[: len(seq)].tolist() == seq
+            assert length == len(seq) - (seq[-1] == F.EOS_ID)
+    assert (np.diff(result["scores"].numpy(), axis=1) <= 1e-6).all()  # n-best in order
+
+
+def test_length_penalty_changes_the_winner():
+    # Pick a start state where a strong penalty prefers a longer hypothesis than no penalty does.
+    h0 = next(h for h in range(200) if len(_brute_force(h, 3.0)[0][1]) > len(_brute_force(h, 0.0)[0][1]))
+    for alpha in (0.0, 3.0):
+        out = D.beam_search(_step, {"h": tf.constant([h0])}, L, beam_width=64, length_penalty_alpha=alpha)
+        best = _brute_force(h0, alpha)[0][1]
+        assert out["tokens"][0, 0].numpy().tolist()[: len(best)] == best
+
+
+def test_greedy_equals_top1_sampling_and_beam_never_scores_worse():
+    state = {"h": tf.constant([0, 5, 9, 13])}
+    greedy = D.greedy_search(_step, state, 6)
+    top1 = D.sample(_step, state, 6, top_k=1, seed=3)
+    np.testing.assert_array_equal(greedy["tokens"].numpy(), top1["tokens"].numpy())
+    np.testing.assert_allclose(greedy["log_probs"].numpy(), top1["log_probs"].numpy(), atol=1e-5)
+    # Beam search keeps the greedy path's ended hypotheses, so even width 1 scores at least as well.
+    for width in (1, 3):
+        beam = D.beam_search(_step, state, 6, beam_width=width)
+        assert (beam["log_probs"].numpy()[:, 0] >= greedy["log_probs"].numpy()[:, 0] - 1e-5).all()
+
+
+def test_sampling_is_seeded():
+    state = {"h": tf.range(8)}
+    a = D.sample(_step, state, 6, temperature=2.0, seed=11)["tokens"].numpy()
+    b = D.sample(_step, state, 6, temperature=2.0, seed=11)["tokens"].numpy()
+    c = D.sample(_step, state, 6, temperature=2.0, seed=12)["tokens"].numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_alignment_is_collected_and_zero_after_eos():
+    state = {"h": tf.constant([0, 5]), "alignment": tf.zeros([2, 3])}
+    out = D.greedy_search(_step, state, 5)
+    assert out["alignment"].shape == (2, 1, 5, 3)
+    for b in range(2):
+        n = int(out["lengths"][b, 0]) + 1  # tokens + </s>
+        assert np.allclose(out["alignment"][b, 0, :n].numpy().sum(-1), 1.0)
+        assert np.all(out["alignment"][b, 0, n:].numpy() == 0)
+
+
+def test_empty_batch_and_graph_mode():
+    fn = tf.function(lambda h: D.beam_search(_step, {"h": h}, 4, beam_width=3, n_best=2))
+    out = fn(tf.zeros([0], tf.int32))
+    assert out["tokens"].shape == (0, 2, 4)
+    out = fn(tf.constant([1, 2]))
+    assert out["tokens"].shape == (2, 2, 4)
+
+
+def test_n_best_larger_than_beam_is_an_error():
+    with pytest.raises(ValueError, match="n_best"):
+        D.beam_search(_step, {"h": tf.constant([0])}, 3, beam_width=2, n_best=3)

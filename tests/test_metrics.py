@@ -1,0 +1,34 @@
+import math
+import os
+
+import numpy as np
+
+from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores, plot_alignment
+
+
+def test_perplexity_and_accuracy_ignore_padding():
+    logits = np.log(np.array([[[0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]]], "float32"))
+    targets = np.array([[1, 2, 0]])
+    ppl, acc = Perplexity(), TokenAccuracy()
+    ppl.update_state(targets, logits)
+    acc.update_state(targets, logits)
+    np.testing.assert_allclose(float(ppl.result()), math.exp(-(math.log(0.6) + math.log(0.6)) / 2), rtol=1e-5)
+    assert float(acc.result()) == 1.0
+    ppl.reset_state()
+    assert float(ppl.result()) == 1.0
+
+
+def test_bleu_scores():
+    refs = ["A man rides a bike down the street.", "Two dogs play in the snow."]
+    perfect = bleu_scores(refs, refs)
+    assert perfect["bleu"] == 100.0 and perfect["chrf"] == 100.0
+    lower = bleu_scores([r.lower() for r in refs], refs)
+    assert lower["bleu_lowercase"] == 100.0 and lower["bleu"] < 100.0
+    assert bleu_scores(["nothing alike here", "zzz"], refs)["bleu"] < 5
+
+
+def test_plot_alignment_writes_png(tmp_path):
+    path = plot_alignment(np.eye(3, 4), ["a", "b", "c", "</s>"], ["x", "y", "</s>"], str(tmp_path / "a.png"), "t")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > 1000

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from tfs2s import features as F
+from tfs2s.config import ModelConfig
+from tfs2s.models import build_models
+
+CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
+         dict(cell="lstm", attention="none", bidirectional=False, layers=2),
+         dict(cell="gru", attention="luong", bidirectional=True, layers=2),
+         dict(cell="lstm", attention="bahdanau", bidirectional=True, layers=1),
+         dict(cell="gru", attention="none", bidirectional=True, layers=1)]
+
+SRC = np.array([[5, 6, 7, 3, 0], [8, 3, 0, 0, 0]], np.int32)
+DEC = np.array([[2, 5, 6, 7], [2, 9, 4, 0]], np.int32)
+
+
+def _models(**kwargs):
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0, **kwargs)
+    return build_models(cfg, 30, 25)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_step_decoder_reproduces_teacher_forced_logits(case):
+    m = _models(**case)
+    logits = m.training({F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}).numpy()
+    state = m.initial_state(tf.constant(SRC))
+    for t in range(DEC.shape[1]):
+        step_logits, state = m.step(tf.constant(DEC[:, t]), state)
+        expected = logits[:, t].copy()
+        expected[:, [F.PAD_ID, F.BOS_ID]] -= 1e9  # the step bans <pad> and <s>
+        np.testing.assert_allclose(step_logits.numpy(), expected, atol=1e-4)
+    assert ("alignment" in state) == (case["attention"] != "none")
+
+
+def test_models_share_named_layers():
+    m = _models(cell="gru", attention="bahdanau", bidirectional=True, layers=1)
+    for name in ("target_embedding", "decoder_rnn_0", "attention", "output_projection"):
+        assert m.training.get_layer(name) is m.decoder_step.get_layer(name)
+    assert m.training.get_layer("source_embedding") is m.encoder.get_layer("source_embedding")
+
+
+def test_padding_does_not_change_encoding():
+    m = _models(cell="gru", attention="bahdanau", bidirectional=True, layers=1)
+    short = m.encoder(tf.constant([[5, 6, 3]]))
+    padded = m.encoder(tf.constant([[5, 6, 3, 0, 0, 0]]))
+    np.testing.assert_allclose(short["state_0"], padded["state_0"], atol=1e-5)
+    np.testing.assert_allclose(short["memory"], padded["memory"][:, :3], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES[:3], ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_keras_file_round_trip(case, tmp_path):
+    m = _models(**case)
+    inputs = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}
+    path = str(tmp_path / "model.keras")
+    m.training.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(restored(inputs).numpy(), m.training(inputs).numpy(), atol=1e-5)

@@ -1,0 +1,62 @@
+import os
+
+import tensorflow as tf
+
+from tfs2s import features as F
+from tfs2s.tokenizers import WordPieceTokenizer, WordTokenizer, learn_tokenizer, load_tokenizer, normalize
+
+
+def _texts(t):
+    return [x.decode("utf-8") for x in t.numpy()]
+
+
+def test_normalize_splits_punctuation_keeps_umlauts_and_repairs_utf8():
+    out = _texts(normalize(tf.constant(["  Größe: 5%!  ", "l'homme (vite)", b"bad \xff byte", ""])))
+    assert out == ["Größe : 5 % !", "l'homme ( vite )", "bad \ufffd byte", ""]
+    # RE2's \s misses Unicode separators; Multi30k has U+00A0, which must not become a token.
+    assert _texts(normalize(tf.constant(["a\u00a0b\u2003c\td\x00e"]))) == ["a b c d e"]
+
+
+def test_word_round_trip_unknown_words_and_special_token_text(tmp_path):
+    tok = learn_tokenizer("word", ["Ein Mann fährt Fahrrad.", "Ein Hund läuft (schnell)."], str(tmp_path / "v.txt"),
+                          100)
+    ids = tok.tokenize(tf.constant(["Ein Hund fährt Fahrrad.", "Ein Elefant <s>", "   "]))
+    assert ids[2].shape[0] == 0
+    # An unknown word is <unk>; "<s>" typed as text is punctuation and letters, never the start token.
+    assert ids[1].numpy().tolist()[1:] == [F.UNK_ID] * 4
+    assert _texts(tok.detokenize(ids.to_tensor())) == ["Ein Hund fährt Fahrrad.", "Ein <unk> <unk> <unk> <unk>", ""]
+    assert min(ids.flat_values.numpy()) >= F.UNK_ID and F.BOS_ID not in ids.flat_values.numpy()
+
+
+def test_detokenize_stops_at_eos_and_drops_pad_and_bos(tmp_path):
+    tok = learn_tokenizer("word", ["a b c"], str(tmp_path / "v.txt"), 100)
+    a, b, c = tok.tokenize(tf.constant(["a b c"]))[0].numpy().tolist()
+    ids = tf.constant([[F.BOS_ID, a, b, F.EOS_ID, c], [a, F.PAD_ID, c, F.PAD_ID, F.PAD_ID]])
+    assert _texts(tok.detokenize(ids)) == ["a b", "a c"]
+
+
+def test_min_frequency_and_vocab_size(tmp_path):
+    words = WordTokenizer.learn_vocab(["a a a b b c", "a b d"], vocab_size=6, min_frequency=2)
+    assert words == ["a", "b"]
+    words = WordTokenizer.learn_vocab(["a a a b b c", "a b d"], vocab_size=5, min_frequency=1)
+    assert words == ["a"]  # 4 specials + 1
+
+
+def test_wordpiece_splits_unseen_words_into_known_pieces(tmp_path):
+    corpus = ["spielen spielt spielte Spieler .", "laufen läuft lief Läufer .", "Hunde Hund Hündin ."] * 30
+    tok = learn_tokenizer("wordpiece", corpus, str(tmp_path / "wp.txt"), 80)
+    assert isinstance(tok, WordPieceTokenizer)
+    ids = tok.tokenize(tf.constant(["Hündinnen spielten.", ""]))
+    assert ids[1].shape[0] == 0
+    pieces = ids[0].numpy().tolist()
+    assert F.UNK_ID not in pieces and len(pieces) > 3  # unseen words become several known pieces
+    assert _texts(tok.detokenize(ids.to_tensor())) == ["Hündinnen spielten.", ""]
+
+
+def test_save_and_load(tmp_path):
+    tok = learn_tokenizer("word", ["x y z"], str(tmp_path / "a" / "v.txt"), 100, lowercase=True)
+    tok.save(str(tmp_path / "run"), "source")
+    again = load_tokenizer(str(tmp_path / "run"), "source")
+    assert again.lowercase and again.vocab_size == tok.vocab_size
+    assert os.path.exists(tmp_path / "run" / "source_vocab.txt")
+    assert again.tokenize(tf.constant(["X Y"])).numpy().tolist() == tok.tokenize(tf.constant(["x y"])).numpy().tolist()

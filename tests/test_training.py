@@ -1,0 +1,94 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfs2s.config import load_config
+from tfs2s.training import load_run, train
+from tfs2s.translator import Translator
+
+TINY = {"data.limit": 160, "data.batch_size": 16, "data.min_frequency": 1, "model.hidden": 16,
+        "model.embedding_dim": 8, "model.attention_units": 8, "training.bleu_sentences": 20,
+        "training.early_stopping_patience": 0}
+
+
+class _Kill(keras.callbacks.Callback):
+    """Simulates a killed process in the middle of epoch 2."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 3:
+            raise KeyboardInterrupt
+
+
+def _epochs(run_dir):
+    with open(os.path.join(run_dir, "history.jsonl")) as f:
+        return [r["epoch"] for r in map(json.loads, f) if r["event"] == "epoch"]
+
+
+def test_resume_after_interruption(data_dir, tmp_path):
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 3})
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run_dir, verbose=0, extra_callbacks=[_Kill()])
+    assert _epochs(run_dir) == [1]
+    assert os.path.exists(os.path.join(run_dir, "backup", "latest.weights.h5"))
+    clock_before = json.load(open(os.path.join(run_dir, "clock.json")))["train_steps"]
+
+    summary = train(cfg, run_dir, verbose=0)
+    # Epoch 1 is not trained again: the run continues with epochs 2 and 3.
+    assert _epochs(run_dir) == [1, 2, 3]
+    assert summary["train_steps"] > clock_before
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # removed after a normal finish
+    for name in ("config.json", "source_vocab.txt", "target_vocab.txt", "checkpoints/best.weights.h5",
+                 "summary.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+
+    cfg2, models, s, t = load_run(run_dir)
+    assert cfg2 == cfg
+    out = Translator(models, s, t, cfg2).translate(["Ein Mann.", "", "   "], strategy="beam")
+    assert out[1] == "" and out[2] == ""
+
+
+def test_load_run_errors_name_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_run(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_convergence_on_synthetic_reversal(tmp_path):
+    """The model must learn to reverse digit strings (a quality floor on a task with one right answer)."""
+    from tfs2s import data
+    from tfs2s.models import build_models
+    from tfs2s.tokenizers import learn_tokenizer
+    from tfs2s.training import compile_model
+
+    rng = np.random.default_rng(0)
+    words = [str(d) for d in range(10)] + list("abcdefghij")
+
+    def make(n):
+        pairs = []
+        for _ in range(n):
+            seq = list(rng.choice(words, size=rng.integers(3, 9)))
+            pairs.append((" ".join(seq), " ".join(reversed(seq))))
+        return pairs
+
+    train_pairs, test_pairs = make(6000), make(200)
+    s = learn_tokenizer("word", [p[0] for p in train_pairs], str(tmp_path / "s.txt"), 100)
+    t = learn_tokenizer("word", [p[1] for p in train_pairs], str(tmp_path / "t.txt"), 100)
+    cfg = load_config(None, {"model.hidden": 64, "model.embedding_dim": 32, "model.attention_units": 32,
+                             "model.dropout": 0.0, "training.label_smoothing": 0.0, "data.max_source_length": 16,
+                             "data.max_target_length": 16, "decoding.strategy": "greedy"})
+    keras.utils.set_random_seed(0)
+    models = build_models(cfg.model, s.vocab_size, t.vocab_size)
+    compile_model(models, cfg, 100)
+    ds = data.make_dataset(train_pairs, s, t, batch_size=64, max_source_length=16, max_target_length=16,
+                           training=True, seed=0, bucket_width=2)
+    models.training.fit(ds, epochs=6, verbose=0)
+    hyps = Translator(models, s, t, cfg).translate([p[0] for p in test_pairs], strategy="greedy")
+    exact = np.mean([h == ref for h, (_, ref) in zip(hyps, test_pairs)])
+    assert exact >= 0.9, exact
