@@ -1,9 +1,10 @@
-"""Command line: ``tfs2s train | evaluate | translate``.
+"""Command line: ``tfs2s train | evaluate | export | translate``.
 
 Examples::
 
     tfs2s train --config pipelines/configs/multi30k_small.yaml --run-dir runs/small --set model.hidden=256
     tfs2s evaluate --run-dir runs/small --split test
+    tfs2s export --run-dir runs/small --name multi30k_small --onnx
     tfs2s translate --run-dir runs/small "Ein Mann fährt Fahrrad." --strategy beam --n-best 3
     echo "Zwei Hunde spielen." | tfs2s translate --run-dir runs/small
 """
@@ -15,6 +16,10 @@ import json
 import logging
 import os
 import sys
+
+
+# Sentences an export is checked on after it is written (reloaded from disk vs the in-memory model).
+SAMPLE_CHECK = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt auf einer Bühne."]
 
 
 def _quiet_tensorflow():
@@ -46,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--plot", metavar="TEXT", help="also save the attention heatmap of TEXT")
     p.add_argument("--plot-path", default="alignment.png")
+
+    p = sub.add_parser("export", help="export a trained run as a SavedModel (TF Serving layout) and ONNX")
+    _add_run_dir(p)
+    p.add_argument("--name", help="model name (default: the config's name)")
+    p.add_argument("--export-dir", default="saved_models", help="root of exported models (default: saved_models)")
+    p.add_argument("--version", type=int, help="version number (default: the next free one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--onnx", action="store_true", help="also convert the ONNX graphs (into <version>/onnx/)")
+    p.add_argument("--max-beam-width", type=int, default=16)
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
     _add_run_dir(p)
@@ -101,6 +115,14 @@ def run(argv=None) -> int:
                 json.dump(results, f, indent=2, ensure_ascii=False)
         if args.plot:
             print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
+    elif args.command == "export":
+        from tfs2s.export import export_saved_model, verify_export
+
+        translator = _load_translator(args.run_dir)
+        path = export_saved_model(translator, args.export_dir, args.name or translator.config.name, args.version,
+                                  overwrite=args.overwrite, onnx=args.onnx, max_beam_width=args.max_beam_width)
+        report = verify_export(path, translator, SAMPLE_CHECK)
+        print(json.dumps({"export": path, "verified": report}, indent=2))
     elif args.command == "translate":
         translator = _load_translator(args.run_dir)
         texts = args.text or [line.rstrip("\n") for line in sys.stdin]
@@ -120,10 +142,11 @@ def main(argv=None) -> None:
     """Entry point: user mistakes end with a one-line error and exit status 2, not a traceback."""
     from tfs2s.config import ConfigError
     from tfs2s.corpora import DataError
+    from tfs2s.export import ExportError
 
     try:
         status = run(argv)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, DataError, ExportError, FileNotFoundError, ValueError) as err:
         print(f"tfs2s: error: {err}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:

@@ -50,10 +50,17 @@ def prepare_source_ids(ids: tf.RaggedTensor, max_length: int, reverse: bool) -> 
     return add_eos(ids)
 
 
-def encode_source(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int, reverse: bool) -> tf.Tensor:
+def at_least_one_column(ids: tf.Tensor) -> tf.Tensor:
+    """Pads ``[batch, time]`` ids to at least one column (a batch of zero pads to zero columns, and an RNN over
+    zero time steps cannot run)."""
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]], constant_values=F.PAD_ID)
+
+
+def encode_source(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int, reverse: bool,
+                  repair_utf8: bool = True) -> tf.Tensor:
     """``[batch]`` text -> padded ``[batch, time]`` int32 encoder ids, exactly as in training."""
-    ids = prepare_source_ids(tokenizer.tokenize(texts), max_length, reverse)
-    return tf.cast(ids.to_tensor(default_value=F.PAD_ID), tf.int32)
+    ids = prepare_source_ids(tokenizer.tokenize(texts, repair_utf8), max_length, reverse)
+    return at_least_one_column(tf.cast(ids.to_tensor(default_value=F.PAD_ID), tf.int32))
 
 
 # --------------------------------------------------------------------------- dataset steps

@@ -41,7 +41,8 @@ def _write(buffer, t, values, axis: int = 1):
     ``values`` has the shape of ``buffer`` without ``axis``.
     """
     rank = len(buffer.shape)
-    one_hot = tf.one_hot(t, tf.shape(buffer)[axis], dtype=buffer.dtype)
+    # `range == t` rather than tf.one_hot: tf2onnx cannot convert a one-hot of a scalar index.
+    one_hot = tf.cast(tf.equal(tf.range(tf.shape(buffer)[axis]), t), buffer.dtype)
     one_hot = tf.reshape(one_hot, [1] * axis + [-1] + [1] * (rank - axis - 1))
     return buffer + one_hot * tf.expand_dims(values, axis)
 
@@ -149,13 +150,15 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         step_fn: The step function.
         state: Initial state (each tensor ``[B, ...]``); tiled to ``[B * beam_width, ...]`` here.
         max_length: Largest number of tokens to generate.
-        beam_width: Hypotheses kept per input.
+        beam_width: Hypotheses kept per input (int or scalar tensor).
         length_penalty_alpha: GNMT alpha; 0 ranks by plain log-probability.
-        n_best: Hypotheses returned per input (``<= beam_width``).
+        n_best: Hypotheses returned per input (``<= beam_width``; int or scalar tensor).
     """
-    if n_best > beam_width:
+    if isinstance(n_best, int) and isinstance(beam_width, int) and n_best > beam_width:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_width ({beam_width})")
-    k = beam_width
+    # Both may be scalar tensors (per-request options of an exported signature).
+    k = beam_width if isinstance(beam_width, int) else tf.cast(beam_width, tf.int32)
+    n_best = n_best if isinstance(n_best, int) else tf.minimum(tf.cast(n_best, tf.int32), k)
     batch = tf.shape(next(iter(state.values())))[0]
     max_length = tf.cast(max_length, tf.int32)
     has_alignment = ALIGNMENT in state

@@ -26,9 +26,14 @@ _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
 _DETOK_OPEN = r"([(\[{]) "
 
 
-def normalize(texts: tf.Tensor, lowercase: bool = False) -> tf.Tensor:
-    """Cleans a ``[batch]`` string tensor: valid UTF-8, punctuation split off, single spaces, no edges."""
-    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+def normalize(texts: tf.Tensor, lowercase: bool = False, repair_utf8: bool = True) -> tf.Tensor:
+    """Cleans a ``[batch]`` string tensor: valid UTF-8, punctuation split off, single spaces, no edges.
+
+    ``repair_utf8=False`` leaves out the UTF-8 repair (no ONNX equivalent): for graphs converted to ONNX,
+    whose host code must pass valid UTF-8 (``tfs2s.onnx_runtime`` does).
+    """
+    if repair_utf8:
+        texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
@@ -40,16 +45,39 @@ def normalize(texts: tf.Tensor, lowercase: bool = False) -> tf.Tensor:
 
 
 def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
-    """Splits normalised ``[batch]`` text on single spaces into ``[batch, (words)]``, dropping empty strings."""
+    """Splits normalised ``[batch]`` text on single spaces into ``[batch, (words)]``.
+
+    Normalised text has no double or edge spaces, so the only empty "word" is an empty text's. It becomes
+    ``<pad>``, which every lookup maps to id 0 and then drops (string length/equality ops have no ONNX
+    equivalent; a regex and an integer comparison do).
+    """
     words = tf.strings.split(texts, sep=" ")
-    return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+    return tf.ragged.map_flat_values(tf.strings.regex_replace, words, "^$", F.PAD)
 
 
-def detokenize_words(words: tf.RaggedTensor) -> tf.Tensor:
-    """Joins ``[batch, (words)]`` with spaces and re-attaches punctuation."""
-    texts = tf.strings.reduce_join(words, axis=1, separator=" ")
+def _drop_padding(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    return tf.ragged.boolean_mask(ids, tf.not_equal(ids, tf.constant(F.PAD_ID, ids.dtype)))
+
+
+def join_tokens(tokens: tf.Tensor, wordpiece: bool = False) -> tf.Tensor:
+    """Joins dense ``[batch, time]`` token strings ("" = nothing) into text and re-attaches punctuation.
+
+    Dense on purpose: a ragged ``reduce_join`` has no ONNX equivalent.
+    """
+    texts = tf.strings.reduce_join(tokens, axis=1, separator=" ")
+    texts = tf.strings.regex_replace(texts, " +", " ")
+    texts = tf.strings.regex_replace(texts, "^ | $", "")
+    if wordpiece:
+        texts = tf.strings.regex_replace(texts, r" ##", "")  # glue continuation pieces
     texts = tf.strings.regex_replace(texts, _DETOK_CLOSE, r"\1")
     return tf.strings.regex_replace(texts, _DETOK_OPEN, r"\1")
+
+
+def output_mask(ids: tf.Tensor) -> tf.Tensor:
+    """``[batch, time]`` bool: True for tokens before the first ``</s>`` that are not ``<pad>``/``<s>``."""
+    ids = tf.cast(ids, tf.int64)
+    before_eos = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, F.EOS_ID), tf.int32), axis=1), 0)
+    return tf.logical_and(before_eos, tf.logical_and(tf.not_equal(ids, F.PAD_ID), tf.not_equal(ids, F.BOS_ID)))
 
 
 def strip_special_ids(ids: tf.Tensor) -> tf.RaggedTensor:
@@ -94,14 +122,15 @@ def count_words(texts: Iterable[str], lowercase: bool) -> collections.Counter:
     ds = tf.data.Dataset.from_generator(lambda: iter(texts), output_signature=tf.TensorSpec([], tf.string))
     for batch in ds.batch(2048):
         words = split_words(normalize(batch, lowercase))
-        counts.update(w.decode("utf-8") for w in words.flat_values.numpy())
+        counts.update(w for w in (x.decode("utf-8") for x in words.flat_values.numpy()) if w != F.PAD)
     return counts
 
 
 class Tokenizer(tf.Module):
     """Base class: in-graph text <-> ids over a vocabulary file.
 
-    Subclasses define ``tokenize(texts [batch]) -> [batch, (tokens)] int64 ids`` (no ``<s>``/``</s>``) and
+    Subclasses define ``tokenize(texts [batch], repair_utf8=True) -> [batch, (tokens)] int64 ids`` (no
+    ``<s>``/``</s>``; see ``normalize`` for ``repair_utf8``) and
     ``detokenize(ids [batch, time]) -> [batch] text`` (cut at the first ``</s>``).
 
     Args:
@@ -134,7 +163,12 @@ class Tokenizer(tf.Module):
             default_value=F.UNK)
 
     def _lookup(self, tokens: tf.RaggedTensor) -> tf.RaggedTensor:
-        return _no_special_ids(tf.ragged.map_flat_values(self.token_to_id.lookup, tokens))
+        return _no_special_ids(_drop_padding(tf.ragged.map_flat_values(self.token_to_id.lookup, tokens)))
+
+    def dense_tokens(self, ids: tf.Tensor) -> tf.Tensor:
+        """``[batch, time]`` ids -> ``[batch, time]`` token strings, "" after ``</s>`` and for ``<pad>``/``<s>``."""
+        tokens = self.id_to_token.lookup(tf.cast(ids, tf.int64))
+        return tf.where(output_mask(ids), tokens, tf.constant(""))
 
     def id_tokens(self, ids: tf.Tensor) -> tf.RaggedTensor:
         """``[batch, time]`` ids -> ``[batch, (tokens)]`` token strings, cut at ``</s>``."""
@@ -159,11 +193,11 @@ class WordTokenizer(Tokenizer):
 
     kind = "word"
 
-    def tokenize(self, texts):
-        return self._lookup(split_words(normalize(texts, self.lowercase)))
+    def tokenize(self, texts, repair_utf8: bool = True):
+        return self._lookup(split_words(normalize(texts, self.lowercase, repair_utf8)))
 
     def detokenize(self, ids):
-        return detokenize_words(self.id_tokens(ids))
+        return join_tokens(self.dense_tokens(ids))
 
     @staticmethod
     def learn_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 1,
@@ -190,18 +224,13 @@ class WordPieceTokenizer(Tokenizer):
         self._wordpiece = text.WordpieceTokenizer(self.token_to_id, suffix_indicator="##",
                                                   token_out_type=tf.int64, unknown_token=F.UNK)
 
-    def tokenize(self, texts):
-        words = split_words(normalize(texts, self.lowercase))
+    def tokenize(self, texts, repair_utf8: bool = True):
+        words = split_words(normalize(texts, self.lowercase, repair_utf8))
         pieces = self._wordpiece.tokenize(words)
-        return _no_special_ids(pieces.merge_dims(1, 2))
+        return _no_special_ids(_drop_padding(pieces.merge_dims(1, 2)))
 
     def detokenize(self, ids):
-        pieces = self.id_tokens(ids)
-        # Glue "##" continuations to the piece before them, then re-attach punctuation.
-        texts = tf.strings.reduce_join(pieces, axis=1, separator=" ")
-        texts = tf.strings.regex_replace(texts, r" ##", "")
-        texts = tf.strings.regex_replace(texts, _DETOK_CLOSE, r"\1")
-        return tf.strings.regex_replace(texts, _DETOK_OPEN, r"\1")
+        return join_tokens(self.dense_tokens(ids), wordpiece=True)
 
     @staticmethod
     def learn_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 1,

@@ -37,10 +37,10 @@ class Translator(tf.Module):
         self.config = config
         self._functions: dict = {}
 
-    def encode(self, texts: tf.Tensor) -> tf.Tensor:
+    def encode(self, texts: tf.Tensor, repair_utf8: bool = True) -> tf.Tensor:
         """``[batch]`` text -> padded encoder ids ``[batch, time]``."""
         d = self.config.data
-        return data.encode_source(self.source_tokenizer, texts, d.max_source_length, d.reverse_source)
+        return data.encode_source(self.source_tokenizer, texts, d.max_source_length, d.reverse_source, repair_utf8)
 
     def max_length(self, source_ids: tf.Tensor) -> tf.Tensor:
         """Decoding length limit for a batch: ``ratio * longest source + offset``."""
@@ -51,13 +51,18 @@ class Translator(tf.Module):
 
     def decode_ids(self, source_ids: tf.Tensor, strategy: str, **options) -> dict:
         """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``)."""
+        source_ids = data.at_least_one_column(tf.cast(source_ids, tf.int32))
         state = self.models.initial_state(source_ids)
         return decoding.decode(self.models.step, state, self.max_length(source_ids), strategy, **options)
 
-    def translate_tensor(self, texts: tf.Tensor, strategy: str, **options) -> dict:
+    def translate_tensor(self, texts: tf.Tensor, strategy: str, repair_utf8: bool = True, **options) -> dict:
         """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``."""
-        source_ids = self.encode(texts)
-        result = self.decode_ids(source_ids, strategy, **options)
+        source_ids = self.encode(texts, repair_utf8)
+        return self.finish(self.decode_ids(source_ids, strategy, **options), source_ids)
+
+    def finish(self, result: dict, source_ids: tf.Tensor) -> dict:
+        """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict."""
+        result = dict(result)
         tokens = result["tokens"]
         batch, n = tf.shape(tokens)[0], tf.shape(tokens)[1]
         flat = tf.reshape(tokens, [batch * n, -1])

@@ -1,0 +1,186 @@
+"""Export: SavedModel layout, signatures, relocation, plain-TensorFlow loading, ONNX parity and bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s import features as F
+from tfs2s.config import load_config
+from tfs2s.export import ExportError, export_saved_model, next_version, read_metadata, verify_export
+from tfs2s.training import load_run, train
+from tfs2s.translator import Translator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau mit einem Hut.", "Kinder."]
+LONG = " ".join(["Hund"] * 10000)
+BAD = ["", "   ", LONG, "😀 日本語 ✓", "Ein Mann.", "Zwei junge Männer spielen auf einer grünen Wiese Fußball."]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    path = str(tmp_path_factory.mktemp("run") / "run")
+    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 300, "data.batch_size": 16,
+                             "data.min_frequency": 1, "model.hidden": 32, "model.embedding_dim": 16,
+                             "model.attention_units": 16, "training.epochs": 2, "training.bleu_sentences": 10,
+                             "training.early_stopping_patience": 0, "decoding.n_best": 2, "name": "tiny"})
+    train(cfg, path, verbose=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def translator(run_dir):
+    cfg, models, s, t = load_run(run_dir)
+    return Translator(models, s, t, cfg)
+
+
+@pytest.fixture(scope="module")
+def exported(translator, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("saved_models"))
+    return export_saved_model(translator, root, "tiny", onnx=True, max_beam_width=8)
+
+
+def test_layout_versions_and_overwrite(exported, translator):
+    model_dir = os.path.dirname(exported)
+    assert os.path.basename(exported) == "1"
+    for name in ("saved_model.pb", "variables", "assets/source_vocab.txt", "assets/target_vocab.txt",
+                 "assets.extra/config.json", "onnx/translate_text.onnx", "onnx/decoder_step.onnx"):
+        assert os.path.exists(os.path.join(exported, name)), name
+    meta = read_metadata(exported)
+    assert meta["requires_tensorflow_text"] is False and "serving_default" in meta["signatures"]
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".")]  # no temporary folder left behind
+    assert next_version(model_dir) == 2
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(translator, os.path.dirname(model_dir), "tiny", version=1)
+
+
+def test_serving_default_and_bad_input(exported, translator):
+    loaded = tf.saved_model.load(exported)
+    serve = loaded.signatures["serving_default"]
+    out = serve(text=tf.constant(BAD))
+    assert out["text"].shape == (len(BAD),) and out["translations"].shape == (len(BAD), 2)
+    assert out["tokens"].shape[:2] == (len(BAD), 2) and out["scores"].shape == (len(BAD), 2)
+    texts = [t.decode() for t in out["text"].numpy()]
+    assert texts[0] == "" and texts[1] == ""
+    # The long input is truncated to data.max_source_length, so decoding stays bounded.
+    assert out["tokens"].shape[2] <= int(np.ceil(1.5 * translator.config.data.max_source_length)) + 10
+    # Invalid UTF-8 and an empty batch.
+    bad_bytes = serve(text=tf.constant([b"caf\xc3 \xff\xfe Hund"]))
+    assert bad_bytes["text"].shape == (1,)
+    empty = serve(text=tf.constant([], dtype=tf.string))
+    assert empty["text"].shape == (0,) and empty["tokens"].shape[:2] == (0, 2)
+    # Same answers as the in-memory translator.
+    assert texts[2:] == translator.translate(BAD[2:], strategy="beam")
+
+
+def test_translate_options(exported):
+    options = tf.saved_model.load(exported).signatures["translate_options"]
+    text = tf.constant(SENTENCES)
+    out = options(text=text, beam_width=tf.constant(4), n_best=tf.constant(3), max_length=tf.constant(0))
+    assert out["scores"].shape == (4, 3)
+    assert (np.diff(out["scores"].numpy(), axis=1) <= 1e-6).all()
+    clipped = options(text=text, beam_width=tf.constant(1000), n_best=tf.constant(50), max_length=tf.constant(3))
+    assert clipped["scores"].shape == (4, 8) and clipped["tokens"].shape[2] <= 3
+
+
+def test_relocated_export_loads_in_plain_tensorflow(exported, run_dir, tmp_path):
+    """Move the export, hide the training run, and load it in a process that imports only tensorflow."""
+    moved = str(tmp_path / "elsewhere" / "7")
+    shutil.copytree(exported, moved)
+    expected = tf.saved_model.load(exported).signatures["translate_ids_greedy"](
+        **{F.ENCODER_TOKEN_IDS: tf.constant([[5, 6, 7, 3], [8, 3, 0, 0]])})
+    hidden = run_dir + ".hidden"
+    os.rename(run_dir, hidden)
+    try:
+        script = textwrap.dedent(f"""
+            import json, sys
+            import tensorflow as tf
+            m = tf.saved_model.load({moved!r})
+            out = m.signatures["translate_ids_greedy"](encoder_token_ids=tf.constant([[5, 6, 7, 3], [8, 3, 0, 0]]))
+            text = m.signatures["serving_default"](text=tf.constant(["Ein Mann.", ""]))["text"]
+            bad = [m for m in ("tensorflow_text", "tfs2s") if m in sys.modules]
+            print(json.dumps({{"tokens": out["tokens"].numpy().tolist(), "text": [t.decode() for t in text.numpy()],
+                              "bad": bad}}))
+        """)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=str(tmp_path), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    finally:
+        os.rename(hidden, run_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["bad"] == []
+    assert result["tokens"] == expected["tokens"].numpy().tolist()
+    assert result["text"][1] == ""
+
+
+def test_verify_export_detects_a_different_model(exported, translator):
+    assert verify_export(exported, translator, SENTENCES)["translate_ids"]["sentences"] == 4
+    weights = translator.models.training.get_weights()
+    try:
+        translator.models.training.set_weights([w * 1.5 for w in weights])
+        with pytest.raises(AssertionError, match="differ"):
+            verify_export(exported, translator, SENTENCES)
+    finally:
+        translator.models.training.set_weights(weights)
+
+
+def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
+    """ONNX graphs in onnxruntime (a process without TensorFlow) give TF's ids, scores and logits."""
+    loaded = tf.saved_model.load(exported)
+    sources = SENTENCES + BAD[2:]
+    ids = translator.encode(tf.constant(sources)).numpy()
+    decoder_ids = np.array([[F.BOS_ID, 5, 6, 7], [F.BOS_ID, 9, 4, 0]] * 4, np.int32)[: len(sources)]
+    expected = {
+        "greedy": loaded.signatures["translate_ids_greedy"](encoder_token_ids=tf.constant(ids)),
+        "beam": loaded.signatures["translate_ids"](encoder_token_ids=tf.constant(ids)),
+        "text": loaded.signatures["translate_text"](text=tf.constant(sources)),
+        "logits": loaded.signatures["logits"](encoder_token_ids=tf.constant(ids[: len(decoder_ids)]),
+                                              decoder_token_ids=tf.constant(decoder_ids)),
+    }
+    np.savez(tmp_path / "inputs.npz", ids=ids, decoder_ids=decoder_ids)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from tfs2s.onnx_runtime import OnnxTranslator
+        t = OnnxTranslator({exported!r})
+        data = np.load({str(tmp_path / "inputs.npz")!r})
+        ids = data["ids"]
+        out = {{}}
+        for strategy in ("greedy", "beam"):
+            r = t.translate_ids(ids, strategy)
+            out[strategy] = {{"tokens": r["tokens"].tolist(), "scores": r["scores"].tolist()}}
+        host = t.greedy_host_loop(ids, max_length=t.max_length(ids))
+        out["host"] = {{"tokens": host["tokens"].tolist(), "scores": host["scores"].tolist()}}
+        out["text"] = t.translate({sources!r})
+        out["bad"] = t.translate({BAD!r} + [b"caf\\xc3 \\xff Hund"])
+        out["empty"] = t.translate([])
+        out["empty_ids"] = list(t.translate_ids(np.zeros((0, 3), np.int32))["tokens"].shape)
+        logits = t.session("logits").run(["logits"], {{"encoder_token_ids": ids[:len(data["decoder_ids"])],
+                                                      "decoder_token_ids": data["decoder_ids"]}})[0]
+        np.save({str(tmp_path / "logits.npy")!r}, logits)
+        out["tensorflow_imported"] = "tensorflow" in sys.modules
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["tensorflow_imported"] is False
+    for strategy in ("greedy", "beam"):
+        np.testing.assert_array_equal(got[strategy]["tokens"], expected[strategy]["tokens"].numpy())
+        np.testing.assert_allclose(got[strategy]["scores"], expected[strategy]["scores"].numpy(), atol=1e-4)
+    tf_greedy = expected["greedy"]["tokens"].numpy()[:, 0]
+    host = np.array(got["host"]["tokens"])
+    np.testing.assert_array_equal(host, tf_greedy[:, : host.shape[1]])
+    assert not tf_greedy[:, host.shape[1]:].any()
+    np.testing.assert_allclose(got["host"]["scores"], expected["greedy"]["scores"].numpy()[:, 0], atol=1e-4)
+    assert got["text"] == [t.decode() for t in expected["text"]["translation"].numpy()]
+    assert len(got["bad"]) == len(BAD) + 1 and got["bad"][0] == "" and got["bad"][1] == ""
+    assert got["empty"] == [] and got["empty_ids"] == [0, 1, 0]
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected["logits"]["logits"].numpy(), atol=1e-4)

@@ -1,0 +1,145 @@
+"""Translate with the ONNX graphs of an export, in onnxruntime, without TensorFlow.
+
+This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.features``), so it runs where only
+``numpy``, ``onnxruntime`` and ``onnxruntime-extensions`` are installed::
+
+    from tfs2s.onnx_runtime import OnnxTranslator
+    translator = OnnxTranslator("saved_models/multi30k_small/1")
+    translator.translate(["Ein Mann fährt Fahrrad."])            # text graph (beam search)
+    translator.translate_ids(ids, strategy="greedy")             # ids graphs, whole loop inside ONNX
+    translator.greedy_host_loop(ids)                             # encoder.onnx + decoder_step.onnx, numpy loop
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from tfs2s import features as F
+
+GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx",
+               "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
+               "logits": "teacher_forced.onnx"}
+
+
+def _clean_text(text) -> str:
+    """Valid UTF-8 text for the graph: bytes are decoded with replacement characters, lone surrogates replaced."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return str(text).encode("utf-8", errors="replace").decode("utf-8")
+
+
+class OnnxTranslator:
+    """Runs an export's ``onnx/`` graphs.
+
+    Args:
+        export_dir: A version folder written by ``tfs2s export --onnx``.
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    Raises:
+        FileNotFoundError: The folder holds no ONNX graphs or no export metadata.
+    """
+
+    def __init__(self, export_dir: str, threads: int | None = None):
+        import onnxruntime as ort
+        from onnxruntime_extensions import get_library_path
+
+        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
+        with open(meta_path, encoding="utf-8") as f:
+            self.metadata = json.load(f)
+        self.onnx_dir = os.path.join(export_dir, "onnx")
+        if not os.path.isdir(self.onnx_dir):
+            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
+        self._options = ort.SessionOptions()
+        self._options.register_custom_ops_library(get_library_path())
+        if threads:
+            self._options.intra_op_num_threads = threads
+        self._ort = ort
+        self._sessions: dict = {}
+
+    def session(self, graph: str):
+        """The onnxruntime session of ``graph`` (``text``, ``greedy``, ``beam``, ``encoder``, ``decoder_step``)."""
+        if graph not in self._sessions:
+            path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"ONNX graph {path} is missing")
+            self._sessions[graph] = self._ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
+        return self._sessions[graph]
+
+    def translate(self, texts: Sequence[str | bytes]) -> list[str]:
+        """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``."""
+        if len(texts) == 0:
+            return []
+        batch = np.array([_clean_text(t) for t in texts], dtype=object)
+        translation, _ = self.session("text").run(["translation", "score"], {F.SOURCE_TEXT: batch})
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in translation]
+
+    def translate_ids(self, ids: np.ndarray, strategy: str = "greedy") -> dict:
+        """Decodes padded ``[B, S]`` int32 encoder ids with the whole decoding loop in ONNX.
+
+        Returns:
+            ``{"tokens" [B, 1, L], "length" [B, 1], "scores" [B, 1]}``.
+        """
+        if strategy not in ("greedy", "beam"):
+            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+        ids = np.asarray(ids, dtype=np.int32)
+        if ids.ndim != 2:
+            raise ValueError(f"ids must be [batch, time], got shape {ids.shape}")
+        if ids.shape[0] == 0:
+            return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
+                    "scores": np.zeros((0, 1), np.float32)}
+        tokens, length, scores = self.session(strategy).run(["tokens", "length", "scores"],
+                                                            {F.ENCODER_TOKEN_IDS: ids})
+        return {"tokens": tokens, "length": length, "scores": scores}
+
+    def max_length(self, ids: np.ndarray) -> int:
+        """Decoding length limit, computed as the exported graphs do."""
+        d = self.metadata["decoding"]
+        longest = int((ids != F.PAD_ID).sum(axis=1).max(initial=0))
+        return int(math.ceil(d["max_length_ratio"] * longest)) + d["max_length_offset"]
+
+    def greedy_host_loop(self, ids: np.ndarray, max_length: int | None = None) -> dict:
+        """Greedy decoding driven from Python over ``encoder.onnx`` and ``decoder_step.onnx``.
+
+        Returns:
+            ``{"tokens" [B, L], "length" [B], "scores" [B]}`` (sum of token log-probabilities).
+        """
+        ids = np.asarray(ids, dtype=np.int32)
+        batch = ids.shape[0]
+        max_length = self.max_length(ids) if max_length is None else max_length
+        tokens = np.zeros((batch, max_length), np.int32)
+        scores = np.zeros(batch, np.float32)
+        lengths = np.zeros(batch, np.int32)
+        if batch == 0:
+            return {"tokens": tokens, "length": lengths, "scores": scores}
+        encoder = self.session("encoder")
+        encoded = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {F.ENCODER_TOKEN_IDS: ids})))
+        step = self.session("decoder_step")
+        feed = {name: encoded[name] for name in self.metadata["step_inputs"] if name in encoded}
+        previous = np.full(batch, F.BOS_ID, np.int32)
+        finished = np.zeros(batch, bool)
+        step_outputs = [o.name for o in step.get_outputs()]
+        for t in range(max_length):
+            out = dict(zip(step_outputs, step.run(None, {F.DECODER_TOKEN_IDS: previous, **feed})))
+            logits = out["logits"]
+            log_probs = logits - logits.max(-1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+            chosen = np.where(finished, F.PAD_ID, logits.argmax(-1)).astype(np.int32)
+            active = ~finished
+            scores += np.where(active, log_probs[np.arange(batch), chosen], 0.0)
+            lengths += (active & (chosen != F.EOS_ID)).astype(np.int32)
+            tokens[:, t] = chosen
+            finished |= chosen == F.EOS_ID
+            for name in self.metadata["state_names"]:
+                feed[name] = out[f"next_{name}"]
+            previous = chosen
+            if finished.all():
+                tokens = tokens[:, : t + 1]
+                break
+        return {"tokens": tokens, "length": lengths, "scores": scores}
