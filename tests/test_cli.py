@@ -36,15 +36,18 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, os.path.join(ROOT, "pipelines", "translate.py"), "--run-dir", str(run_dir),
            "--data-dir", data_dir, "--eval-limit", "40", "--plot", str(tmp_path / "align.png"),
+           "--export-dir", str(tmp_path / "saved_models"), "--no-onnx",
            "--set=data.limit=300", "--set=training.epochs=1", "--set=training.max_minutes=0",
            "--set=training.bleu_every_minutes=0", "--set=training.bleu_sentences=20", "--set=model.hidden=32",
            "--set=model.embedding_dim=16", "--set=model.attention_units=16", "--set=data.min_frequency=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run_dir / "test_scores.json").exists() and (tmp_path / "align.png").exists()
+    assert (tmp_path / "saved_models" / "multi30k_small" / "1" / "saved_model.pb").exists()
     translations = proc.stdout.strip().splitlines()[-4:]
     assert len(translations) == 4 and all(isinstance(t, str) for t in translations)
-    # Empty input translates to an empty line, through the console entry point.
-    proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", "--run-dir", str(run_dir), "", "   "],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]
+    # Empty input translates to an empty line, from the run and from the export.
+    for source in (["--run-dir", str(run_dir)], ["--model", str(tmp_path / "saved_models" / "multi30k_small" / "1")]):
+        proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", *source, "", "   "],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]

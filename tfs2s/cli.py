@@ -60,9 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.add_argument("--onnx", action="store_true", help="also convert the ONNX graphs (into <version>/onnx/)")
     p.add_argument("--max-beam-width", type=int, default=16)
+    p.add_argument("--info", help="also write the export path and verification report as JSON here")
 
     p = sub.add_parser("translate", help="translate sentences (arguments, or one per line on stdin)")
-    _add_run_dir(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="a training run folder")
+    source.add_argument("--model", help="an exported SavedModel version folder (saved_models/<name>/<version>)")
     p.add_argument("text", nargs="*", help="sentences; read from stdin when none are given")
     p.add_argument("--strategy", choices=["greedy", "beam", "sample"])
     p.add_argument("--beam-width", type=int)
@@ -89,6 +92,31 @@ def _load_translator(run_dir: str, data_dir: str | None = None):
     if data_dir:
         cfg = cfg.replace(**{"data.data_dir": data_dir})
     return Translator(models, source_tok, target_tok, cfg)
+
+
+def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: bool) -> int:
+    """Translates with an exported SavedModel (``translate_options`` signature: beam search)."""
+    import tensorflow as tf
+
+    from tfs2s.export import read_metadata
+
+    meta = read_metadata(path)
+    if meta["requires_tensorflow_text"]:
+        import tensorflow_text  # noqa: F401  (registers the ops the export needs)
+    unknown = set(overrides) - {"beam_width", "n_best"}
+    if unknown:
+        raise ValueError(f"an exported model decodes by beam search; {sorted(unknown)} cannot be set here")
+    signature = tf.saved_model.load(path).signatures["translate_options"]
+    d = meta["decoding"]
+    out = signature(text=tf.constant(texts, tf.string), beam_width=tf.constant(overrides.get("beam_width", d["beam_width"])),
+                    n_best=tf.constant(overrides.get("n_best", d["n_best"])), max_length=tf.constant(0))
+    for i, text in enumerate(texts):
+        if as_json:
+            print(json.dumps({"source": text, "translations": [t.decode() for t in out["translations"][i].numpy()],
+                              "scores": [round(float(x), 4) for x in out["scores"][i].numpy()]}, ensure_ascii=False))
+        else:
+            print(out["text"][i].numpy().decode("utf-8"))
+    return 0
 
 
 def run(argv=None) -> int:
@@ -121,12 +149,17 @@ def run(argv=None) -> int:
         translator = _load_translator(args.run_dir)
         path = export_saved_model(translator, args.export_dir, args.name or translator.config.name, args.version,
                                   overwrite=args.overwrite, onnx=args.onnx, max_beam_width=args.max_beam_width)
-        report = verify_export(path, translator, SAMPLE_CHECK)
-        print(json.dumps({"export": path, "verified": report}, indent=2))
+        report = {"export": path, "verified": verify_export(path, translator, SAMPLE_CHECK)}
+        print(json.dumps(report, indent=2))
+        if args.info:
+            with open(args.info, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
     elif args.command == "translate":
-        translator = _load_translator(args.run_dir)
         texts = args.text or [line.rstrip("\n") for line in sys.stdin]
         overrides = _decode_overrides(args)
+        if args.model:
+            return _translate_exported(args.model, texts, overrides, args.json)
+        translator = _load_translator(args.run_dir)
         if args.json:
             out = translator.translate_batch(texts, args.strategy, **overrides)
             for i, text in enumerate(texts):
