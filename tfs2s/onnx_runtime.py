@@ -68,7 +68,9 @@ class OnnxTranslator:
         if graph not in self._sessions:
             path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
             if not os.path.exists(path):
-                raise FileNotFoundError(f"ONNX graph {path} is missing")
+                hint = (" (WordPiece exports have no ONNX text graph: tokenize on the host and use translate_ids)"
+                        if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" else "")
+                raise FileNotFoundError(f"ONNX graph {path} is missing{hint}")
             self._sessions[graph] = self._ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
         return self._sessions[graph]
 
