@@ -2,7 +2,8 @@ import numpy as np
 import keras
 import pytest
 
-from tfs2s.layers import BahdanauAttention, BroadcastOverTime, LuongAttention, PaddingMask
+from tfs2s.layers.attention import BahdanauAttention, LuongAttention
+from tfs2s.layers.sequence import BroadcastOverTime, PaddingMask
 
 
 def _inputs(seed=0):
