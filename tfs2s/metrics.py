@@ -11,57 +11,58 @@ from keras import ops
 from tfs2s import features as F
 
 
+class _MaskedTokenMean(keras.metrics.Metric):
+    """Mean of a per-token value over non-padding targets; subclasses define ``token_values`` and may
+    transform the mean in ``finish``."""
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        weight = ops.cast(ops.not_equal(y_true, F.PAD_ID), "float32")
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, "float32")
+        self.total.assign_add(ops.sum(self.token_values(y_true, ops.cast(y_pred, "float32")) * weight))
+        self.tokens.assign_add(ops.sum(weight))
+
+    def finish(self, mean):
+        return mean
+
+    def result(self):
+        return self.finish(self.total / ops.maximum(self.tokens, 1.0))
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.tokens.assign(0.0)
+
+
 @keras.saving.register_keras_serializable(package="tfs2s")
-class Perplexity(keras.metrics.Metric):
+class Perplexity(_MaskedTokenMean):
     """``exp`` of the mean token negative log-likelihood over non-padding targets (no label smoothing)."""
 
     def __init__(self, name: str = "perplexity", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.total_nll = self.add_variable(shape=(), initializer="zeros", name="total_nll")
-        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int32")
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
-        weight = ops.cast(ops.not_equal(y_true, F.PAD_ID), "float32")
-        if sample_weight is not None:
-            weight = weight * ops.cast(sample_weight, "float32")
-        self.total_nll.assign_add(ops.sum(nll * weight))
-        self.tokens.assign_add(ops.sum(weight))
+    def token_values(self, y_true, logits):
+        log_probs = ops.log_softmax(logits, axis=-1)
+        return -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
 
-    def result(self):
-        return ops.exp(self.total_nll / ops.maximum(self.tokens, 1.0))
-
-    def reset_state(self):
-        self.total_nll.assign(0.0)
-        self.tokens.assign(0.0)
+    def finish(self, mean):
+        return ops.exp(mean)
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")
-class TokenAccuracy(keras.metrics.Metric):
+class TokenAccuracy(_MaskedTokenMean):
     """Fraction of non-padding target tokens whose arg-max prediction is right."""
 
     def __init__(self, name: str = "token_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
-        self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = ops.cast(y_true, "int32")
-        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
-        weight = ops.cast(ops.not_equal(y_true, F.PAD_ID), "float32")
-        if sample_weight is not None:
-            weight = weight * ops.cast(sample_weight, "float32")
-        self.correct.assign_add(ops.sum(hit * weight))
-        self.tokens.assign_add(ops.sum(weight))
-
-    def result(self):
-        return self.correct / ops.maximum(self.tokens, 1.0)
-
-    def reset_state(self):
-        self.correct.assign(0.0)
-        self.tokens.assign(0.0)
+    def token_values(self, y_true, logits):
+        return ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y_true), "float32")
 
 
 def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
