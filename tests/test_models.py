@@ -38,8 +38,10 @@ def test_step_decoder_reproduces_teacher_forced_logits(case):
 
 def test_models_share_named_layers():
     m = _models(cell="gru", attention="bahdanau", bidirectional=True, layers=1)
-    for name in ("target_embedding", "decoder_rnn_0", "attention", "output_projection"):
+    for name in ("target_embedding", "attention", "output_projection"):
         assert m.training.get_layer(name) is m.decoder_step.get_layer(name)
+    # The step model calls the recurrent layer's cell: the same weights, without the time loop.
+    assert m.training.get_layer("decoder_rnn_0").cell in m.decoder_step.layers
     assert m.training.get_layer("source_embedding") is m.encoder.get_layer("source_embedding")
 
 

@@ -235,9 +235,12 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         out["finished_alignment"] = tf.gather(tf.concat([v["finished_alignment"], cand_alignment], 1), fin_idx,
                                               batch_dims=1)
 
-        # Reorder the decoder state to follow the surviving beams.
+        # Reorder the decoder state to follow the surviving beams. An entry the step returns unchanged (encoder
+        # memory, keys, mask) still holds its tiled initial value, the same for every beam of an input, so it
+        # needs no gather: this skips copying [B * k, S, H] tensors at every step.
         rows = tf.reshape(new_alive_beam + tf.range(batch)[:, None] * k, [-1])
-        out["state"] = {name: tf.gather(value, rows) for name, value in new_state.items()}
+        out["state"] = {name: value if value is v["state"][name] else tf.gather(value, rows)
+                        for name, value in new_state.items()}
         out["t"] = t + 1
         return (out,)
 

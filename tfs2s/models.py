@@ -74,7 +74,10 @@ class Seq2SeqModels:
 
 def _rnn(cfg: ModelConfig, name: str):
     cls = L.GRU if cfg.cell == "gru" else L.LSTM
-    return cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
+    layer = cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
+    # The one-step decoder calls cells directly; distinct names keep a multi-layer step model valid.
+    layer.cell.name = f"{name}_cell"
+    return layer
 
 
 def _state_names(cfg: ModelConfig) -> list[str]:
@@ -148,18 +151,31 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     projection = L.Dense(target_vocab_size, name="output_projection")
     with_context = BroadcastOverTime(name="context_over_time")
 
-    def decode(y, states, enc):
-        """Decoder over ``y [B, T]`` ids given encoder outputs; returns logits, new states, alignment."""
+    def decode(y, states, enc, single_step: bool = False):
+        """Decoder over ``y [B, T]`` ids given encoder outputs; returns logits, new states, alignment.
+
+        With ``single_step`` (``T == 1``) the recurrent layers' cells are called directly: the same weights, but
+        no per-call time loop, which makes a decoding step much cheaper (in TF and in the ONNX graphs).
+        """
         h = target_dropout(target_embedding(y))
         if attention is None:
             h = L.Concatenate(name="decoder_input_with_context")([h, with_context(enc[CONTEXT], h)])
         new_states = []
+        if single_step:
+            h = L.Reshape((h.shape[-1],), name="step_input")(h)
         for i, rnn in enumerate(decoder_rnns):
-            outputs = rnn(h, initial_state=states[i * per_state:(i + 1) * per_state])
-            h, layer_states = outputs[0], list(outputs[1:])
+            layer_states = states[i * per_state:(i + 1) * per_state]
+            if single_step:
+                h, layer_states = rnn.cell(h, layer_states)
+                layer_states = list(layer_states)
+            else:
+                outputs = rnn(h, initial_state=layer_states)
+                h, layer_states = outputs[0], list(outputs[1:])
             new_states.extend(layer_states)
             if i < cfg.layers - 1:
                 h = between_dropouts[i](h)
+        if single_step:
+            h = L.Reshape((1, cfg.hidden), name="step_output")(h)
         if attention is not None:
             context, alignment = attention(h, enc[KEYS], enc[MEMORY], key_mask=enc[MASK])
         else:
@@ -182,7 +198,7 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
         step_enc[KEYS] = keras.Input(shape=(None, encoder_outputs[KEYS].shape[-1]), name=KEYS)
     else:
         step_enc[CONTEXT] = keras.Input(shape=(cfg.hidden,), name=CONTEXT)
-    step_logits, step_new_states, step_alignment = decode(step_ids, step_states, step_enc)
+    step_logits, step_new_states, step_alignment = decode(step_ids, step_states, step_enc, single_step=True)
     step_outputs = {"logits": L.Reshape((target_vocab_size,), name="step_logits")(step_logits)}
     step_outputs.update(zip(state_names, step_new_states))
     if step_alignment is not None:
