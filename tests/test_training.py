@@ -48,6 +48,12 @@ def test_resume_after_interruption(data_dir, tmp_path):
                  "summary.json"):
         assert os.path.exists(os.path.join(run_dir, name)), name
 
+    # Training a finished run again changes nothing (it must not overwrite the trained checkpoints).
+    best = os.path.join(run_dir, "checkpoints", "best.weights.h5")
+    before = (os.path.getmtime(best), open(best, "rb").read())
+    assert train(cfg, run_dir, verbose=0) == summary
+    assert (os.path.getmtime(best), open(best, "rb").read()) == before
+
     cfg2, models, s, t = load_run(run_dir)
     assert cfg2 == cfg
     out = Translator(models, s, t, cfg2).translate(["Ein Mann.", "", "   "], strategy="beam")

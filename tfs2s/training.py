@@ -220,6 +220,15 @@ class EpochLogger(keras.callbacks.Callback):
         _log_jsonl(self.path, record)
 
 
+def _best_val_loss(history_path: str) -> float | None:
+    """Best validation loss logged by earlier epochs of this run (so a resumed run keeps its best checkpoint)."""
+    if not os.path.exists(history_path):
+        return None
+    with open(history_path, encoding="utf-8") as f:
+        losses = [r["val_loss"] for r in map(json.loads, f) if r.get("event") == "epoch" and "val_loss" in r]
+    return min(losses) if losses else None
+
+
 def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
     """(target tokens, batches) in one pass over a ``(features, targets, sample_weight)`` dataset."""
     tokens, batches = 0, 0
@@ -247,6 +256,13 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     """
     from tfs2s.translator import Translator
 
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        # A finished run: training it again would start from fresh weights and overwrite its checkpoints.
+        logger.info("%s already holds a finished run; returning its summary (use a new --run-dir to retrain)",
+                    run_dir)
+        with open(summary_path, encoding="utf-8") as f:
+            return json.load(f)
     os.makedirs(run_dir, exist_ok=True)
     save_config(cfg, run_dir)
     d, t = cfg.data, cfg.training
@@ -284,7 +300,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         clock,
         ResumableBackup(os.path.join(run_dir, "backup"), save_freq=200, clock=clock),
         keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.weights.h5"), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True),
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=_best_val_loss(history_path)),
         keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"), save_weights_only=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),
         evaluator,
@@ -316,7 +333,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         "val_bleu_curve": evaluator.results, "source_vocab_size": source_tok.vocab_size,
         "target_vocab_size": target_tok.vocab_size, "parameters": int(model.count_params()),
     }
-    with open(os.path.join(run_dir, "summary.json"), "w", encoding="utf-8") as f:
+    with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
 

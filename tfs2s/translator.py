@@ -105,7 +105,6 @@ class Translator(tf.Module):
                   **overrides) -> list[str]:
         """Best translation of each text, batched, in input order."""
         texts = list(texts)
-        hypotheses: list[str] = []
         # Sorting by length keeps batches uniform (less padding, shorter decode loops).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: dict[int, str] = {}
@@ -114,5 +113,4 @@ class Translator(tf.Module):
             out = self.translate_batch([texts[i] for i in idx], strategy, **overrides)
             for i, text in zip(idx, out["text"][:, 0]):
                 results[i] = text
-        hypotheses = [results[i] for i in range(len(texts))]
-        return hypotheses
+        return [results[i] for i in range(len(texts))]
