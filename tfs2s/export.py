@@ -285,8 +285,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     graphs = graphs or ONNX_GRAPHS
     os.makedirs(output_dir, exist_ok=True)
     written = {}
-    for signature, (filename, text_ops) in graphs.items():
+    for number, (signature, (filename, text_ops)) in enumerate(graphs.items(), 1):
         path = os.path.join(output_dir, filename)
+        logger.info("converting %s to ONNX (%d/%d): %s", signature, number, len(graphs), filename)
         args = ["--saved-model", saved_model_dir, "--signature_def", signature, "--opset", str(ONNX_OPSET),
                 "--output", path]
         if text_ops:
