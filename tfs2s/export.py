@@ -280,8 +280,13 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     """Converts SavedModel signatures to ONNX with tf2onnx (a subprocess per graph) and returns their paths.
 
     Raises:
+        ExportError: tf2onnx is not installed.
         RuntimeError: tf2onnx failed on a graph (its output is included).
     """
+    import importlib.util
+
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise ExportError("ONNX export needs tf2onnx: install the onnx extra (pip install -e '.[onnx]')")
     graphs = graphs or ONNX_GRAPHS
     os.makedirs(output_dir, exist_ok=True)
     written = {}
