@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
+import numpy as np
+
 from tfs2s import corpora, data
 from tfs2s.metrics import bleu_scores, plot_alignment
 from tfs2s.translator import Translator
@@ -62,16 +64,12 @@ def plot_sentence(translator: Translator, text: str, path: str, strategy: str = 
     out = translator.translate_batch([text], strategy=strategy)
     if "alignment" not in out:
         raise ValueError("this model has no attention (model.attention: none): there is no alignment to plot")
-    source_tokens = [t.decode("utf-8") for t in translator.source_tokenizer.id_tokens(out["source_ids"])[0].numpy()]
-    source_tokens.append("</s>")
+    words = [t.decode("utf-8") for t in translator.source_tokenizer.id_tokens(out["source_ids"])[0].numpy()]
     target_tokens = [t.decode("utf-8") for t in translator.target_tokenizer.id_tokens(out["tokens"][:, 0])[0].numpy()]
     target_tokens.append("</s>")
+    alignment = out["alignment"][0, 0][:, : len(words) + 1]
     if translator.config.data.reverse_source:
-        source_tokens = source_tokens[-2::-1] + ["</s>"]
-        alignment = out["alignment"][0, 0]
-        n = len(source_tokens) - 1
-        alignment = alignment.copy()
-        alignment[:, :n] = alignment[:, :n][:, ::-1]
-    else:
-        alignment = out["alignment"][0, 0]
-    return plot_alignment(alignment, source_tokens, target_tokens, path, title=out["text"][0, 0])
+        # The model read the words reversed (then </s>): show them, and their columns, in reading order.
+        words = words[::-1]
+        alignment = np.concatenate([alignment[:, -2::-1], alignment[:, -1:]], axis=1)
+    return plot_alignment(alignment, words + ["</s>"], target_tokens, path, title=out["text"][0, 0])

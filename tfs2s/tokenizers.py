@@ -80,18 +80,6 @@ def output_mask(ids: tf.Tensor) -> tf.Tensor:
     return tf.logical_and(before_eos, tf.logical_and(tf.not_equal(ids, F.PAD_ID), tf.not_equal(ids, F.BOS_ID)))
 
 
-def strip_special_ids(ids: tf.Tensor) -> tf.RaggedTensor:
-    """Cuts each row of ``[batch, time]`` ids at its first ``</s>`` and drops ``<pad>``/``<s>``."""
-    ids = tf.convert_to_tensor(ids)
-    ids = tf.cast(ids, tf.int64)
-    is_eos = tf.cast(tf.equal(ids, F.EOS_ID), tf.int32)
-    # Length = index of the first EOS (or the whole row): count positions before any EOS.
-    lengths = tf.reduce_sum(tf.cast(tf.equal(tf.cumsum(is_eos, axis=1), 0), tf.int32), axis=1)
-    ragged = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
-    keep = tf.logical_and(tf.not_equal(ragged, F.PAD_ID), tf.not_equal(ragged, F.BOS_ID))
-    return tf.ragged.boolean_mask(ragged, keep)
-
-
 def _no_special_ids(ids: tf.RaggedTensor) -> tf.RaggedTensor:
     """Maps ids of special tokens to ``<unk>``: text that spells ``<s>`` must not act as one."""
     unk = tf.constant(F.UNK_ID, tf.int64)
@@ -172,7 +160,7 @@ class Tokenizer(tf.Module):
 
     def id_tokens(self, ids: tf.Tensor) -> tf.RaggedTensor:
         """``[batch, time]`` ids -> ``[batch, (tokens)]`` token strings, cut at ``</s>``."""
-        return tf.ragged.map_flat_values(self.id_to_token.lookup, strip_special_ids(ids))
+        return tf.ragged.boolean_mask(self.id_to_token.lookup(tf.cast(ids, tf.int64)), output_mask(ids))
 
     def get_config(self) -> dict:
         """What ``load_tokenizer`` needs besides the vocabulary file."""
