@@ -109,8 +109,8 @@ def main():
     spec = [tf.TensorSpec([None, None], tf.int32)]
     d = cfg.decoding
     beam = dict(beam_width=d.beam_width, length_penalty_alpha=d.length_penalty, n_best=1)
-    functions = {"greedy": tf.function(lambda x: translator.decode_ids(x, "greedy"), input_signature=spec),
-                 "beam": tf.function(lambda x: translator.decode_ids(x, "beam", **beam), input_signature=spec)}
+    functions = {"greedy": tf.function(lambda x: translator.decode_ids(x, "greedy", alignment=False), input_signature=spec),
+                 "beam": tf.function(lambda x: translator.decode_ids(x, "beam", alignment=False, **beam), input_signature=spec)}
     loaded = tf.saved_model.load(export)
     signatures = {"greedy": loaded.signatures["translate_ids_greedy"], "beam": loaded.signatures["translate_ids"]}
     results = {}

@@ -143,8 +143,10 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
 
     Keeps ``beam_width`` alive hypotheses and ``beam_width`` finished ones (ended by ``</s>``), ranking finished
     ones by ``log_prob / length_penalty(length)`` where ``length`` counts the generated tokens with ``</s>``.
-    Stops when no alive hypothesis can still beat the worst kept finished one, or at ``max_length``. Inputs with
-    fewer than ``n_best`` finished hypotheses are completed with the best unfinished ones.
+    Stops, at the latest at ``max_length``, once no alive hypothesis of any input can still beat that input's
+    ``n_best``-th finished one: the returned n-best list is then final (a hypothesis's log-probability only falls
+    as it grows, so its best possible score is bounded with the largest length penalty). Inputs with fewer than
+    ``n_best`` finished hypotheses are completed with the best unfinished ones.
 
     Args:
         step_fn: The step function.
@@ -185,9 +187,10 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     def cond(v):
         # An alive hypothesis's score can only fall as it grows, so its best possible final score is its
         # current log-probability over the largest length penalty.
+        # Only the n_best returned hypotheses need to be final, not all k kept ones: this stops much earlier.
         best_alive = v["alive_log_probs"][:, 0] / max_penalty
-        worst_finished = v["finished_scores"][:, k - 1]
-        done = tf.reduce_all(tf.logical_and(worst_finished > _NEG / 2, best_alive < worst_finished))
+        last_returned = tf.gather(v["finished_scores"], n_best - 1, axis=1)
+        done = tf.reduce_all(tf.logical_and(last_returned > _NEG / 2, best_alive < last_returned))
         return tf.logical_and(v["t"] < max_length, tf.logical_not(done))
 
     def body(v):

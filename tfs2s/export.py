@@ -119,16 +119,17 @@ class ServingModule(tf.Module):
         return self._outputs(result)
 
     def _translate_ids(self, ids):
-        result = self.translator.decode_ids(ids, "beam", **self._beam)
+        result = self.translator.decode_ids(ids, "beam", alignment=False, **self._beam)
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_ids_greedy(self, ids):
-        result = self.translator.decode_ids(ids, "greedy")
+        result = self.translator.decode_ids(ids, "greedy", alignment=False)
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_text(self, text):
         # Converted to ONNX, which has no UTF-8 repair op: tfs2s.onnx_runtime repairs the input on the host.
-        result = self.translator.translate_tensor(text, "beam", repair_utf8=False, **self._beam)
+        result = self.translator.translate_tensor(text, "beam", repair_utf8=False, alignment=False,
+                                                  **self._beam)
         return {"translation": result["text"][:, 0], "score": result["scores"][:, 0]}
 
     def _logits(self, ids, decoder_ids):
@@ -326,7 +327,7 @@ def verify_export(export_dir: str, translator: Translator, sentences: list[str],
             length_penalty_alpha=translator.config.decoding.length_penalty, n_best=translator.config.decoding.n_best)),
             ("translate_ids_greedy", "greedy", {})):
         served = loaded.signatures[signature](**{F.ENCODER_TOKEN_IDS: ids})
-        direct = translator.decode_ids(ids, strategy, **options)
+        direct = translator.decode_ids(ids, strategy, alignment=False, **options)
         if not np.array_equal(served["tokens"].numpy(), direct["tokens"].numpy()):
             raise AssertionError(f"{export_dir}: {signature} tokens differ from the Keras model")
         diff = float(np.max(np.abs(served["scores"].numpy() - direct["scores"].numpy()), initial=0.0))

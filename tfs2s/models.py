@@ -48,11 +48,17 @@ class Seq2SeqModels:
     config: ModelConfig
     state_names: list[str]
 
-    def initial_state(self, source_ids) -> dict:
-        """Encodes ``source_ids [B, S]`` into the decoding state dict of the step contract."""
+    def initial_state(self, source_ids, alignment: bool = True) -> dict:
+        """Encodes ``source_ids [B, S]`` into the decoding state dict of the step contract.
+
+        Args:
+            source_ids: Padded source ids.
+            alignment: Whether decoders should collect the attention weights (models with attention only);
+                without them a decoding loop carries and reorders less.
+        """
         encoded = self.encoder(source_ids, training=False)
         state = dict(encoded)
-        if MEMORY in encoded and KEYS in encoded:
+        if alignment and MEMORY in encoded and KEYS in encoded:
             # Zero alignment of the right shape, so decoders know to collect attention weights.
             state["alignment"] = tf.zeros_like(tf.cast(encoded[MASK], tf.float32))
         return state
@@ -64,7 +70,7 @@ class Seq2SeqModels:
         outputs = self.decoder_step(inputs, training=False)
         new_state = dict(state)
         new_state.update({name: outputs[name] for name in self.state_names})
-        if "alignment" in outputs:
+        if "alignment" in state:  # collected only when the caller asked for it (see initial_state)
             new_state["alignment"] = outputs["alignment"]
         # <pad> and <s> are never produced.
         logits = outputs["logits"]

@@ -49,16 +49,20 @@ class Translator(tf.Module):
         longest = tf.reduce_max(tf.concat([[0.0], lengths], axis=0))  # 0 for an empty batch
         return tf.cast(tf.math.ceil(dc.max_length_ratio * longest), tf.int32) + dc.max_length_offset
 
-    def decode_ids(self, source_ids: tf.Tensor, strategy: str, **options) -> dict:
-        """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``)."""
+    def decode_ids(self, source_ids: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
+        """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``).
+
+        ``alignment=False`` skips collecting attention weights (the result then has no ``alignment``).
+        """
         source_ids = data.at_least_one_column(tf.cast(source_ids, tf.int32))
-        state = self.models.initial_state(source_ids)
+        state = self.models.initial_state(source_ids, alignment)
         return decoding.decode(self.models.step, state, self.max_length(source_ids), strategy, **options)
 
-    def translate_tensor(self, texts: tf.Tensor, strategy: str, repair_utf8: bool = True, **options) -> dict:
+    def translate_tensor(self, texts: tf.Tensor, strategy: str, repair_utf8: bool = True, alignment: bool = True,
+                         **options) -> dict:
         """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``."""
         source_ids = self.encode(texts, repair_utf8)
-        return self.finish(self.decode_ids(source_ids, strategy, **options), source_ids)
+        return self.finish(self.decode_ids(source_ids, strategy, alignment, **options), source_ids)
 
     def finish(self, result: dict, source_ids: tf.Tensor) -> dict:
         """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict."""
@@ -87,13 +91,17 @@ class Translator(tf.Module):
         options.update(overrides)
         return strategy, options
 
-    def translate_batch(self, texts: Sequence[str], strategy: str | None = None, **overrides) -> dict:
-        """Translates one batch and returns numpy arrays (``text`` as ``[batch, n]`` Python strings)."""
+    def translate_batch(self, texts: Sequence[str], strategy: str | None = None, alignment: bool = True,
+                        **overrides) -> dict:
+        """Translates one batch and returns numpy arrays (``text`` as ``[batch, n]`` Python strings).
+
+        ``alignment=False`` skips collecting attention weights, which makes decoding a little cheaper.
+        """
         strategy, options = self._options(strategy, overrides)
-        key = (strategy, tuple(sorted(options.items())))
+        key = (strategy, alignment, tuple(sorted(options.items())))
         if key not in self._functions:
             self._functions[key] = tf.function(
-                lambda x: self.translate_tensor(x, strategy, **options),
+                lambda x: self.translate_tensor(x, strategy, alignment=alignment, **options),
                 input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         result = self._functions[key](tf.constant(list(texts), dtype=tf.string))
         out = {k: v.numpy() for k, v in result.items()}
@@ -110,7 +118,7 @@ class Translator(tf.Module):
         results: dict[int, str] = {}
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            out = self.translate_batch([texts[i] for i in idx], strategy, **overrides)
+            out = self.translate_batch([texts[i] for i in idx], strategy, alignment=False, **overrides)
             for i, text in zip(idx, out["text"][:, 0]):
                 results[i] = text
         return [results[i] for i in range(len(texts))]

@@ -68,9 +68,11 @@ class BahdanauAttention(_Attention):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def score(self, query, keys):
-        q = ops.expand_dims(self.query_dense(query), 2)  # [B, T, 1, A]
+        # The bias joins the small [B, T, A] query term rather than the [B, T, S, A] energies: each full-size
+        # intermediate costs a pass over memory, forward and backward.
+        q = ops.expand_dims(self.query_dense(query) + self.bias, 2)  # [B, T, 1, A]
         k = ops.expand_dims(keys, 1)  # [B, 1, S, A]
-        return ops.sum(self.v * ops.tanh(q + k + self.bias), axis=-1)
+        return ops.sum(self.v * ops.tanh(q + k), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
