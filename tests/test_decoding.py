@@ -104,3 +104,19 @@ def test_empty_batch_and_graph_mode():
 def test_n_best_larger_than_beam_is_an_error():
     with pytest.raises(ValueError, match="n_best"):
         D.beam_search(_step, {"h": tf.constant([0])}, 3, beam_width=2, n_best=3)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_per_input_length_limits_make_results_independent_of_the_batch(strategy):
+    options = {"beam": dict(beam_width=4, length_penalty_alpha=ALPHA, n_best=2), "sample": dict(seed=5)}
+    starts, limits = [0, 5, 9], [2, 7, 4]
+    batched = D.decode(_step, {"h": tf.constant(starts)}, tf.constant(limits), strategy, **options.get(strategy, {}))
+    for b, (h0, limit) in enumerate(zip(starts, limits)):
+        alone = D.decode(_step, {"h": tf.constant([h0])}, limit, strategy, **options.get(strategy, {}))
+        width = alone["tokens"].shape[-1]
+        assert width == limit
+        if strategy != "sample":  # a sampled row depends on its seed stream, not on its neighbours' limits
+            np.testing.assert_array_equal(batched["tokens"][b, :, :width].numpy(), alone["tokens"][0].numpy())
+            np.testing.assert_allclose(batched["scores"][b].numpy(), alone["scores"][0].numpy(), atol=1e-5)
+            np.testing.assert_array_equal(batched["lengths"][b].numpy(), alone["lengths"][0].numpy())
+        assert not batched["tokens"][b, :, width:].numpy().any()  # nothing past its own limit

@@ -47,6 +47,14 @@ def _write(buffer, t, values, axis: int = 1):
     return buffer + one_hot * tf.expand_dims(values, axis)
 
 
+def _limits(max_length, batch):
+    """Per-input length limits ``[B]`` from a scalar or ``[B]`` ``max_length``, and the loop's limit (their max)."""
+    max_length = tf.cast(max_length, tf.int32)
+    if max_length.shape.rank == 0:
+        return tf.fill([batch], max_length), max_length
+    return max_length, tf.reduce_max(tf.concat([[0], max_length], axis=0))  # 0 for an empty batch
+
+
 def _shape_invariants(state: dict) -> dict:
     return {k: tf.TensorShape([None] * len(v.shape)) for k, v in state.items()}
 
@@ -54,7 +62,7 @@ def _shape_invariants(state: dict) -> dict:
 def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> dict:
     """Shared loop of greedy search and sampling: ``choose(logits, t) -> ids``."""
     batch = tf.shape(next(iter(state.values())))[0]
-    max_length = tf.cast(max_length, tf.int32)
+    limits, max_length = _limits(max_length, batch)
     has_alignment = ALIGNMENT in state
     source_length = tf.shape(state[ALIGNMENT])[1] if has_alignment else 0
     loop_vars = dict(
@@ -69,22 +77,24 @@ def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> d
     )
 
     def cond(v):
-        return tf.logical_and(v["t"] < max_length, tf.logical_not(tf.reduce_all(v["finished"])))
+        done = tf.logical_or(v["finished"], v["t"] >= limits)
+        return tf.logical_and(v["t"] < max_length, tf.logical_not(tf.reduce_all(done)))
 
     def body(v):
         logits, new_state = step_fn(v["ids"], v["state"])
         log_probs = tf.nn.log_softmax(logits)
         ids = tf.cast(choose(logits, v["t"]), tf.int32)
-        ids = tf.where(v["finished"], tf.constant(F.PAD_ID, tf.int32), ids)
+        # An input stops at </s> or at its own length limit, whatever else is in the batch.
+        active = tf.logical_and(tf.logical_not(v["finished"]), v["t"] < limits)
+        ids = tf.where(active, ids, tf.constant(F.PAD_ID, tf.int32))
         step_log_prob = tf.gather(log_probs, ids, batch_dims=1)
-        active = tf.logical_not(v["finished"])
         out = dict(v)
         out["t"] = v["t"] + 1
         out["ids"] = ids
         out["tokens"] = _write(v["tokens"], v["t"], ids)
         out["log_probs"] = v["log_probs"] + tf.where(active, step_log_prob, 0.0)
         out["lengths"] = v["lengths"] + tf.cast(tf.logical_and(active, ids != F.EOS_ID), tf.int32)
-        out["finished"] = tf.logical_or(v["finished"], ids == F.EOS_ID)
+        out["finished"] = tf.logical_or(v["finished"], tf.logical_and(active, ids == F.EOS_ID))
         if has_alignment:
             step_alignment = new_state[ALIGNMENT] * tf.cast(active, tf.float32)[:, None]
             out["alignment"] = _write(v["alignment"], v["t"], step_alignment)
@@ -108,7 +118,7 @@ def greedy_search(step_fn: StepFn, state: dict, max_length) -> dict:
     Args:
         step_fn: The step function.
         state: Initial state (each tensor ``[B, ...]``).
-        max_length: Largest number of tokens to generate (scalar, may be a tensor).
+        max_length: Largest number of tokens to generate: a scalar, or ``[B]`` per-input limits.
     """
     return _sequential(step_fn, state, max_length, lambda logits, t: tf.argmax(logits, axis=-1, output_type=tf.int32))
 
@@ -151,7 +161,8 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     Args:
         step_fn: The step function.
         state: Initial state (each tensor ``[B, ...]``); tiled to ``[B * beam_width, ...]`` here.
-        max_length: Largest number of tokens to generate.
+        max_length: Largest number of tokens to generate: a scalar, or ``[B]`` per-input limits (then an
+            input's result does not depend on the other inputs of its batch).
         beam_width: Hypotheses kept per input (int or scalar tensor).
         length_penalty_alpha: GNMT alpha; 0 ranks by plain log-probability.
         n_best: Hypotheses returned per input (``<= beam_width``; int or scalar tensor).
@@ -162,7 +173,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     k = beam_width if isinstance(beam_width, int) else tf.cast(beam_width, tf.int32)
     n_best = n_best if isinstance(n_best, int) else tf.minimum(tf.cast(n_best, tf.int32), k)
     batch = tf.shape(next(iter(state.values())))[0]
-    max_length = tf.cast(max_length, tf.int32)
+    limits, max_length = _limits(max_length, batch)
     has_alignment = ALIGNMENT in state
     source_length = tf.shape(state[ALIGNMENT])[1] if has_alignment else 0
     state = {name: _tile(value, k) for name, value in state.items()}
@@ -182,15 +193,19 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         ids=tf.fill([batch * k], tf.constant(F.BOS_ID, tf.int32)),
         state=state,
     )
-    max_penalty = length_penalty(max_length, length_penalty_alpha)
+    max_penalty = length_penalty(limits, length_penalty_alpha)  # [B]
+    # Per-input results that stop changing once the input reaches its own length limit.
+    frozen = ("alive_seq", "alive_log_probs", "alive_alignment", "finished_seq", "finished_scores",
+              "finished_log_probs", "finished_lengths", "finished_alignment")
 
     def cond(v):
         # An alive hypothesis's score can only fall as it grows, so its best possible final score is its
-        # current log-probability over the largest length penalty.
+        # current log-probability over the largest length penalty it may reach.
         # Only the n_best returned hypotheses need to be final, not all k kept ones: this stops much earlier.
         best_alive = v["alive_log_probs"][:, 0] / max_penalty
         last_returned = tf.gather(v["finished_scores"], n_best - 1, axis=1)
-        done = tf.reduce_all(tf.logical_and(last_returned > _NEG / 2, best_alive < last_returned))
+        final = tf.logical_and(last_returned > _NEG / 2, best_alive < last_returned)
+        done = tf.reduce_all(tf.logical_or(final, v["t"] >= limits))
         return tf.logical_and(v["t"] < max_length, tf.logical_not(done))
 
     def body(v):
@@ -241,6 +256,11 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         # Reorder the decoder state to follow the surviving beams. An entry the step returns unchanged (encoder
         # memory, keys, mask) still holds its tiled initial value, the same for every beam of an input, so it
         # needs no gather: this skips copying [B * k, S, H] tensors at every step.
+        active = t < limits
+        for name in frozen:
+            keep = tf.reshape(active, [-1] + [1] * (len(out[name].shape) - 1))
+            out[name] = tf.where(keep, out[name], v[name])
+
         rows = tf.reshape(new_alive_beam + tf.range(batch)[:, None] * k, [-1])
         out["state"] = {name: value if value is v["state"][name] else tf.gather(value, rows)
                         for name, value in new_state.items()}
@@ -254,10 +274,10 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
 
     # Complete with unfinished hypotheses where fewer than n_best ended (they are ranked after any finished one
     # only if their normalised score is lower).
-    alive_scores = v["alive_log_probs"] / length_penalty(v["t"], length_penalty_alpha)
+    steps = tf.broadcast_to(tf.minimum(v["t"], limits)[:, None], tf.shape(v["alive_log_probs"]))
+    alive_scores = v["alive_log_probs"] / length_penalty(steps, length_penalty_alpha)
     scores = tf.concat([v["finished_scores"], alive_scores], axis=1)
     best = tf.math.top_k(scores, k=n_best).indices
-    steps = tf.fill(tf.shape(v["alive_log_probs"]), v["t"])
     result = dict(
         tokens=tf.gather(tf.concat([v["finished_seq"], v["alive_seq"]], 1), best, batch_dims=1),
         lengths=tf.gather(tf.concat([v["finished_lengths"], steps], 1), best, batch_dims=1),

@@ -13,7 +13,6 @@ This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.featu
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Sequence
 
@@ -100,13 +99,13 @@ class OnnxTranslator:
                                                             {F.ENCODER_TOKEN_IDS: ids})
         return {"tokens": tokens, "length": length, "scores": scores}
 
-    def max_length(self, ids: np.ndarray) -> int:
-        """Decoding length limit, computed as the exported graphs do."""
+    def max_length(self, ids: np.ndarray) -> np.ndarray:
+        """Decoding length limit of each input ``[B]``, computed as the exported graphs do."""
         d = self.metadata["decoding"]
-        longest = int((ids != F.PAD_ID).sum(axis=1).max(initial=0))
-        return int(math.ceil(d["max_length_ratio"] * longest)) + d["max_length_offset"]
+        lengths = (np.asarray(ids) != F.PAD_ID).sum(axis=1)
+        return (np.ceil(d["max_length_ratio"] * lengths) + d["max_length_offset"]).astype(np.int32)
 
-    def greedy_host_loop(self, ids: np.ndarray, max_length: int | None = None) -> dict:
+    def greedy_host_loop(self, ids: np.ndarray, max_length: int | np.ndarray | None = None) -> dict:
         """Greedy decoding driven from Python over ``encoder.onnx`` and ``decoder_step.onnx``.
 
         Returns:
@@ -114,7 +113,8 @@ class OnnxTranslator:
         """
         ids = np.asarray(ids, dtype=np.int32)
         batch = ids.shape[0]
-        max_length = self.max_length(ids) if max_length is None else max_length
+        limits = np.broadcast_to(self.max_length(ids) if max_length is None else max_length, (batch,))
+        max_length = int(limits.max(initial=0))
         tokens = np.zeros((batch, max_length), np.int32)
         scores = np.zeros(batch, np.float32)
         lengths = np.zeros(batch, np.int32)
@@ -132,16 +132,16 @@ class OnnxTranslator:
             logits = out["logits"]
             log_probs = logits - logits.max(-1, keepdims=True)
             log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-            chosen = np.where(finished, F.PAD_ID, logits.argmax(-1)).astype(np.int32)
-            active = ~finished
+            active = ~finished & (t < limits)
+            chosen = np.where(active, logits.argmax(-1), F.PAD_ID).astype(np.int32)
             scores += np.where(active, log_probs[np.arange(batch), chosen], 0.0)
             lengths += (active & (chosen != F.EOS_ID)).astype(np.int32)
             tokens[:, t] = chosen
-            finished |= chosen == F.EOS_ID
+            finished |= active & (chosen == F.EOS_ID)
             for name in self.metadata["state_names"]:
                 feed[name] = out[f"next_{name}"]
             previous = chosen
-            if finished.all():
+            if (finished | (t + 1 >= limits)).all():
                 tokens = tokens[:, : t + 1]
                 break
         return {"tokens": tokens, "length": lengths, "scores": scores}

@@ -43,11 +43,13 @@ class Translator(tf.Module):
         return data.encode_source(self.source_tokenizer, texts, d.max_source_length, d.reverse_source, repair_utf8)
 
     def max_length(self, source_ids: tf.Tensor) -> tf.Tensor:
-        """Decoding length limit for a batch: ``ratio * longest source + offset``."""
+        """Decoding length limit of each input ``[B]``: ``ratio * its source length + offset``.
+
+        Per input rather than per batch, so a sentence translates the same whatever it is batched with.
+        """
         dc = self.config.decoding
         lengths = tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.float32), axis=1)
-        longest = tf.reduce_max(tf.concat([[0.0], lengths], axis=0))  # 0 for an empty batch
-        return tf.cast(tf.math.ceil(dc.max_length_ratio * longest), tf.int32) + dc.max_length_offset
+        return tf.cast(tf.math.ceil(dc.max_length_ratio * lengths), tf.int32) + dc.max_length_offset
 
     def decode_ids(self, source_ids: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
         """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``).
