@@ -41,6 +41,8 @@ class DataConfig:
         shuffle_buffer: Examples in the shuffle buffer.
         seed: Seed of the shuffle and of train/validation/test splits built in code.
         limit: Read only the first N training pairs (0 = all); for smoke runs.
+        context_turns: Dialogue corpora: previous utterances in each example's source.
+        turn_separator: Dialogue corpora: the token placed between those utterances.
     """
 
     corpus: str = "multi30k"
@@ -60,6 +62,8 @@ class DataConfig:
     shuffle_buffer: int = 20000
     seed: int = 1234
     limit: int = 0
+    context_turns: int = 1
+    turn_separator: str = "SEP"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,11 +190,13 @@ def _validate(cfg: Config) -> None:
         if value not in allowed:
             raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(allowed)}")
     positive = [("data", "batch_size"), ("data", "max_source_length"), ("data", "max_target_length"),
-                ("model", "layers"), ("model", "embedding_dim"), ("model", "hidden"),
+                ("data", "context_turns"), ("model", "layers"), ("model", "embedding_dim"), ("model", "hidden"),
                 ("decoding", "beam_width"), ("decoding", "n_best"), ("training", "epochs")]
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"{section}.{key} must be at least 1")
+    if not cfg.data.turn_separator.strip() or len(cfg.data.turn_separator.split()) != 1:
+        raise ConfigError(f"data.turn_separator must be one word, got {cfg.data.turn_separator!r}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError("model.dropout must be in [0, 1)")
     if not 0.0 <= cfg.training.label_smoothing < 1.0:

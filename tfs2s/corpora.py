@@ -112,7 +112,8 @@ class Corpus:
         languages: The two language codes.
         splits: Split name -> file pattern(s) relative to ``folder`` (``{lang}`` is substituted).
         urls: File name -> public URL.
-        reader: ``reader(corpus, folder, split, source_lang, target_lang, limit) -> pairs``.
+        reader: ``reader(corpus, folder, split, source_lang, target_lang, limit, **options) -> pairs``
+            (``options``: corpus-specific settings such as a dialogue's ``context_turns``).
     """
 
     name: str
@@ -130,7 +131,8 @@ class Corpus:
         return sorted({os.path.join(self.folder, p.format(lang=lang)) for p in patterns for lang in self.languages})
 
 
-def _read_multi30k(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int) -> list[Pair]:
+def _read_multi30k(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
+                   **options) -> list[Pair]:
     stem = corpus.splits[split]
     return read_parallel(os.path.join(folder, stem.format(lang=source)),
                          os.path.join(folder, stem.format(lang=target)), limit)
@@ -143,12 +145,32 @@ def _spa_eng_split(english: str, seed: int = 1234) -> str:
     return "test" if bucket < 2 else "validation" if bucket < 4 else "train"
 
 
-def _read_spa_eng(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int) -> list[Pair]:
+def _read_spa_eng(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
+                  **options) -> list[Pair]:
     path = os.path.join(folder, corpus.splits["all"])
     columns = {"en": 0, "es": 1}
     pairs = read_tsv_pairs(path, columns[source], columns[target])
     english = 0 if source == "en" else 1
     pairs = [p for p in pairs if _spa_eng_split(p[english]) == split]
+    return pairs[:limit] if limit else pairs
+
+
+def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
+                    context_turns: int = 1, turn_separator: str = "SEP", **options) -> list[Pair]:
+    """(context -> response) pairs of a dialogue corpus (see ``tfs2s.dialogue``)."""
+    from tfs2s import dialogue
+
+    if (source, target) != ("context", "response"):
+        raise DataError(f"corpus {corpus.name!r} pairs context -> response; set source_lang: context and "
+                        f"target_lang: response (got {source} -> {target})")
+    read = {"dailydialog": dialogue.read_dailydialog, "topical_chat": dialogue.read_topical_chat,
+            "chatterbot": dialogue.read_chatterbot}[corpus.name]
+    if corpus.name == "chatterbot":
+        # No official split: whole conversations go to train / validation / test by a hash of their text.
+        dialogues = [d for d in read(folder) if _spa_eng_split(" ".join(d), seed=4321) == split]
+    else:
+        dialogues = read(os.path.join(folder, corpus.splits[split]))
+    pairs = dialogue.make_examples(dialogues, context_turns, turn_separator)
     return pairs[:limit] if limit else pairs
 
 
@@ -168,6 +190,26 @@ CORPORA: dict[str, Corpus] = {
         urls={"spa-eng.zip": "http://storage.googleapis.com/download.tensorflow.org/data/spa-eng.zip"},
         reader=_read_spa_eng,
         citation="Tatoeba / manythings.org Anki export, CC-BY 2.0; split: 96/2/2 % by sha256 of the English side"),
+    "dailydialog": Corpus(
+        name="dailydialog", folder="dialogs/dailydialog", languages=("context", "response"),
+        splits={"train": "train/dialogues_train.txt.gz", "validation": "validation/dialogues_validation.txt"},
+        urls={"ijcnlp_dailydialog.zip": "http://yanran.li/files/ijcnlp_dailydialog.zip"},
+        reader=_read_dialogues,
+        citation="Li et al. 2017, DailyDialog (IJCNLP), CC BY-NC-SA 4.0; official train / validation splits"),
+    "topical_chat": Corpus(
+        name="topical_chat", folder="dialogs/topical-chat", languages=("context", "response"),
+        # The official train.json is not in ../shared/data: its valid_freq split stands in for training here.
+        splits={"train": "valid_freq.json.gz", "validation": "valid_rare.json.gz", "test": "test_rare.json.gz"},
+        urls={f"{s}.json": f"https://raw.githubusercontent.com/alexa/Topical-Chat/master/conversations/{s}.json"
+              for s in ("train", "valid_freq", "valid_rare", "test_rare")},
+        reader=_read_dialogues,
+        citation="Gopalakrishnan et al. 2019, Topical-Chat, CDLA-Sharing-1.0"),
+    "chatterbot": Corpus(
+        name="chatterbot", folder="dialogs/chatterbot-corpus/english", languages=("context", "response"),
+        splits={"train": "greetings.yml", "validation": "greetings.yml", "test": "greetings.yml"},
+        urls={"chatterbot-corpus": "https://github.com/gunthercox/chatterbot-corpus"},
+        reader=_read_dialogues,
+        citation="chatterbot-corpus (English files), BSD-3-Clause; split 90/5/5 by a hash of each conversation"),
 }
 
 
@@ -188,8 +230,10 @@ def resolve_data_dir(data_dir: str | None) -> str:
 
 
 def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, target_lang: str,
-               limit: int = 0) -> list[Pair]:
+               limit: int = 0, **options) -> list[Pair]:
     """Reads one split of a registered corpus as ``(source, target)`` text pairs.
+
+    ``options`` go to the corpus reader (dialogue corpora: ``context_turns``, ``turn_separator``).
 
     Raises:
         DataError: Unknown corpus, split or language, or missing files (the message lists the files it
@@ -206,7 +250,14 @@ def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, ta
     if missing:
         raise DataError(f"corpus {name!r} split {split!r}: missing {', '.join(missing)} under {os.path.abspath(root)} "
                         f"(download from: {', '.join(sorted(set(corpus.urls.values())))})")
-    return corpus.reader(corpus, os.path.join(root, corpus.folder), split, source_lang, target_lang, limit)
+    return corpus.reader(corpus, os.path.join(root, corpus.folder), split, source_lang, target_lang, limit,
+                         **options)
+
+
+def load_split(data, split: str, limit: int = 0) -> list[Pair]:
+    """``load_pairs`` for a ``DataConfig``: its corpus, folder, languages and corpus options."""
+    return load_pairs(data.corpus, split, data.data_dir, data.source_lang, data.target_lang, limit,
+                      context_turns=data.context_turns, turn_separator=data.turn_separator)
 
 
 # --------------------------------------------------------------------------- TensorFlow Datasets builders

@@ -51,7 +51,7 @@ def evaluate_split(translator: Translator, split: str, strategies: Sequence[str]
                    limit: int = 0) -> dict:
     """``evaluate_pairs`` on a split of the run's corpus."""
     d = translator.config.data
-    pairs = corpora.load_pairs(d.corpus, split, d.data_dir, d.source_lang, d.target_lang, limit)
+    pairs = corpora.load_split(d, split, limit)
     return {"split": split, **evaluate_pairs(translator, pairs, strategies)}
 
 

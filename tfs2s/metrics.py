@@ -84,6 +84,15 @@ def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
             "bleu_signature": str(bleu.get_signature())}
 
 
+def distinct_n(sentences: Sequence[Sequence[str]], n: int) -> float:
+    """distinct-n (Li et al. 2016): distinct n-grams over all n-grams in tokenised responses (0 when none).
+
+    Low values mean dull, repetitive replies ("I don't know" to everything).
+    """
+    grams = [tuple(s[i:i + n]) for s in sentences for i in range(len(s) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
 def perplexity_from_loss(mean_nll: float) -> float:
     """``exp(mean token NLL)``, guarded against overflow."""
     return math.exp(min(mean_nll, 50.0))

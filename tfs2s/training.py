@@ -267,8 +267,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     save_config(cfg, run_dir)
     d, t = cfg.data, cfg.training
     keras.utils.set_random_seed(d.seed)
-    train_pairs = corpora.load_pairs(d.corpus, "train", d.data_dir, d.source_lang, d.target_lang, d.limit)
-    val_pairs = corpora.load_pairs(d.corpus, "validation", d.data_dir, d.source_lang, d.target_lang)
+    train_pairs = corpora.load_split(d, "train", d.limit)
+    val_pairs = corpora.load_split(d, "validation")
     logger.info("%d training pairs, %d validation pairs", len(train_pairs), len(val_pairs))
     source_tok, target_tok = prepare_tokenizers(cfg, run_dir, train_pairs)
 
