@@ -120,3 +120,29 @@ def test_per_input_length_limits_make_results_independent_of_the_batch(strategy)
             np.testing.assert_allclose(batched["scores"][b].numpy(), alone["scores"][0].numpy(), atol=1e-5)
             np.testing.assert_array_equal(batched["lengths"][b].numpy(), alone["lengths"][0].numpy())
         assert not batched["tokens"][b, :, width:].numpy().any()  # nothing past its own limit
+
+
+def _repetitive_step(ids, state):
+    """Always prefers token 4, then 5, 6, 7, and </s> last: unblocked decoding repeats token 4 forever."""
+    logits = tf.constant([-9.0, -9.0, -9.0, 0.0, 5.0, 4.0, 3.0, 2.0])
+    return tf.tile(logits[None], [tf.shape(ids)[0], 1]), dict(state)
+
+
+def _ngrams(tokens, n):
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_blocking(strategy, n):
+    options = {"beam": dict(beam_width=3, n_best=2), "sample": dict(seed=1, temperature=0.5)}.get(strategy, {})
+    state = {"h": tf.zeros([2], tf.int32)}
+    free = D.decode(_repetitive_step, state, 12, strategy, **options)
+    assert any(len(set(_ngrams(list(row), n))) < len(_ngrams(list(row), n))
+               for row in free["tokens"].numpy().reshape(-1, 12))  # the step alone repeats
+    out = D.decode(_repetitive_step, state, 12, strategy, no_repeat_ngram_size=n, **options)
+    for tokens, length in zip(out["tokens"].numpy().reshape(-1, 12), out["lengths"].numpy().reshape(-1)):
+        hypothesis = [F.BOS_ID] + tokens[:length].tolist()
+        assert len(set(_ngrams(hypothesis, n))) == len(_ngrams(hypothesis, n)), hypothesis
+    if strategy == "greedy" and n == 1:
+        assert out["tokens"][0, 0, :5].numpy().tolist() == [4, 5, 6, 7, F.EOS_ID]

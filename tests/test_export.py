@@ -184,3 +184,27 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
     assert len(got["bad"]) == len(BAD) + 1 and got["bad"][0] == "" and got["bad"][1] == ""
     assert got["empty"] == [] and got["empty_ids"] == [0, 1, 0]
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected["logits"]["logits"].numpy(), atol=1e-4)
+
+
+def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
+    from tfs2s.export import ONNX_GRAPHS, export_onnx
+
+    cfg = translator.config.replace(**{"decoding.no_repeat_ngram_size": 1})
+    blocked = Translator(translator.models, translator.source_tokenizer, translator.target_tokenizer, cfg)
+    path = export_saved_model(blocked, str(tmp_path), "norepeat", onnx=False)
+    graphs = {k: ONNX_GRAPHS[k] for k in ("translate_ids_greedy", "translate_ids")}
+    export_onnx(path, os.path.join(path, "onnx"), graphs=graphs)
+    ids = blocked.encode(tf.constant(SENTENCES + BAD[2:])).numpy()
+    loaded = tf.saved_model.load(path)
+    served = {"greedy": loaded.signatures["translate_ids_greedy"](encoder_token_ids=tf.constant(ids)),
+              "beam": loaded.signatures["translate_ids"](encoder_token_ids=tf.constant(ids))}
+    for out in served.values():  # n = 1: no token twice in one output
+        for tokens, length in zip(out["tokens"].numpy().reshape(-1, out["tokens"].shape[-1]),
+                                  out["length"].numpy().reshape(-1)):
+            assert len(set(tokens[:length].tolist())) == length
+    import onnxruntime as ort
+
+    for strategy, filename in (("greedy", ONNX_GRAPHS["translate_ids_greedy"][0]), ("beam", ONNX_GRAPHS["translate_ids"][0])):
+        session = ort.InferenceSession(os.path.join(path, "onnx", filename), providers=["CPUExecutionProvider"])
+        tokens = session.run(["tokens"], {"encoder_token_ids": ids})[0]
+        np.testing.assert_array_equal(tokens, served[strategy]["tokens"].numpy())

@@ -74,13 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="forbid repeating any N-gram (run folders)")
     p.add_argument("--json", action="store_true", help="print n-best lists with scores as JSON lines")
     return parser
 
 
 def _decode_overrides(args) -> dict:
     names = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty_alpha",
-             "temperature": "temperature", "top_k": "top_k", "seed": "seed"}
+             "temperature": "temperature", "top_k": "top_k", "seed": "seed",
+             "no_repeat_ngram": "no_repeat_ngram_size"}
     return {dest: getattr(args, src) for src, dest in names.items() if getattr(args, src) is not None}
 
 

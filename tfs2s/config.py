@@ -141,6 +141,7 @@ class DecodingConfig:
         max_length_offset: See ``max_length_ratio``.
         temperature: Sampling temperature.
         top_k: Sample from the k most likely tokens (0 = the whole vocabulary).
+        no_repeat_ngram_size: Forbid repeating any n-gram of this size in an output (0 = allowed).
     """
 
     strategy: str = "beam"
@@ -151,6 +152,7 @@ class DecodingConfig:
     max_length_offset: int = 10
     temperature: float = 1.0
     top_k: int = 0
+    no_repeat_ngram_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +206,8 @@ def _validate(cfg: Config) -> None:
     if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
         raise ConfigError(f"decoding.n_best ({cfg.decoding.n_best}) cannot exceed decoding.beam_width "
                           f"({cfg.decoding.beam_width})")
+    if cfg.decoding.no_repeat_ngram_size < 0:
+        raise ConfigError("decoding.no_repeat_ngram_size must be 0 (off) or positive")
     if cfg.decoding.temperature <= 0:
         raise ConfigError("decoding.temperature must be positive")
     if cfg.model.tie_embeddings and cfg.model.embedding_dim != cfg.model.hidden:

@@ -290,10 +290,60 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     return result
 
 
+_HISTORY, _STEP = "repeat_history", "repeat_step"
+
+
+def block_repeated_ngrams(step_fn: StepFn, state: dict, max_length, n: int) -> tuple[StepFn, dict]:
+    """Wraps a step function so that no hypothesis ever repeats an n-gram (``no_repeat_ngram_size``).
+
+    At each step, a token that would complete an n-gram already present in the hypothesis (``<s>`` included)
+    gets an impossible logit. The hypothesis so far is carried in the state (``[N, max_length + 1]`` ids), so
+    beam search reorders it with the beams, and every strategy shares the rule.
+
+    Returns:
+        ``(wrapped_step_fn, state)`` with the history entries added to ``state``.
+    """
+    if n < 1:
+        raise ValueError(f"no_repeat_ngram_size must be at least 1, got {n}")
+    batch = tf.shape(next(iter(state.values())))[0]
+    _, loop_length = _limits(max_length, batch)
+    state = dict(state, **{_HISTORY: tf.zeros([batch, loop_length + 1], tf.int32), _STEP: tf.zeros([batch], tf.int32)})
+
+    def wrapped(ids, state):
+        history, t = state[_HISTORY], state[_STEP]
+        positions = tf.range(tf.shape(history)[1])
+        history = tf.where(positions[None, :] == t[:, None], tf.cast(ids, tf.int32)[:, None], history)
+        inner = {k: v for k, v in state.items() if k not in (_HISTORY, _STEP)}
+        logits, new_state = step_fn(ids, inner)
+        length = t + 1  # tokens in the history, the current input included
+        # Window j matches when history[j : j + n - 1] equals the last n - 1 tokens; it then bans history[j + n - 1].
+        last = length[:, None] - (n - 1) + tf.range(n - 1)[None, :]  # [N, n - 1] positions of the suffix
+        suffix = tf.gather(history, tf.maximum(last, 0), batch_dims=1)
+        width = tf.shape(history)[1]
+        match = (positions[None, :] + n - 1) < length[:, None]  # the banned token lies inside the history
+        padded = tf.concat([history, tf.zeros([tf.shape(history)[0], n], tf.int32)], axis=1)
+        for k in range(n - 1):
+            match = tf.logical_and(match, padded[:, k:k + width] == suffix[:, k:k + 1])
+        following = padded[:, n - 1:n - 1 + width]  # [N, L] the token after each window
+        vocab = tf.shape(logits)[-1]
+        banned = tf.reduce_any(tf.logical_and(match[:, :, None], following[:, :, None] == tf.range(vocab)[None, None, :]),
+                               axis=1)
+        logits = tf.where(banned, tf.cast(_NEG, logits.dtype), logits)
+        new_state = dict(new_state, **{_HISTORY: history, _STEP: length})
+        return logits, new_state
+
+    return wrapped, state
+
+
 def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *, beam_width: int = 5,
            length_penalty_alpha: float = 0.0, n_best: int = 1, temperature: float = 1.0, top_k: int = 0,
-           seed: int = 0) -> dict:
-    """Dispatches to ``greedy_search``, ``beam_search`` or ``sample`` by ``strategy``."""
+           seed: int = 0, no_repeat_ngram_size: int = 0) -> dict:
+    """Dispatches to ``greedy_search``, ``beam_search`` or ``sample`` by ``strategy``.
+
+    ``no_repeat_ngram_size > 0`` forbids repeating any n-gram of that size (see ``block_repeated_ngrams``).
+    """
+    if no_repeat_ngram_size:
+        step_fn, state = block_repeated_ngrams(step_fn, state, max_length, no_repeat_ngram_size)
     if strategy == "greedy":
         return greedy_search(step_fn, state, max_length)
     if strategy == "beam":

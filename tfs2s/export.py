@@ -73,7 +73,8 @@ class ServingModule(tf.Module):
         self.state_names = list(models.state_names)
         self.has_attention = translator.config.model.attention != "none"
         d = translator.config.decoding
-        self._beam = dict(beam_width=d.beam_width, length_penalty_alpha=d.length_penalty, n_best=d.n_best)
+        self._beam = dict(beam_width=d.beam_width, length_penalty_alpha=d.length_penalty, n_best=d.n_best,
+                          no_repeat_ngram_size=d.no_repeat_ngram_size)
         text = tf.TensorSpec([None], tf.string, name=F.SOURCE_TEXT)
         ids = tf.TensorSpec([None, None], tf.int32, name=F.ENCODER_TOKEN_IDS)
         scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
@@ -114,7 +115,9 @@ class ServingModule(tf.Module):
         from tfs2s import decoding
 
         state = tr.models.initial_state(source_ids)
-        result = decoding.beam_search(tr.models.step, state, limit, width, self._beam["length_penalty_alpha"], n)
+        result = decoding.decode(tr.models.step, state, limit, "beam", beam_width=width, n_best=n,
+                                 length_penalty_alpha=self._beam["length_penalty_alpha"],
+                                 no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
         result = tr.finish(result, source_ids)
         return self._outputs(result)
 
@@ -123,7 +126,8 @@ class ServingModule(tf.Module):
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_ids_greedy(self, ids):
-        result = self.translator.decode_ids(ids, "greedy", alignment=False)
+        result = self.translator.decode_ids(ids, "greedy", alignment=False,
+                                            no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_text(self, text):
@@ -324,8 +328,10 @@ def verify_export(export_dir: str, translator: Translator, sentences: list[str],
     report = {}
     for signature, strategy, options in (("translate_ids", "beam", dict(
             beam_width=translator.config.decoding.beam_width,
-            length_penalty_alpha=translator.config.decoding.length_penalty, n_best=translator.config.decoding.n_best)),
-            ("translate_ids_greedy", "greedy", {})):
+            length_penalty_alpha=translator.config.decoding.length_penalty, n_best=translator.config.decoding.n_best,
+            no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size)),
+            ("translate_ids_greedy", "greedy",
+             dict(no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size))):
         served = loaded.signatures[signature](**{F.ENCODER_TOKEN_IDS: ids})
         direct = translator.decode_ids(ids, strategy, alignment=False, **options)
         if not np.array_equal(served["tokens"].numpy(), direct["tokens"].numpy()):

@@ -125,11 +125,19 @@ class OnnxTranslator:
         step = self.session("decoder_step")
         feed = {name: encoded[name] for name in self.metadata["step_inputs"] if name in encoded}
         previous = np.full(batch, F.BOS_ID, np.int32)
+        # The exported graphs' no_repeat_ngram_size rule (tfs2s.decoding.block_repeated_ngrams), on the host.
+        repeat_n = int(self.metadata["decoding"].get("no_repeat_ngram_size", 0))
+        history = [[F.BOS_ID] for _ in range(batch)]
         finished = np.zeros(batch, bool)
         step_outputs = [o.name for o in step.get_outputs()]
         for t in range(max_length):
             out = dict(zip(step_outputs, step.run(None, {F.DECODER_TOKEN_IDS: previous, **feed})))
             logits = out["logits"]
+            if repeat_n:
+                logits = logits.copy()
+                for row in range(batch):
+                    for token in _banned_continuations(history[row], repeat_n):
+                        logits[row, token] = -1e9
             log_probs = logits - logits.max(-1, keepdims=True)
             log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
             active = ~finished & (t < limits)
@@ -141,7 +149,15 @@ class OnnxTranslator:
             for name in self.metadata["state_names"]:
                 feed[name] = out[f"next_{name}"]
             previous = chosen
+            for row in range(batch):
+                history[row].append(int(chosen[row]))
             if (finished | (t + 1 >= limits)).all():
                 tokens = tokens[:, : t + 1]
                 break
         return {"tokens": tokens, "length": lengths, "scores": scores}
+
+
+def _banned_continuations(history: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already in ``history``."""
+    suffix = history[len(history) - n + 1:] if n > 1 else []
+    return {history[j + n - 1] for j in range(len(history) - n + 1) if history[j:j + n - 1] == suffix}

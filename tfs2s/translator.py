@@ -85,6 +85,8 @@ class Translator(tf.Module):
         options = {"beam": dict(beam_width=dc.beam_width, length_penalty_alpha=dc.length_penalty, n_best=dc.n_best),
                    "sample": dict(temperature=dc.temperature, top_k=dc.top_k, seed=0),
                    "greedy": {}}.get(strategy)
+        if options is not None:
+            options["no_repeat_ngram_size"] = dc.no_repeat_ngram_size
         if options is None:
             raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")
         unknown = set(overrides) - set(options)
