@@ -76,7 +76,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="forbid repeating any N-gram (run folders)")
     p.add_argument("--json", action="store_true", help="print n-best lists with scores as JSON lines")
+
+    p = sub.add_parser("chat", help="talk to an exported conversational model (keeps the conversation context)")
+    p.add_argument("--model", required=True, help="an exported SavedModel version folder")
+    p.add_argument("--say", action="append", metavar="TEXT",
+                   help="one-shot: say TEXT, print the reply and exit (repeat for several turns)")
+    p.add_argument("--strategy", choices=["beam", "sample"], default="beam")
+    p.add_argument("--beam-width", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _chat(args) -> int:
+    """``tfs2s chat``: one-shot replies with ``--say``, else an interactive prompt (``/reset``, ``/quit``)."""
+    from tfs2s.chat import Conversation
+
+    conversation = Conversation(args.model, args.strategy, args.temperature, args.top_k, args.seed, args.beam_width)
+    if args.say:
+        for message in args.say:
+            print(conversation.reply(message), flush=True)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Talk to the model; /reset forgets the conversation, /quit (or Ctrl-D) ends it.")
+    while True:
+        try:
+            message = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            if interactive:
+                print()
+            return 0
+        if message.strip() == "/quit":
+            return 0
+        if message.strip() == "/reset":
+            conversation.reset()
+            continue
+        print(("bot> " if interactive else "") + conversation.reply(message), flush=True)
 
 
 def _decode_overrides(args) -> dict:
@@ -156,6 +193,8 @@ def run(argv=None) -> int:
         if args.info:
             with open(args.info, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
+    elif args.command == "chat":
+        return _chat(args)
     elif args.command == "translate":
         texts = args.text or [line.rstrip("\n") for line in sys.stdin]
         overrides = _decode_overrides(args)

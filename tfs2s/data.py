@@ -57,9 +57,9 @@ def at_least_one_column(ids: tf.Tensor) -> tf.Tensor:
 
 
 def encode_source(tokenizer: Tokenizer, texts: tf.Tensor, max_length: int, reverse: bool,
-                  repair_utf8: bool = True) -> tf.Tensor:
+                  portable: bool = False) -> tf.Tensor:
     """``[batch]`` text -> padded ``[batch, time]`` int32 encoder ids, exactly as in training."""
-    ids = prepare_source_ids(tokenizer.tokenize(texts, repair_utf8), max_length, reverse)
+    ids = prepare_source_ids(tokenizer.tokenize(texts, portable), max_length, reverse)
     return at_least_one_column(tf.cast(ids.to_tensor(default_value=F.PAD_ID), tf.int32))
 
 

@@ -133,8 +133,11 @@ def sample(step_fn: StepFn, state: dict, max_length, temperature: float = 1.0, t
 
     def choose(logits, t):
         logits = logits / tf.cast(temperature, logits.dtype)
-        if top_k:
-            k = tf.minimum(tf.cast(top_k, tf.int32), tf.shape(logits)[-1])
+        # top_k may be a tensor (a per-request option of an exported signature); 0 means the whole vocabulary.
+        if not isinstance(top_k, int) or top_k:
+            vocab = tf.shape(logits)[-1]
+            k = tf.cast(top_k, tf.int32)
+            k = tf.where(k > 0, tf.minimum(k, vocab), vocab)
             kth = tf.math.top_k(logits, k=k).values[:, -1:]
             logits = tf.where(logits < kth, tf.cast(_NEG, logits.dtype), logits)
         step_seed = tf.stack([seed, tf.cast(t, tf.int64)])

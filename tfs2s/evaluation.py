@@ -73,3 +73,61 @@ def plot_sentence(translator: Translator, text: str, path: str, strategy: str = 
         words = words[::-1]
         alignment = np.concatenate([alignment[:, -2::-1], alignment[:, -1:]], axis=1)
     return plot_alignment(alignment, words + ["</s>"], target_tokens, path, title=out["text"][0, 0])
+
+
+def _token_ids(tokenizer, texts: Sequence[str], batch: int = 4096) -> list[list[int]]:
+    """Texts -> id lists with the run's tokenizer (the same ids the model is trained and scored on)."""
+    import tensorflow as tf
+
+    out: list[list[int]] = []
+    for start in range(0, len(texts), batch):
+        out.extend(tokenizer.tokenize(tf.constant(list(texts[start:start + batch]))).to_list())
+    return out
+
+
+def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, str]],
+                      pairs: Sequence[tuple[str, str]], ngram_order: int = 3, sample_options: dict | None = None,
+                      batch_size: int = 64) -> dict:
+    """Scores a conversational model against a smoothed n-gram language model on the same responses.
+
+    Vinyals & Le (2015) compare perplexities of responses: the seq2seq model's (conditioned on the context) and
+    an n-gram model's (trained on the training responses, unconditioned). Both are measured here on the same
+    tokens: the run's target tokenizer's ids, ``</s>`` included, on the responses that fit the model's
+    ``data.max_target_length`` (longer ones would be truncated for one model and not the other). Replies are then
+    decoded with the configured strategy and by sampling, and scored by BLEU and distinct-1/2.
+
+    Returns:
+        ``{"responses", "seq2seq_perplexity", "ngram_perplexity", "perplexity_ratio", "<strategy>": {"bleu",
+        "distinct_1", "distinct_2", "examples"}, "sample": {...}}``.
+    """
+    from tfs2s.metrics import distinct_n
+    from tfs2s.ngram import NgramLanguageModel
+
+    cfg = translator.config
+    limit = cfg.data.max_target_length - 1  # room for </s>
+    target = translator.target_tokenizer
+    train_ids = [ids for ids in _token_ids(target, [t for _, t in train_pairs]) if len(ids) <= limit]
+    vocabulary = set(range(target.vocab_size)) - {0, 2, 3}  # every word id, <unk> (1) included
+    lm = NgramLanguageModel(ngram_order, vocabulary=vocabulary).fit(train_ids)
+    ids = _token_ids(target, [t for _, t in pairs])
+    kept = [p for p, i in zip(pairs, ids) if len(i) <= limit]
+    results: dict = {"responses": len(kept), "responses_too_long": len(pairs) - len(kept),
+                     "ngram_order": ngram_order}
+    results["ngram_perplexity"] = round(lm.perplexity([i for i in ids if len(i) <= limit]), 3)
+    scored = evaluate_pairs(translator, kept, strategies=(), batch_size=batch_size)
+    results["seq2seq_perplexity"] = scored["perplexity"]
+    results["perplexity_ratio"] = round(results["seq2seq_perplexity"] / results["ngram_perplexity"], 3)
+    sources, references = [s for s, _ in kept], [t for _, t in kept]
+    runs = {cfg.decoding.strategy: {}, "sample": dict(sample_options or {})}
+    for strategy, options in runs.items():
+        replies = translator.translate(sources, strategy=strategy, batch_size=batch_size, **options)
+        reply_ids = _token_ids(target, replies)
+        results[strategy] = {"bleu": bleu_scores(replies, references)["bleu"],
+                             "distinct_1": round(distinct_n(reply_ids, 1), 4),
+                             "distinct_2": round(distinct_n(reply_ids, 2), 4),
+                             "empty_replies": sum(1 for r in replies if not r.strip()),
+                             "examples": [{"context": s, "reference": r, "reply": h}
+                                          for s, r, h in list(zip(sources, references, replies))[:8]]}
+    results["reference_distinct_1"] = round(distinct_n(_token_ids(target, references), 1), 4)
+    results["reference_distinct_2"] = round(distinct_n(_token_ids(target, references), 2), 4)
+    return results

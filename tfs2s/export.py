@@ -22,7 +22,10 @@ Signatures (all take batches; a batch of zero gives empty outputs):
 * ``translate_ids``: ``encoder_token_ids [B, S]`` -> ``tokens``, ``length``, ``scores`` for clients that
   tokenize themselves; ``translate_ids_greedy`` likewise with greedy search;
 * ``translate_text``: ``text [B]`` -> ``translation [B]``, ``score [B]``, beam search (the graph converted to
-  text-in/text-out ONNX; it expects valid UTF-8);
+  text-in/text-out ONNX; it expects valid UTF-8, already lowercased when the model lowercases, as recorded in
+  the metadata's ``text_graph_input``: onnxruntime's lowercasing op needs a locale many systems lack);
+* ``sample``: ``text [B]``, ``temperature`` (float), ``top_k`` (0: whole vocabulary), ``seed`` -> ``text``,
+  ``tokens``, ``length``, ``scores``: sampled replies (conversational models), seeded and repeatable;
 * ``encode`` and ``decode_step``: the model split for runtimes that drive their own decoding loop;
 * ``logits``: ``encoder_token_ids``, ``decoder_token_ids`` -> teacher-forced ``logits [B, T, V]``.
 """
@@ -82,6 +85,8 @@ class ServingModule(tf.Module):
         self.translate_options = tf.function(
             self._translate_options, input_signature=[text, scalar("beam_width"), scalar("n_best"), scalar("max_length")])
         self.translate_ids = tf.function(self._translate_ids, input_signature=[ids])
+        self.sample = tf.function(self._sample, input_signature=[
+            text, tf.TensorSpec([], tf.float32, name="temperature"), scalar("top_k"), scalar("seed")])
         self.translate_ids_greedy = tf.function(self._translate_ids_greedy, input_signature=[ids])
         self.translate_text = tf.function(self._translate_text, input_signature=[text])
         self.encode = tf.function(self._encode, input_signature=[ids])
@@ -121,6 +126,14 @@ class ServingModule(tf.Module):
         result = tr.finish(result, source_ids)
         return self._outputs(result)
 
+    def _sample(self, text, temperature, top_k, seed):
+        temperature = tf.maximum(temperature, 1e-3)  # 0 would divide by zero; tiny means nearly greedy
+        result = self.translator.translate_tensor(text, "sample", alignment=False, temperature=temperature,
+                                                  top_k=tf.maximum(top_k, 0), seed=seed,
+                                                  no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
+        return {"text": result["text"][:, 0], "tokens": result["tokens"], "length": result["lengths"],
+                "scores": result["scores"]}
+
     def _translate_ids(self, ids):
         result = self.translator.decode_ids(ids, "beam", alignment=False, **self._beam)
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
@@ -131,8 +144,9 @@ class ServingModule(tf.Module):
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_text(self, text):
-        # Converted to ONNX, which has no UTF-8 repair op: tfs2s.onnx_runtime repairs the input on the host.
-        result = self.translator.translate_tensor(text, "beam", repair_utf8=False, alignment=False,
+        # Converted to ONNX, which has no UTF-8 repair op and a locale-dependent lowercasing op: tfs2s.onnx_runtime
+        # repairs and lowercases the input on the host.
+        result = self.translator.translate_tensor(text, "beam", portable=True, alignment=False,
                                                   **self._beam)
         return {"translation": result["text"][:, 0], "score": result["scores"][:, 0]}
 
@@ -159,6 +173,7 @@ class ServingModule(tf.Module):
         return {"serving_default": self.serve.get_concrete_function(),
                 "translate_options": self.translate_options.get_concrete_function(),
                 "translate_ids": self.translate_ids.get_concrete_function(),
+                "sample": self.sample.get_concrete_function(),
                 "translate_ids_greedy": self.translate_ids_greedy.get_concrete_function(),
                 "translate_text": self.translate_text.get_concrete_function(),
                 "encode": self.encode.get_concrete_function(),
@@ -243,6 +258,8 @@ def _write_extra(export_dir: str, cfg: Config, translator: Translator, module: S
         "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
         "max_source_length": cfg.data.max_source_length, "reverse_source": cfg.data.reverse_source,
         "decoding": cfg.decoding.__dict__,
+        # The ONNX text graph leaves UTF-8 repair and lowercasing to its host (see tokenizers.normalize).
+        "text_graph_input": {"valid_utf8": True, "lowercased": cfg.data.lowercase},
     }
     with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)

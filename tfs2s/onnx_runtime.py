@@ -77,7 +77,10 @@ class OnnxTranslator:
         """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``."""
         if len(texts) == 0:
             return []
-        batch = np.array([_clean_text(t) for t in texts], dtype=object)
+        texts = [_clean_text(t) for t in texts]
+        if self.metadata.get("text_graph_input", {}).get("lowercased"):
+            texts = [t.lower() for t in texts]  # the model lowercases; the graph leaves it to its host
+        batch = np.array(texts, dtype=object)
         translation, _ = self.session("text").run(["translation", "score"], {F.SOURCE_TEXT: batch})
         return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in translation]
 

@@ -26,15 +26,16 @@ _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
 _DETOK_OPEN = r"([(\[{]) "
 
 
-def normalize(texts: tf.Tensor, lowercase: bool = False, repair_utf8: bool = True) -> tf.Tensor:
+def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False) -> tf.Tensor:
     """Cleans a ``[batch]`` string tensor: valid UTF-8, punctuation split off, single spaces, no edges.
 
-    ``repair_utf8=False`` leaves out the UTF-8 repair (no ONNX equivalent): for graphs converted to ONNX,
-    whose host code must pass valid UTF-8 (``tfs2s.onnx_runtime`` does).
+    ``portable=True`` leaves out the steps that have no portable ONNX equivalent, the UTF-8 repair and the
+    lowercasing (onnxruntime's StringNormalizer needs an installed ``en_US.UTF-8`` locale): for graphs converted
+    to ONNX, whose host code must pass valid, already lowercased UTF-8 (``tfs2s.onnx_runtime`` does).
     """
-    if repair_utf8:
+    if not portable:
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
-    if lowercase:
+    if lowercase and not portable:
         texts = tf.strings.lower(texts, encoding="utf-8")
     # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
     texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
@@ -117,8 +118,8 @@ def count_words(texts: Iterable[str], lowercase: bool) -> collections.Counter:
 class Tokenizer(tf.Module):
     """Base class: in-graph text <-> ids over a vocabulary file.
 
-    Subclasses define ``tokenize(texts [batch], repair_utf8=True) -> [batch, (tokens)] int64 ids`` (no
-    ``<s>``/``</s>``; see ``normalize`` for ``repair_utf8``) and
+    Subclasses define ``tokenize(texts [batch], portable=False) -> [batch, (tokens)] int64 ids`` (no
+    ``<s>``/``</s>``; see ``normalize`` for ``portable``) and
     ``detokenize(ids [batch, time]) -> [batch] text`` (cut at the first ``</s>``).
 
     Args:
@@ -181,8 +182,8 @@ class WordTokenizer(Tokenizer):
 
     kind = "word"
 
-    def tokenize(self, texts, repair_utf8: bool = True):
-        return self._lookup(split_words(normalize(texts, self.lowercase, repair_utf8)))
+    def tokenize(self, texts, portable: bool = False):
+        return self._lookup(split_words(normalize(texts, self.lowercase, portable)))
 
     def detokenize(self, ids):
         return join_tokens(self.dense_tokens(ids))
@@ -212,8 +213,8 @@ class WordPieceTokenizer(Tokenizer):
         self._wordpiece = text.WordpieceTokenizer(self.token_to_id, suffix_indicator="##",
                                                   token_out_type=tf.int64, unknown_token=F.UNK)
 
-    def tokenize(self, texts, repair_utf8: bool = True):
-        words = split_words(normalize(texts, self.lowercase, repair_utf8))
+    def tokenize(self, texts, portable: bool = False):
+        words = split_words(normalize(texts, self.lowercase, portable))
         pieces = self._wordpiece.tokenize(words)
         return _no_special_ids(_drop_padding(pieces.merge_dims(1, 2)))
 

@@ -37,10 +37,10 @@ class Translator(tf.Module):
         self.config = config
         self._functions: dict = {}
 
-    def encode(self, texts: tf.Tensor, repair_utf8: bool = True) -> tf.Tensor:
+    def encode(self, texts: tf.Tensor, portable: bool = False) -> tf.Tensor:
         """``[batch]`` text -> padded encoder ids ``[batch, time]``."""
         d = self.config.data
-        return data.encode_source(self.source_tokenizer, texts, d.max_source_length, d.reverse_source, repair_utf8)
+        return data.encode_source(self.source_tokenizer, texts, d.max_source_length, d.reverse_source, portable)
 
     def max_length(self, source_ids: tf.Tensor) -> tf.Tensor:
         """Decoding length limit of each input ``[B]``: ``ratio * its source length + offset``.
@@ -60,10 +60,10 @@ class Translator(tf.Module):
         state = self.models.initial_state(source_ids, alignment)
         return decoding.decode(self.models.step, state, self.max_length(source_ids), strategy, **options)
 
-    def translate_tensor(self, texts: tf.Tensor, strategy: str, repair_utf8: bool = True, alignment: bool = True,
+    def translate_tensor(self, texts: tf.Tensor, strategy: str, portable: bool = False, alignment: bool = True,
                          **options) -> dict:
         """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``."""
-        source_ids = self.encode(texts, repair_utf8)
+        source_ids = self.encode(texts, portable)
         return self.finish(self.decode_ids(source_ids, strategy, alignment, **options), source_ids)
 
     def finish(self, result: dict, source_ids: tf.Tensor) -> dict:
