@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--eval-limit", type=int, default=0, help="score the first N validation pairs only")
     parser.add_argument("--ngram-order", type=int, default=3)
+    parser.add_argument("--decode-limit", type=int, default=2000,
+                        help="decode replies for the first N validation contexts (0 = all); perplexity uses all")
     parser.add_argument("--export-dir", default="saved_models", help="root of exported models")
     parser.add_argument("--no-onnx", action="store_true", help="export the SavedModel only")
     args = parser.parse_args(argv)
@@ -54,7 +56,8 @@ def main(argv=None) -> int:
     print(f"\n# validation: {len(val_pairs)} (context -> reply) pairs; n-gram baseline of order {args.ngram_order}",
           flush=True)
     scores = evaluate_dialogue(translator, train_pairs, val_pairs, args.ngram_order,
-                               sample_options={"temperature": dc.temperature, "top_k": dc.top_k})
+                               sample_options={"temperature": dc.temperature, "top_k": dc.top_k},
+                               decode_limit=args.decode_limit)
     with open(os.path.join(args.run_dir, "dialogue_scores.json"), "w", encoding="utf-8") as f:
         json.dump(scores, f, indent=2, ensure_ascii=False)
     print(f"perplexity: seq2seq {scores['seq2seq_perplexity']} vs {args.ngram_order}-gram "

@@ -174,6 +174,25 @@ def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target
     return pairs[:limit] if limit else pairs
 
 
+def _read_summaries(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
+                    **options) -> list[Pair]:
+    """(document -> summary) pairs of a summarization corpus (see ``tfs2s.summarization``)."""
+    from tfs2s import summarization as S
+
+    if (source, target) != ("document", "summary"):
+        raise DataError(f"corpus {corpus.name!r} pairs document -> summary; set source_lang: document and "
+                        f"target_lang: summary (got {source} -> {target})")
+    if corpus.name == "aeslc":
+        pairs = S.read_aeslc(os.path.join(folder, corpus.splits[split]))
+    elif corpus.name == "gigaword_sample":
+        pairs = read_parallel(os.path.join(folder, "train.article.txt"), os.path.join(folder, "train.title.txt"))
+        pairs = [p for p in pairs if S.hashed_split(p[0], validation=10, test=0) == split]
+    else:  # bbc_news: split by file, 90 / 5 / 5
+        pairs = [(body, title) for name, body, title in S.read_bbc_news(os.path.join(folder, "bbc-news.tar.gz"))
+                 if S.hashed_split(name) == split]
+    return pairs[:limit] if limit else pairs
+
+
 _MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 
 CORPORA: dict[str, Corpus] = {
@@ -210,6 +229,24 @@ CORPORA: dict[str, Corpus] = {
         urls={"chatterbot-corpus": "https://github.com/gunthercox/chatterbot-corpus"},
         reader=_read_dialogues,
         citation="chatterbot-corpus (English files), BSD-3-Clause; split 90/5/5 by a hash of each conversation"),
+    "aeslc": Corpus(
+        name="aeslc", folder="summarization/aeslc", languages=("document", "summary"),
+        splits={"train": "aeslc-train.tar.gz", "validation": "aeslc-dev.tar.gz"},
+        urls={"AESLC": "https://github.com/ryanzhumich/AESLC (enron_subject_line/)"},
+        reader=_read_summaries,
+        citation="Zhang & Tetreault 2019, AESLC (ACL), CC BY-NC-SA 4.0; official train / dev splits"),
+    "gigaword_sample": Corpus(
+        name="gigaword_sample", folder="summarization/gigaword-sample", languages=("document", "summary"),
+        splits={"train": ["train.article.txt", "train.title.txt"], "validation": ["train.article.txt", "train.title.txt"]},
+        urls={"sent-summary": "https://github.com/harvardnlp/sent-summary"},
+        reader=_read_summaries,
+        citation="Rush et al. 2015 Gigaword headlines (first 900 pairs; LDC terms); split 90/10 by article hash"),
+    "bbc_news": Corpus(
+        name="bbc_news", folder="summarization/bbc-news", languages=("document", "summary"),
+        splits={s: "bbc-news.tar.gz" for s in ("train", "validation", "test")},
+        urls={"bbc-fulltext.zip": "http://mlg.ucd.ie/files/datasets/bbc-fulltext.zip"},
+        reader=_read_summaries,
+        citation="Greene & Cunningham 2006, BBC News (research use); split 90/5/5 by file"),
 }
 
 

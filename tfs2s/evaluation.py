@@ -87,14 +87,15 @@ def _token_ids(tokenizer, texts: Sequence[str], batch: int = 4096) -> list[list[
 
 def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, str]],
                       pairs: Sequence[tuple[str, str]], ngram_order: int = 3, sample_options: dict | None = None,
-                      batch_size: int = 64) -> dict:
+                      batch_size: int = 64, decode_limit: int = 0) -> dict:
     """Scores a conversational model against a smoothed n-gram language model on the same responses.
 
     Vinyals & Le (2015) compare perplexities of responses: the seq2seq model's (conditioned on the context) and
     an n-gram model's (trained on the training responses, unconditioned). Both are measured here on the same
     tokens: the run's target tokenizer's ids, ``</s>`` included, on the responses that fit the model's
     ``data.max_target_length`` (longer ones would be truncated for one model and not the other). Replies are then
-    decoded with the configured strategy and by sampling, and scored by BLEU and distinct-1/2.
+    decoded with the configured strategy and by sampling (the first ``decode_limit`` contexts; 0 = all), and
+    scored by BLEU and distinct-1/2.
 
     Returns:
         ``{"responses", "seq2seq_perplexity", "ngram_perplexity", "perplexity_ratio", "<strategy>": {"bleu",
@@ -117,7 +118,9 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
     scored = evaluate_pairs(translator, kept, strategies=(), batch_size=batch_size)
     results["seq2seq_perplexity"] = scored["perplexity"]
     results["perplexity_ratio"] = round(results["seq2seq_perplexity"] / results["ngram_perplexity"], 3)
-    sources, references = [s for s, _ in kept], [t for _, t in kept]
+    decoded = kept[:decode_limit] if decode_limit else kept
+    sources, references = [s for s, _ in decoded], [t for _, t in decoded]
+    results["replies_decoded"] = len(decoded)
     runs = {cfg.decoding.strategy: {}, "sample": dict(sample_options or {})}
     for strategy, options in runs.items():
         replies = translator.translate(sources, strategy=strategy, batch_size=batch_size, **options)
@@ -130,4 +133,38 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
                                           for s, r, h in list(zip(sources, references, replies))[:8]]}
     results["reference_distinct_1"] = round(distinct_n(_token_ids(target, references), 1), 4)
     results["reference_distinct_2"] = round(distinct_n(_token_ids(target, references), 2), 4)
+    return results
+
+
+def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, str]],
+                       pairs: Sequence[tuple[str, str]], batch_size: int = 64, seed: int = 0) -> dict:
+    """ROUGE-1/2/L F1 of the model's summaries next to the lead and random-sentence baselines, same pairs.
+
+    The lead baseline takes the first N words of each document, N being the median summary length (in words)
+    of the training pairs. The model decodes with the configured strategy, with and (word-level models with
+    attention) without replacing ``<unk>`` by the attended source word.
+
+    Returns:
+        ``{"documents", "lead_words", "model": {...}, "model_unk_replaced": {...}, "lead": {...},
+        "random_sentence": {...}, "examples"}``; each score dict is ``{"rouge1", "rouge2", "rougeL"}``.
+    """
+    from tfs2s import summarization as S
+
+    documents, references = [d for d, _ in pairs], [s for _, s in pairs]
+    lengths = sorted(len(s.split()) for _, s in train_pairs) or [1]
+    lead_words = max(1, lengths[len(lengths) // 2])
+    results: dict = {"documents": len(pairs), "lead_words": lead_words}
+    summaries = translator.translate(documents, batch_size=batch_size)
+    results["model"] = S.rouge_scores(summaries, references)
+    cfg = translator.config
+    if cfg.model.attention != "none" and translator.source_tokenizer.kind == "word":
+        replaced = translator.translate(documents, batch_size=batch_size, replace_unknown=True)
+        results["model_unk_replaced"] = S.rouge_scores(replaced, references)
+        results["unk_replaced_summaries"] = sum(a != b for a, b in zip(summaries, replaced))
+    else:
+        replaced = summaries
+    results["lead"] = S.rouge_scores(S.lead(documents, lead_words), references)
+    results["random_sentence"] = S.rouge_scores(S.random_sentence(documents, seed), references)
+    results["examples"] = [{"document": d[:300], "reference": r, "summary": s}
+                           for d, r, s in list(zip(documents, references, replaced))[:8]]
     return results

@@ -114,15 +114,42 @@ class Translator(tf.Module):
         return out
 
     def translate(self, texts: Sequence[str], strategy: str | None = None, batch_size: int = 64,
-                  **overrides) -> list[str]:
-        """Best translation of each text, batched, in input order."""
+                  replace_unknown: bool = False, **overrides) -> list[str]:
+        """Best translation of each text, batched, in input order.
+
+        ``replace_unknown`` replaces every ``<unk>`` of the output by the source word it attends to most (Jean et
+        al. 2015; Luong et al. 2015): word-level models with attention only.
+        """
         texts = list(texts)
+        if replace_unknown and (self.config.model.attention == "none" or self.source_tokenizer.kind != "word"):
+            raise ValueError("replace_unknown needs a word-level model with attention")
         # Sorting by length keeps batches uniform (less padding, shorter decode loops).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: dict[int, str] = {}
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            out = self.translate_batch([texts[i] for i in idx], strategy, alignment=False, **overrides)
-            for i, text in zip(idx, out["text"][:, 0]):
+            batch = [texts[i] for i in idx]
+            out = self.translate_batch(batch, strategy, alignment=replace_unknown, **overrides)
+            best = self._replace_unknown(batch, out) if replace_unknown else out["text"][:, 0]
+            for i, text in zip(idx, best):
                 results[i] = text
         return [results[i] for i in range(len(texts))]
+
+    def _replace_unknown(self, texts: Sequence[str], out: dict) -> list[str]:
+        """The best outputs of ``translate_batch`` with ``<unk>`` replaced from the source (see ``translate``)."""
+        from tfs2s.summarization import replace_unknown_words
+        from tfs2s.tokenizers import join_tokens, normalize, split_words
+
+        d = self.config.data
+        words = split_words(normalize(tf.constant(list(texts)), self.source_tokenizer.lowercase)).to_list()
+        tokens = self.target_tokenizer.id_tokens(out["tokens"][:, 0]).to_list()
+        results = []
+        for i, text in enumerate(out["text"][:, 0]):
+            output = [t.decode("utf-8") for t in tokens[i]]
+            if F.UNK not in output:
+                results.append(text)
+                continue
+            source = [w.decode("utf-8") for w in words[i] if w != F.PAD.encode()][: d.max_source_length - 1]
+            output = replace_unknown_words(output, out["alignment"][i, 0], source, F.UNK, d.reverse_source)
+            results.append(join_tokens(tf.constant([output]))[0].numpy().decode("utf-8"))
+        return results

@@ -1,0 +1,123 @@
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+from tfs2s import corpora
+from tfs2s import summarization as S
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in members.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_aeslc_reader_and_malformed_member(tmp_path):
+    good = tmp_path / "good.tar.gz"
+    _tar(good, {"x/a.subject": "Hi Tom,\n\nsee the   memo.\n\n@subject\nMemo\n\n@ann0\nthe memo"})
+    assert S.read_aeslc(str(good)) == [("Hi Tom, see the memo.", "Memo")]
+    bad = tmp_path / "bad.tar.gz"
+    _tar(bad, {"x/b.subject": "no marker here"})
+    with pytest.raises(corpora.DataError, match=r"bad\.tar\.gz: member x/b\.subject"):
+        S.read_aeslc(str(bad))
+    (tmp_path / "broken.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(corpora.DataError, match="broken"):
+        S.read_aeslc(str(tmp_path / "broken.tar.gz"))
+
+
+def test_real_corpora(data_dir):
+    validation = corpora.load_pairs("aeslc", "validation", data_dir, "document", "summary")
+    assert len(validation) == 1960 and all(d and s for d, s in validation)
+    giga = {s: corpora.load_pairs("gigaword_sample", s, data_dir, "document", "summary") for s in ("train", "validation")}
+    assert len(giga["train"]) + len(giga["validation"]) == 900 and len(giga["validation"]) > 50
+    bbc = {s: corpora.load_pairs("bbc_news", s, data_dir, "document", "summary") for s in ("train", "validation", "test")}
+    assert sum(map(len, bbc.values())) == 2002 and bbc["test"]
+    with pytest.raises(corpora.DataError, match="document"):
+        corpora.load_pairs("aeslc", "train", data_dir, "de", "en")
+
+
+def test_rouge_and_baselines():
+    assert S.rouge_scores(["the cat sat"], ["the cat sat"])["rougeL"] == 100.0
+    assert S.rouge_scores(["dogs run"], ["the cat sat"])["rouge1"] == 0.0
+    assert S.lead(["a b c d e"], 3) == ["a b c"]
+    docs = ["First one. Second one! Third?", "Only."]
+    picks = S.random_sentence(docs, seed=1)
+    assert picks == S.random_sentence(docs, seed=1)
+    assert picks[0] in ("First one.", "Second one!", "Third?") and picks[1] == "Only."
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_unknown_words_are_copied_from_the_attended_source_word(reverse):
+    words = ["meeting", "with", "Skilling", "today"]
+    # Output "<unk> meeting": step 0 attends to "Skilling" (encoder position 2, or 1 when reversed).
+    alignment = np.zeros((2, 5))
+    alignment[0, 1 if reverse else 2] = 0.9
+    alignment[1, 2 if reverse else 0] = 0.9
+    out = S.replace_unknown_words(["<unk>", "meeting"], alignment, words, reversed_source=reverse)
+    assert out == ["Skilling", "meeting"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, data_dir):
+    import json
+    import os
+    import sys
+    from contextlib import redirect_stdout
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
+    import summarize
+
+    root = tmp_path_factory.mktemp("summarize")
+    run_dir = str(root / "run")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = summarize.main(["--run-dir", run_dir, "--export-dir", str(root / "saved_models"),
+                                 "--data-dir", data_dir, "--eval-limit", "40", "--set", "data.limit=400",
+                                 "--set", "training.epochs=2", "--set", "training.max_minutes=0",
+                                 "--set", "model.hidden=32", "--set", "model.embedding_dim=16",
+                                 "--set", "model.attention_units=16", "--set", "training.bleu_sentences=10",
+                                 "--set", "data.min_frequency=2"])
+    assert status == 0, out.getvalue()[-3000:]
+    with open(os.path.join(run_dir, "export.json")) as f:
+        export = json.load(f)["export"]
+    with open(os.path.join(run_dir, "summary_scores.json")) as f:
+        return {"export": export, "scores": json.load(f)}
+
+
+def test_pipeline_scores_model_and_baselines(pipeline):
+    scores = pipeline["scores"]
+    assert scores["documents"] == 40 and scores["lead_words"] >= 1
+    for name in ("model", "model_unk_replaced", "lead", "random_sentence"):
+        assert set(scores[name]) == {"rouge1", "rouge2", "rougeL"}
+        assert 0.0 <= scores[name]["rougeL"] <= 100.0
+    assert scores["lead"]["rouge1"] > 0  # subject lines share words with their emails
+
+
+def test_exported_summarizer_in_tf_and_onnxruntime(pipeline):
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import tensorflow as tf
+
+    documents = ["Please review the attached gas contract before Friday .", "", "   ",
+                 " ".join(["meeting"] * 3000), "Reunión mañana 😀 会议"]
+    expected = tf.saved_model.load(pipeline["export"]).signatures["translate_text"](text=tf.constant(documents))
+    script = textwrap.dedent(f"""
+        import json, sys
+        from tfs2s.onnx_runtime import OnnxTranslator
+        print(json.dumps(OnnxTranslator({pipeline["export"]!r}).translate({documents!r})))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == [t.decode() for t in expected["translation"].numpy()]
+    assert got[1] == "" and got[2] == ""
