@@ -10,7 +10,6 @@ Running it again with the same --run-dir resumes an interrupted training run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,37 +19,23 @@ SAMPLES = ["Hi , how are you doing today ?", "What do you want to eat tonight ?"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=os.path.join(HERE, "configs", "dailydialog.yaml"))
-    parser.add_argument("--run-dir", default="runs/dailydialog")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--eval-limit", type=int, default=0, help="score the first N validation pairs only")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfs2s import pipeline
+
+    parser = pipeline.parser(__doc__, os.path.join(HERE, "configs", "dailydialog.yaml"), "runs/dailydialog")
     parser.add_argument("--ngram-order", type=int, default=3)
     parser.add_argument("--decode-limit", type=int, default=2000,
                         help="decode replies for the first N validation contexts (0 = all); perplexity uses all")
-    parser.add_argument("--export-dir", default="saved_models", help="root of exported models")
-    parser.add_argument("--no-onnx", action="store_true", help="export the SavedModel only")
     args = parser.parse_args(argv)
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfs2s.cli import main as cli
-
-    overrides = [f"--set={s}" for s in args.set] + ([f"--data-dir={args.data_dir}"] if args.data_dir else [])
-    status = _call(cli, ["train", "--config", args.config, *overrides, "--run-dir", args.run_dir])
+    status = pipeline.train(args)
     if status:
         return status
 
     from tfs2s import corpora
     from tfs2s.evaluation import evaluate_dialogue
-    from tfs2s.training import load_run
-    from tfs2s.translator import Translator
 
-    cfg, models, source_tok, target_tok = load_run(args.run_dir)
-    if args.data_dir:
-        cfg = cfg.replace(**{"data.data_dir": args.data_dir})
-    translator = Translator(models, source_tok, target_tok, cfg)
-    d, dc = cfg.data, cfg.decoding
+    translator = pipeline.load_translator(args.run_dir, args.data_dir)
+    d, dc = translator.config.data, translator.config.decoding
     train_pairs = corpora.load_split(d, "train", d.limit)
     val_pairs = corpora.load_split(d, "validation", args.eval_limit)
     print(f"\n# validation: {len(val_pairs)} (context -> reply) pairs; n-gram baseline of order {args.ngram_order}",
@@ -68,23 +53,10 @@ def main(argv=None) -> int:
     for example in scores[dc.strategy]["examples"][:4]:
         print(f"  context: {example['context']}\n  reply:   {example['reply']}")
 
-    export_info = os.path.join(args.run_dir, "export.json")
-    status = _call(cli, ["export", "--run-dir", args.run_dir, "--export-dir", args.export_dir, "--info", export_info]
-                   + ([] if args.no_onnx else ["--onnx"]))
+    status, exported = pipeline.export(args)
     if status:
         return status
-    with open(export_info, encoding="utf-8") as f:
-        exported = json.load(f)["export"]
-    print(f"\n$ tfs2s chat --model {exported} --say ...", flush=True)
-    return _call(cli, ["chat", "--model", exported] + [f"--say={s}" for s in SAMPLES])
-
-
-def _call(cli, argv) -> int:
-    try:
-        cli(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
+    return pipeline.cli(["chat", "--model", exported] + [f"--say={s}" for s in SAMPLES])
 
 
 if __name__ == "__main__":

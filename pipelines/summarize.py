@@ -13,7 +13,6 @@ Running it again with the same --run-dir resumes an interrupted training run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,36 +23,22 @@ SAMPLES = ["Please find attached the revised schedule for the Houston meeting ne
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=os.path.join(HERE, "configs", "aeslc.yaml"))
-    parser.add_argument("--run-dir", default="runs/aeslc")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--eval-limit", type=int, default=0, help="score the first N validation pairs only")
-    parser.add_argument("--export-dir", default="saved_models", help="root of exported models")
-    parser.add_argument("--no-onnx", action="store_true", help="export the SavedModel only")
-    args = parser.parse_args(argv)
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfs2s.cli import main as cli
+    from tfs2s import pipeline
 
-    overrides = [f"--set={s}" for s in args.set] + ([f"--data-dir={args.data_dir}"] if args.data_dir else [])
-    status = _call(cli, ["train", "--config", args.config, *overrides, "--run-dir", args.run_dir])
+    args = pipeline.parser(__doc__, os.path.join(HERE, "configs", "aeslc.yaml"), "runs/aeslc").parse_args(argv)
+    status = pipeline.train(args)
     if status:
         return status
 
     from tfs2s import corpora
     from tfs2s.evaluation import evaluate_summaries
-    from tfs2s.training import load_run
-    from tfs2s.translator import Translator
 
-    cfg, models, source_tok, target_tok = load_run(args.run_dir)
-    if args.data_dir:
-        cfg = cfg.replace(**{"data.data_dir": args.data_dir})
-    translator = Translator(models, source_tok, target_tok, cfg)
-    train_pairs = corpora.load_split(cfg.data, "train", cfg.data.limit)
-    val_pairs = corpora.load_split(cfg.data, "validation", args.eval_limit)
-    print(f"\n# {cfg.data.corpus} validation: {len(val_pairs)} documents", flush=True)
+    translator = pipeline.load_translator(args.run_dir, args.data_dir)
+    d = translator.config.data
+    train_pairs = corpora.load_split(d, "train", d.limit)
+    val_pairs = corpora.load_split(d, "validation", args.eval_limit)
+    print(f"\n# {d.corpus} validation: {len(val_pairs)} documents", flush=True)
     scores = evaluate_summaries(translator, train_pairs, val_pairs)
     with open(os.path.join(args.run_dir, "summary_scores.json"), "w", encoding="utf-8") as f:
         json.dump(scores, f, indent=2, ensure_ascii=False)
@@ -66,23 +51,10 @@ def main(argv=None) -> int:
     for example in scores["examples"][:3]:
         print(f"  document: {example['document'][:120]}...\n  summary:  {example['summary']}")
 
-    export_info = os.path.join(args.run_dir, "export.json")
-    status = _call(cli, ["export", "--run-dir", args.run_dir, "--export-dir", args.export_dir, "--info", export_info]
-                   + ([] if args.no_onnx else ["--onnx"]))
+    status, exported = pipeline.export(args)
     if status:
         return status
-    with open(export_info, encoding="utf-8") as f:
-        exported = json.load(f)["export"]
-    print(f"\n$ tfs2s translate --model {exported} ...", flush=True)
-    return _call(cli, ["translate", "--model", exported, *SAMPLES])
-
-
-def _call(cli, argv) -> int:
-    try:
-        cli(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
+    return pipeline.cli(["translate", "--model", exported, *SAMPLES])
 
 
 if __name__ == "__main__":
