@@ -146,3 +146,16 @@ def test_no_repeat_ngram_blocking(strategy, n):
         assert len(set(_ngrams(hypothesis, n))) == len(_ngrams(hypothesis, n)), hypothesis
     if strategy == "greedy" and n == 1:
         assert out["tokens"][0, 0, :5].numpy().tolist() == [4, 5, 6, 7, F.EOS_ID]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_min_length_forbids_early_end(strategy):
+    def eos_first(ids, state):  # </s> is by far the most likely token at every step
+        logits = tf.constant([-9.0, -9.0, -9.0, 5.0, 1.0, 0.5, 0.0, -1.0])
+        return tf.tile(logits[None], [tf.shape(ids)[0], 1]), dict(state)
+
+    options = {"beam": dict(beam_width=3), "sample": dict(seed=2, temperature=0.3)}.get(strategy, {})
+    state = {"h": tf.zeros([2], tf.int32)}
+    assert (D.decode(eos_first, state, 8, strategy, **options)["lengths"].numpy() == 0).all()
+    out = D.decode(eos_first, state, 8, strategy, min_length=3, **options)
+    assert (out["lengths"].numpy() == 3).all()  # ends as soon as it may

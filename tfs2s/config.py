@@ -142,6 +142,7 @@ class DecodingConfig:
         temperature: Sampling temperature.
         top_k: Sample from the k most likely tokens (0 = the whole vocabulary).
         no_repeat_ngram_size: Forbid repeating any n-gram of this size in an output (0 = allowed).
+        min_length: Forbid ``</s>`` before this many output tokens (1: never an empty output).
     """
 
     strategy: str = "beam"
@@ -153,6 +154,7 @@ class DecodingConfig:
     temperature: float = 1.0
     top_k: int = 0
     no_repeat_ngram_size: int = 0
+    min_length: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +208,8 @@ def _validate(cfg: Config) -> None:
     if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
         raise ConfigError(f"decoding.n_best ({cfg.decoding.n_best}) cannot exceed decoding.beam_width "
                           f"({cfg.decoding.beam_width})")
+    if cfg.decoding.min_length < 0:
+        raise ConfigError("decoding.min_length must be 0 or positive")
     if cfg.decoding.no_repeat_ngram_size < 0:
         raise ConfigError("decoding.no_repeat_ngram_size must be 0 (off) or positive")
     if cfg.decoding.temperature <= 0:

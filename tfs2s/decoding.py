@@ -55,11 +55,19 @@ def _limits(max_length, batch):
     return max_length, tf.reduce_max(tf.concat([[0], max_length], axis=0))  # 0 for an empty batch
 
 
+def _ban_early_eos(logits, t, min_length):
+    """Forbids ``</s>`` before ``min_length`` tokens (an empty output is never a translation or a reply)."""
+    if isinstance(min_length, int) and not min_length:
+        return logits
+    eos = tf.equal(tf.range(tf.shape(logits)[-1]), F.EOS_ID)  # not tf.one_hot: see _write
+    return tf.where(tf.logical_and(t < min_length, eos)[None, :], tf.cast(_NEG, logits.dtype), logits)
+
+
 def _shape_invariants(state: dict) -> dict:
     return {k: tf.TensorShape([None] * len(v.shape)) for k, v in state.items()}
 
 
-def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> dict:
+def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable, min_length=0) -> dict:
     """Shared loop of greedy search and sampling: ``choose(logits, t) -> ids``."""
     batch = tf.shape(next(iter(state.values())))[0]
     limits, max_length = _limits(max_length, batch)
@@ -82,6 +90,7 @@ def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> d
 
     def body(v):
         logits, new_state = step_fn(v["ids"], v["state"])
+        logits = _ban_early_eos(logits, v["t"], min_length)
         log_probs = tf.nn.log_softmax(logits)
         ids = tf.cast(choose(logits, v["t"]), tf.int32)
         # An input stops at </s> or at its own length limit, whatever else is in the batch.
@@ -112,19 +121,21 @@ def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable) -> d
     return result
 
 
-def greedy_search(step_fn: StepFn, state: dict, max_length) -> dict:
+def greedy_search(step_fn: StepFn, state: dict, max_length, min_length=0) -> dict:
     """Picks the most likely token at every step.
 
     Args:
         step_fn: The step function.
         state: Initial state (each tensor ``[B, ...]``).
         max_length: Largest number of tokens to generate: a scalar, or ``[B]`` per-input limits.
+        min_length: ``</s>`` is forbidden before this many tokens.
     """
-    return _sequential(step_fn, state, max_length, lambda logits, t: tf.argmax(logits, axis=-1, output_type=tf.int32))
+    return _sequential(step_fn, state, max_length, lambda logits, t: tf.argmax(logits, axis=-1, output_type=tf.int32),
+                       min_length)
 
 
 def sample(step_fn: StepFn, state: dict, max_length, temperature: float = 1.0, top_k: int = 0,
-           seed: int = 0) -> dict:
+           seed: int = 0, min_length=0) -> dict:
     """Samples each token from ``softmax(logits / temperature)``, optionally among the ``top_k`` best.
 
     Sampling is stateless and seeded: the same ``seed`` gives the same output.
@@ -143,7 +154,7 @@ def sample(step_fn: StepFn, state: dict, max_length, temperature: float = 1.0, t
         step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
         return tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
 
-    return _sequential(step_fn, state, max_length, choose)
+    return _sequential(step_fn, state, max_length, choose, min_length)
 
 
 def _tile(x, k):
@@ -151,7 +162,7 @@ def _tile(x, k):
 
 
 def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, length_penalty_alpha: float = 0.0,
-                n_best: int = 1) -> dict:
+                n_best: int = 1, min_length=0) -> dict:
     """Beam search with the GNMT length penalty and n-best output.
 
     Keeps ``beam_width`` alive hypotheses and ``beam_width`` finished ones (ended by ``</s>``), ranking finished
@@ -169,6 +180,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         beam_width: Hypotheses kept per input (int or scalar tensor).
         length_penalty_alpha: GNMT alpha; 0 ranks by plain log-probability.
         n_best: Hypotheses returned per input (``<= beam_width``; int or scalar tensor).
+        min_length: ``</s>`` is forbidden before this many tokens.
     """
     if isinstance(n_best, int) and isinstance(beam_width, int) and n_best > beam_width:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_width ({beam_width})")
@@ -214,6 +226,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     def body(v):
         t = v["t"]
         logits, new_state = step_fn(v["ids"], v["state"])
+        logits = _ban_early_eos(logits, t, min_length)
         vocab = tf.shape(logits)[-1]
         log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch, k, vocab])
         candidates = tf.reshape(v["alive_log_probs"][:, :, None] + log_probs, [batch, k * vocab])
@@ -340,7 +353,7 @@ def block_repeated_ngrams(step_fn: StepFn, state: dict, max_length, n: int) -> t
 
 def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *, beam_width: int = 5,
            length_penalty_alpha: float = 0.0, n_best: int = 1, temperature: float = 1.0, top_k: int = 0,
-           seed: int = 0, no_repeat_ngram_size: int = 0) -> dict:
+           seed: int = 0, no_repeat_ngram_size: int = 0, min_length: int = 0) -> dict:
     """Dispatches to ``greedy_search``, ``beam_search`` or ``sample`` by ``strategy``.
 
     ``no_repeat_ngram_size > 0`` forbids repeating any n-gram of that size (see ``block_repeated_ngrams``).
@@ -348,9 +361,9 @@ def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *
     if no_repeat_ngram_size:
         step_fn, state = block_repeated_ngrams(step_fn, state, max_length, no_repeat_ngram_size)
     if strategy == "greedy":
-        return greedy_search(step_fn, state, max_length)
+        return greedy_search(step_fn, state, max_length, min_length)
     if strategy == "beam":
-        return beam_search(step_fn, state, max_length, beam_width, length_penalty_alpha, n_best)
+        return beam_search(step_fn, state, max_length, beam_width, length_penalty_alpha, n_best, min_length)
     if strategy == "sample":
-        return sample(step_fn, state, max_length, temperature, top_k, seed)
+        return sample(step_fn, state, max_length, temperature, top_k, seed, min_length)
     raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")

@@ -77,7 +77,7 @@ class ServingModule(tf.Module):
         self.has_attention = translator.config.model.attention != "none"
         d = translator.config.decoding
         self._beam = dict(beam_width=d.beam_width, length_penalty_alpha=d.length_penalty, n_best=d.n_best,
-                          no_repeat_ngram_size=d.no_repeat_ngram_size)
+                          no_repeat_ngram_size=d.no_repeat_ngram_size, min_length=d.min_length)
         text = tf.TensorSpec([None], tf.string, name=F.SOURCE_TEXT)
         ids = tf.TensorSpec([None, None], tf.int32, name=F.ENCODER_TOKEN_IDS)
         scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
@@ -122,7 +122,8 @@ class ServingModule(tf.Module):
         state = tr.models.initial_state(source_ids)
         result = decoding.decode(tr.models.step, state, limit, "beam", beam_width=width, n_best=n,
                                  length_penalty_alpha=self._beam["length_penalty_alpha"],
-                                 no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
+                                 no_repeat_ngram_size=self._beam["no_repeat_ngram_size"],
+                                 min_length=self._beam["min_length"])
         result = tr.finish(result, source_ids)
         return self._outputs(result)
 
@@ -130,7 +131,8 @@ class ServingModule(tf.Module):
         temperature = tf.maximum(temperature, 1e-3)  # 0 would divide by zero; tiny means nearly greedy
         result = self.translator.translate_tensor(text, "sample", alignment=False, temperature=temperature,
                                                   top_k=tf.maximum(top_k, 0), seed=seed,
-                                                  no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
+                                                  no_repeat_ngram_size=self._beam["no_repeat_ngram_size"],
+                                                  min_length=self._beam["min_length"])
         return {"text": result["text"][:, 0], "tokens": result["tokens"], "length": result["lengths"],
                 "scores": result["scores"]}
 
@@ -140,7 +142,8 @@ class ServingModule(tf.Module):
 
     def _translate_ids_greedy(self, ids):
         result = self.translator.decode_ids(ids, "greedy", alignment=False,
-                                            no_repeat_ngram_size=self._beam["no_repeat_ngram_size"])
+                                            no_repeat_ngram_size=self._beam["no_repeat_ngram_size"],
+                                            min_length=self._beam["min_length"])
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def _translate_text(self, text):
@@ -346,9 +349,11 @@ def verify_export(export_dir: str, translator: Translator, sentences: list[str],
     for signature, strategy, options in (("translate_ids", "beam", dict(
             beam_width=translator.config.decoding.beam_width,
             length_penalty_alpha=translator.config.decoding.length_penalty, n_best=translator.config.decoding.n_best,
-            no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size)),
+            no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size,
+            min_length=translator.config.decoding.min_length)),
             ("translate_ids_greedy", "greedy",
-             dict(no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size))):
+             dict(no_repeat_ngram_size=translator.config.decoding.no_repeat_ngram_size,
+                  min_length=translator.config.decoding.min_length))):
         served = loaded.signatures[signature](**{F.ENCODER_TOKEN_IDS: ids})
         direct = translator.decode_ids(ids, strategy, alignment=False, **options)
         if not np.array_equal(served["tokens"].numpy(), direct["tokens"].numpy()):

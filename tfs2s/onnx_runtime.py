@@ -130,12 +130,16 @@ class OnnxTranslator:
         previous = np.full(batch, F.BOS_ID, np.int32)
         # The exported graphs' no_repeat_ngram_size rule (tfs2s.decoding.block_repeated_ngrams), on the host.
         repeat_n = int(self.metadata["decoding"].get("no_repeat_ngram_size", 0))
+        min_length = int(self.metadata["decoding"].get("min_length", 0))
         history = [[F.BOS_ID] for _ in range(batch)]
         finished = np.zeros(batch, bool)
         step_outputs = [o.name for o in step.get_outputs()]
         for t in range(max_length):
             out = dict(zip(step_outputs, step.run(None, {F.DECODER_TOKEN_IDS: previous, **feed})))
             logits = out["logits"]
+            if t < min_length:
+                logits = logits.copy()
+                logits[:, F.EOS_ID] = -1e9
             if repeat_n:
                 logits = logits.copy()
                 for row in range(batch):

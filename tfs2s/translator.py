@@ -87,6 +87,7 @@ class Translator(tf.Module):
                    "greedy": {}}.get(strategy)
         if options is not None:
             options["no_repeat_ngram_size"] = dc.no_repeat_ngram_size
+            options["min_length"] = dc.min_length
         if options is None:
             raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")
         unknown = set(overrides) - set(options)
