@@ -124,13 +124,9 @@ def _decode_overrides(args) -> dict:
 
 
 def _load_translator(run_dir: str, data_dir: str | None = None):
-    from tfs2s.training import load_run
-    from tfs2s.translator import Translator
+    from tfs2s.pipeline import load_translator
 
-    cfg, models, source_tok, target_tok = load_run(run_dir)
-    if data_dir:
-        cfg = cfg.replace(**{"data.data_dir": data_dir})
-    return Translator(models, source_tok, target_tok, cfg)
+    return load_translator(run_dir, data_dir)
 
 
 def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: bool) -> int:

@@ -155,14 +155,20 @@ def _read_spa_eng(corpus: Corpus, folder: str, split: str, source: str, target: 
     return pairs[:limit] if limit else pairs
 
 
+def _require_sides(corpus: Corpus, source: str, target: str) -> None:
+    """One-directional corpora (dialogue, summarization) read only as ``languages[0] -> languages[1]``."""
+    if (source, target) != corpus.languages:
+        a, b = corpus.languages
+        raise DataError(f"corpus {corpus.name!r} pairs {a} -> {b}; set source_lang: {a} and target_lang: {b} "
+                        f"(got {source} -> {target})")
+
+
 def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
                     context_turns: int = 1, turn_separator: str = "SEP", **options) -> list[Pair]:
     """(context -> response) pairs of a dialogue corpus (see ``tfs2s.dialogue``)."""
     from tfs2s import dialogue
 
-    if (source, target) != ("context", "response"):
-        raise DataError(f"corpus {corpus.name!r} pairs context -> response; set source_lang: context and "
-                        f"target_lang: response (got {source} -> {target})")
+    _require_sides(corpus, source, target)
     read = {"dailydialog": dialogue.read_dailydialog, "topical_chat": dialogue.read_topical_chat,
             "chatterbot": dialogue.read_chatterbot}[corpus.name]
     if corpus.name == "chatterbot":
@@ -179,9 +185,7 @@ def _read_summaries(corpus: Corpus, folder: str, split: str, source: str, target
     """(document -> summary) pairs of a summarization corpus (see ``tfs2s.summarization``)."""
     from tfs2s import summarization as S
 
-    if (source, target) != ("document", "summary"):
-        raise DataError(f"corpus {corpus.name!r} pairs document -> summary; set source_lang: document and "
-                        f"target_lang: summary (got {source} -> {target})")
+    _require_sides(corpus, source, target)
     if corpus.name == "aeslc":
         pairs = S.read_aeslc(os.path.join(folder, corpus.splits[split]))
     elif corpus.name == "gigaword_sample":

@@ -131,8 +131,9 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
                              "empty_replies": sum(1 for r in replies if not r.strip()),
                              "examples": [{"context": s, "reference": r, "reply": h}
                                           for s, r, h in list(zip(sources, references, replies))[:8]]}
-    results["reference_distinct_1"] = round(distinct_n(_token_ids(target, references), 1), 4)
-    results["reference_distinct_2"] = round(distinct_n(_token_ids(target, references), 2), 4)
+    reference_ids = _token_ids(target, references)
+    results["reference_distinct_1"] = round(distinct_n(reference_ids, 1), 4)
+    results["reference_distinct_2"] = round(distinct_n(reference_ids, 2), 4)
     return results
 
 
