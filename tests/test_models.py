@@ -61,3 +61,44 @@ def test_keras_file_round_trip(case, tmp_path):
     m.training.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored(inputs).numpy(), m.training(inputs).numpy(), atol=1e-5)
+
+
+def test_sampled_softmax_training_model(tmp_path):
+    """The sampled model outputs the output layer's inputs, trains the shared projection, evaluates in full."""
+    from tfs2s.losses import MaskedCrossEntropy
+    from tfs2s.metrics import Perplexity
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0)
+    m = build_models(cfg, 30, 25, sampled_softmax=6)
+    inputs = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}
+    assert m.training is not m.teacher_forced
+    hidden = m.training(inputs)
+    assert hidden.shape == (2, 4, 16)
+    projection = m.teacher_forced.get_layer("output_projection")
+    np.testing.assert_allclose(projection(hidden).numpy(), m.teacher_forced(inputs).numpy(), atol=1e-5)
+    np.testing.assert_allclose(m.step(tf.constant(DEC[:, 0]), m.initial_state(tf.constant(SRC)))[0].numpy()[:, 3:],
+                               m.teacher_forced(inputs).numpy()[:, 0, 3:], atol=1e-4)
+
+    targets = np.array([[5, 6, 7, 3], [9, 4, 3, 0]], np.int32)
+    weight = (targets != 0).astype("float32")
+    m.training.compile("adam", loss=MaskedCrossEntropy(), metrics=[Perplexity()])
+    kernel_before = projection.kernel.numpy().copy()
+    logs = m.training.fit(inputs, targets, sample_weight=weight, epochs=2, batch_size=2, verbose=0).history
+    assert set(logs) == {"loss"}  # no full-softmax metrics while training
+    assert not np.allclose(projection.kernel.numpy(), kernel_before)  # the shared output layer trains
+    # Evaluation is the full softmax: its loss is the compiled cross-entropy of the full logits.
+    evaluated = m.training.evaluate(inputs, targets, sample_weight=weight, verbose=0, return_dict=True)
+    full = float(MaskedCrossEntropy()(targets, m.teacher_forced(inputs), sample_weight=weight))
+    np.testing.assert_allclose(evaluated["loss"], full, rtol=1e-4)
+    np.testing.assert_allclose(evaluated["perplexity"], np.exp(full), rtol=1e-4)
+
+    path = str(tmp_path / "sampled.weights.h5")
+    m.training.save_weights(path)
+    keras.utils.set_random_seed(1)
+    again = build_models(cfg, 30, 25, sampled_softmax=6)
+    again.training.load_weights(path)
+    np.testing.assert_allclose(again.teacher_forced(inputs).numpy(), m.teacher_forced(inputs).numpy(), atol=1e-6)
+
+    with pytest.raises(ValueError, match="between 1 and 24 samples"):
+        build_models(cfg, 30, 25, sampled_softmax=25)

@@ -98,3 +98,31 @@ def test_convergence_on_synthetic_reversal(tmp_path):
     hyps = Translator(models, s, t, cfg).translate([p[0] for p in test_pairs], strategy="greedy")
     exact = np.mean([h == ref for h, (_, ref) in zip(hyps, test_pairs)])
     assert exact >= 0.9, exact
+
+
+def test_sampled_softmax_run_trains_evaluates_and_reloads(data_dir, tmp_path):
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 2,
+                             "training.loss": "sampled_softmax", "training.sampled_softmax_samples": 20})
+    run_dir = str(tmp_path / "run")
+    summary = train(cfg, run_dir, verbose=0)
+    with open(os.path.join(run_dir, "history.jsonl")) as f:
+        epochs = [r for r in map(json.loads, f) if r["event"] == "epoch"]
+    assert len(epochs) == 2 and "val_perplexity" in epochs[0] and "perplexity" not in epochs[0]
+    assert epochs[1]["loss"] < epochs[0]["loss"]
+    # Validation uses the full softmax: a perplexity over the whole vocabulary (a uniform model scores vocab size).
+    assert 1.0 < summary["val_perplexity"] < summary["target_vocab_size"]
+    cfg2, models, s, t = load_run(run_dir)
+    assert cfg2.training.loss == "sampled_softmax"
+    assert Translator(models, s, t, cfg2).translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
+
+
+def test_sampled_softmax_needs_fewer_samples_than_words(data_dir, tmp_path):
+    from tfs2s.config import ConfigError
+
+    with pytest.raises(ConfigError, match="sampled_softmax_samples .* data.target_vocab_size"):
+        load_config(None, {"training.loss": "sampled_softmax", "training.sampled_softmax_samples": 20000})
+    # The learned vocabulary can be smaller than the configured bound: checked before any training.
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.loss": "sampled_softmax",
+                             "training.sampled_softmax_samples": 5000})
+    with pytest.raises(ConfigError, match=r"smaller than the target vocabulary, which has \d+ words"):
+        train(cfg, str(tmp_path / "run"), verbose=0)

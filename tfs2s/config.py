@@ -106,7 +106,12 @@ class TrainingConfig:
         lr_schedule: ``constant``, ``plateau`` (halve on a validation-loss plateau) or ``cosine``.
         warmup_steps: Linear warm-up steps for ``cosine``.
         clipnorm: Clip gradients to this global norm; 0 disables clipping.
-        label_smoothing: Label smoothing of the cross-entropy.
+        label_smoothing: Label smoothing of the cross-entropy (full softmax only; evaluation always uses it).
+        loss: ``cross_entropy`` (full softmax) or ``sampled_softmax`` (Jean et al. 2015: each training step
+            normalises over the target word and ``sampled_softmax_samples`` sampled words; validation,
+            evaluation and decoding use the full softmax).
+        sampled_softmax_samples: Words sampled per training step (log-uniform over the frequency-sorted
+            vocabulary); must be smaller than the target vocabulary.
         early_stopping_patience: Epochs without validation-loss improvement before stopping; 0 disables.
         bleu_every_minutes: Greedy validation BLEU every N minutes of training (0 = at epoch ends only).
         bleu_sentences: Validation sentences decoded for that BLEU (0 = all).
@@ -121,6 +126,8 @@ class TrainingConfig:
     warmup_steps: int = 500
     clipnorm: float = 1.0
     label_smoothing: float = 0.1
+    loss: str = "cross_entropy"
+    sampled_softmax_samples: int = 1024
     early_stopping_patience: int = 3
     bleu_every_minutes: float = 0.0
     bleu_sentences: int = 0
@@ -184,6 +191,7 @@ _CHOICES = {
     ("model", "cell"): ("gru", "lstm"),
     ("model", "attention"): ("none", "bahdanau", "luong"),
     ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
+    ("training", "loss"): ("cross_entropy", "sampled_softmax"),
     ("decoding", "strategy"): ("greedy", "beam", "sample"),
 }
 
@@ -208,6 +216,11 @@ def _validate(cfg: Config) -> None:
     if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
         raise ConfigError(f"decoding.n_best ({cfg.decoding.n_best}) cannot exceed decoding.beam_width "
                           f"({cfg.decoding.beam_width})")
+    if cfg.training.loss == "sampled_softmax":
+        samples, vocab = cfg.training.sampled_softmax_samples, cfg.data.target_vocab_size
+        if not 0 < samples < vocab:
+            raise ConfigError(f"training.sampled_softmax_samples ({samples}) must be at least 1 and smaller than "
+                              f"data.target_vocab_size ({vocab})")
     if cfg.decoding.min_length < 0:
         raise ConfigError("decoding.min_length must be 0 or positive")
     if cfg.decoding.no_repeat_ngram_size < 0:

@@ -72,7 +72,7 @@ class ServingModule(tf.Module):
         self.max_beam_width = max_beam_width
         models = translator.models
         # Track the backing tf.Variables (as keras.export.ExportArchive does), so the SavedModel holds them.
-        self.model_variables = [w.value for w in models.training.weights]
+        self.model_variables = [w.value for w in models.teacher_forced.weights]
         self.state_names = list(models.state_names)
         self.has_attention = translator.config.model.attention != "none"
         d = translator.config.decoding
@@ -155,7 +155,7 @@ class ServingModule(tf.Module):
 
     def _logits(self, ids, decoder_ids):
         inputs = {F.ENCODER_TOKEN_IDS: data.at_least_one_column(ids), F.DECODER_TOKEN_IDS: decoder_ids}
-        return {"logits": self.translator.models.training(inputs, training=False)}
+        return {"logits": self.translator.models.teacher_forced(inputs, training=False)}
 
     def _encode(self, ids):
         return dict(self.translator.models.encoder(data.at_least_one_column(ids), training=False))

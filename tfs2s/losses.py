@@ -33,3 +33,47 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def sampled_softmax_loss(hidden, labels, kernel, bias, num_sampled: int, sampled_values=None, seed=None):
+    """Per-token sampled-softmax loss (Jean et al. 2015), without materialising the ``[N, V]`` logits.
+
+    Equal to ``tf.nn.sampled_softmax_loss`` (log-uniform candidates, corrected by their expected counts, accidental
+    hits removed) but reads the output layer's ``[H, V]`` kernel in place instead of needing it transposed to
+    ``[V, H]``, which would copy the whole matrix at every step. The log-uniform sampler assumes ids sorted by
+    decreasing frequency, as the word-level vocabularies are.
+
+    Args:
+        hidden: ``[N, H]`` float inputs of the output layer.
+        labels: ``[N]`` integer target ids.
+        kernel: ``[H, V]`` output-layer kernel.
+        bias: ``[V]`` output-layer bias.
+        num_sampled: Negative classes sampled (shared by the ``N`` rows).
+        sampled_values: Optional ``(sampled, true_expected_count, sampled_expected_count)`` from a TF candidate
+            sampler (for tests); drawn with ``tf.random.log_uniform_candidate_sampler`` when ``None``.
+        seed: Sampler seed.
+
+    Returns:
+        ``[N]`` losses.
+    """
+    import tensorflow as tf
+
+    vocab = int(kernel.shape[1])  # static: the sampler needs a Python int
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+    if sampled_values is None:
+        sampled_values = tf.random.log_uniform_candidate_sampler(
+            true_classes=labels[:, None], num_true=1, num_sampled=num_sampled, unique=True,
+            range_max=vocab, seed=seed)
+    sampled, true_expected, sampled_expected = (tf.stop_gradient(v) for v in sampled_values)
+    true_expected = tf.reshape(true_expected, [-1])
+    hidden = tf.cast(hidden, kernel.dtype)
+    true_weights = tf.gather(kernel, labels, axis=1)  # [H, N]
+    true_logits = (tf.reduce_sum(hidden * tf.transpose(true_weights), -1) + tf.gather(bias, labels)
+                   - tf.math.log(tf.cast(true_expected, kernel.dtype)))
+    sampled_logits = (tf.matmul(hidden, tf.gather(kernel, sampled, axis=1)) + tf.gather(bias, sampled)
+                      - tf.math.log(tf.cast(sampled_expected, kernel.dtype)))
+    # A sampled class that is the row's own target is not a negative for that row.
+    hits = tf.equal(labels[:, None], tf.cast(sampled, tf.int64)[None, :])
+    sampled_logits = tf.where(hits, tf.cast(-1e9, sampled_logits.dtype), sampled_logits)
+    logits = tf.concat([true_logits[:, None], sampled_logits], axis=1)
+    return tf.reduce_logsumexp(logits, axis=1) - true_logits

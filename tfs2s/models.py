@@ -2,7 +2,9 @@
 
 ``build_models`` returns three models that share the same named layers (never looked up by index):
 
-* ``training``: ``{encoder_token_ids, decoder_token_ids} -> logits [B, T, V]`` (teacher forcing);
+* ``training``: ``{encoder_token_ids, decoder_token_ids} -> logits [B, T, V]`` (teacher forcing); with a sampled
+  softmax it outputs the output layer's inputs ``[B, T, H]`` instead and computes its own loss (see
+  ``SampledSoftmaxTrainingModel``), while ``teacher_forced`` still gives the logits;
 * ``encoder``: ``encoder_token_ids -> {memory, keys, mask, context, states...}``;
 * ``decoder_step``: one target token and the decoder state -> ``logits [B, V]``, new state, alignment.
 
@@ -35,11 +37,12 @@ class Seq2SeqModels:
     """The three models returned by ``build_models`` (they share layers and so weights).
 
     Attributes:
-        training: Teacher-forced model used by ``fit``.
+        training: The model ``fit`` trains (equal to ``teacher_forced`` unless it trains with a sampled softmax).
         encoder: Source ids -> dict of encoder outputs (see ``state_names``).
         decoder_step: One decoding step.
         config: The model config.
         state_names: Names of the recurrent state tensors (``state_0``, or ``state_0_h``/``state_0_c``).
+        teacher_forced: ``{encoder_token_ids, decoder_token_ids} -> logits [B, T, V]``.
     """
 
     training: keras.Model
@@ -47,6 +50,11 @@ class Seq2SeqModels:
     decoder_step: keras.Model
     config: ModelConfig
     state_names: list[str]
+    teacher_forced: keras.Model | None = None
+
+    def __post_init__(self):
+        if self.teacher_forced is None:
+            self.teacher_forced = self.training
 
     def initial_state(self, source_ids, alignment: bool = True) -> dict:
         """Encodes ``source_ids [B, S]`` into the decoding state dict of the step contract.
@@ -78,6 +86,66 @@ class Seq2SeqModels:
         return logits + tf.reduce_sum(banned, 0), new_state
 
 
+@keras.saving.register_keras_serializable(package="tfs2s")
+class SampledSoftmaxTrainingModel(keras.Model):
+    """Functional training model whose output is the output layer's input; trains with a sampled softmax.
+
+    Jean et al. (2015): the loss of each training step normalises over the target word and ``num_sampled``
+    sampled words only, so the ``[B, T, V]`` logits are never computed while training. Evaluation (``evaluate``,
+    validation passes) applies the full output layer and the compiled loss and metrics, so validation loss and
+    perplexity are those of the full softmax, comparable with a model trained without sampling.
+
+    Args:
+        inputs: Functional inputs.
+        outputs: Functional output, the ``[B, T, H]`` inputs of ``projection``.
+        projection: The output layer (a ``Dense`` to the vocabulary), shared with the decoder models.
+        num_sampled: Negative words sampled per step.
+    """
+
+    def __init__(self, inputs, outputs, projection, num_sampled: int, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.projection = projection  # tracked, so its weights train and are saved with this model
+        self.num_sampled = num_sampled
+        self._in_train_step = False
+
+    def train_step(self, data):
+        # Python flag read while tracing, so compute_loss/compute_metrics know which step they are in.
+        self._in_train_step = True
+        try:
+            return super().train_step(data)
+        finally:
+            self._in_train_step = False
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not training:
+            return super().compute_loss(x, y, self.projection(y_pred), sample_weight, training)
+        from tfs2s.losses import sampled_softmax_loss
+
+        keep = tf.not_equal(y, F.PAD_ID)
+        if sample_weight is not None:
+            keep = tf.logical_and(keep, tf.cast(sample_weight, tf.bool))
+        hidden = tf.boolean_mask(y_pred, keep)
+        losses = sampled_softmax_loss(hidden, tf.boolean_mask(y, keep), self.projection.kernel,
+                                      self.projection.bias, self.num_sampled)
+        loss = tf.reduce_sum(losses) / tf.maximum(tf.cast(tf.size(losses), losses.dtype), 1.0)
+        # As Keras' compiled losses do: replicas' gradients are summed, so each replica's loss is divided.
+        loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        return loss + tf.add_n(self.losses) if self.losses else loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if self._in_train_step:
+            # The token metrics need the full softmax, which is what a sampled step avoids; report the loss only.
+            # (Keras still reads every metric at epoch end, so they must exist: building them computes nothing.)
+            if self._compile_metrics is not None and not self._compile_metrics.built:
+                self._compile_metrics.build(y, y_pred)
+            return {"loss": self._loss_tracker.result()}
+        return super().compute_metrics(x, y, self.projection(y_pred), sample_weight)
+
+    def get_config(self):
+        raise NotImplementedError("SampledSoftmaxTrainingModel is rebuilt by tfs2s.models.build_models from the "
+                                  "run's config; save its weights, not the model")
+
+
 def _rnn(cfg: ModelConfig, name: str):
     cls = L.GRU if cfg.cell == "gru" else L.LSTM
     layer = cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
@@ -91,13 +159,15 @@ def _state_names(cfg: ModelConfig) -> list[str]:
     return [f"state_{i}" + (f"_{s}" if s else "") for i in range(cfg.layers) for s in suffixes]
 
 
-def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2SeqModels:
+def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: int,
+                 sampled_softmax: int = 0) -> Seq2SeqModels:
     """Builds the training, encoder and one-step decoder models.
 
     Args:
         cfg: Model configuration.
         source_vocab_size: Source vocabulary size (ids ``[0, size)``, 0 = padding).
         target_vocab_size: Target vocabulary size.
+        sampled_softmax: Words sampled per training step by a sampled softmax; 0 trains with the full softmax.
 
     Returns:
         A ``Seq2SeqModels`` whose three models share every layer.
@@ -158,7 +228,7 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     with_context = BroadcastOverTime(name="context_over_time")
 
     def decode(y, states, enc, single_step: bool = False):
-        """Decoder over ``y [B, T]`` ids given encoder outputs; returns logits, new states, alignment.
+        """Decoder over ``y [B, T]`` ids given encoder outputs; returns output-layer inputs, states, alignment.
 
         With ``single_step`` (``T == 1``) the recurrent layers' cells are called directly: the same weights, but
         no per-call time loop, which makes a decoding step much cheaper (in TF and in the ONNX graphs).
@@ -187,13 +257,19 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
         else:
             context, alignment = with_context(enc[CONTEXT], h), None
         hidden = output_dropout(combine(L.Concatenate(name="rnn_output_with_context")([h, context])))
-        return projection(hidden), new_states, alignment
+        return hidden, new_states, alignment
 
     # ---------------------------------------------------------------- training model
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=F.DECODER_TOKEN_IDS)
-    logits, _, _ = decode(decoder_ids, initial_states, encoder_outputs)
-    training = keras.Model({F.ENCODER_TOKEN_IDS: source, F.DECODER_TOKEN_IDS: decoder_ids}, logits,
-                           name="seq2seq")
+    hidden, _, _ = decode(decoder_ids, initial_states, encoder_outputs)
+    inputs = {F.ENCODER_TOKEN_IDS: source, F.DECODER_TOKEN_IDS: decoder_ids}
+    teacher_forced = keras.Model(inputs, projection(hidden), name="seq2seq")
+    training = teacher_forced
+    if sampled_softmax:
+        if not 0 < sampled_softmax < target_vocab_size:
+            raise ValueError(f"a sampled softmax needs between 1 and {target_vocab_size - 1} samples (the target "
+                             f"vocabulary has {target_vocab_size} words), got {sampled_softmax}")
+        training = SampledSoftmaxTrainingModel(inputs, hidden, projection, sampled_softmax, name="seq2seq_sampled")
 
     # ---------------------------------------------------------------- one-step decoder
     step_ids = keras.Input(shape=(1,), dtype="int32", name=F.DECODER_TOKEN_IDS)
@@ -204,11 +280,11 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
         step_enc[KEYS] = keras.Input(shape=(None, encoder_outputs[KEYS].shape[-1]), name=KEYS)
     else:
         step_enc[CONTEXT] = keras.Input(shape=(cfg.hidden,), name=CONTEXT)
-    step_logits, step_new_states, step_alignment = decode(step_ids, step_states, step_enc, single_step=True)
-    step_outputs = {"logits": L.Reshape((target_vocab_size,), name="step_logits")(step_logits)}
+    step_hidden, step_new_states, step_alignment = decode(step_ids, step_states, step_enc, single_step=True)
+    step_outputs = {"logits": L.Reshape((target_vocab_size,), name="step_logits")(projection(step_hidden))}
     step_outputs.update(zip(state_names, step_new_states))
     if step_alignment is not None:
         step_outputs["alignment"] = L.Reshape((-1,), name="step_alignment")(step_alignment)
     decoder_step = keras.Model({F.DECODER_TOKEN_IDS: step_ids, **dict(zip(state_names, step_states)), **step_enc},
                                step_outputs, name="decoder_step")
-    return Seq2SeqModels(training, encoder, decoder_step, cfg, state_names)
+    return Seq2SeqModels(training, encoder, decoder_step, cfg, state_names, teacher_forced)

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from tfs2s import corpora, data
-from tfs2s.config import Config, save_config
+from tfs2s.config import Config, ConfigError, save_config
 from tfs2s.losses import MaskedCrossEntropy
 from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
 from tfs2s.models import Seq2SeqModels, build_models
@@ -67,6 +67,27 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
                                                     warmup_target=t.learning_rate,
                                                     warmup_steps=min(t.warmup_steps, total))
     return keras.optimizers.Adam(learning_rate=lr, clipnorm=t.clipnorm or None)
+
+
+def sampled_softmax_samples(cfg: Config, target_vocab_size: int) -> int:
+    """Words sampled per training step (0: full softmax), checked against the learned target vocabulary.
+
+    Raises:
+        ConfigError: More samples than the vocabulary has words (it can be smaller than ``data.target_vocab_size``).
+    """
+    t = cfg.training
+    if t.loss != "sampled_softmax":
+        return 0
+    if t.sampled_softmax_samples >= target_vocab_size:
+        raise ConfigError(f"training.sampled_softmax_samples ({t.sampled_softmax_samples}) must be smaller than the "
+                          f"target vocabulary, which has {target_vocab_size} words")
+    return t.sampled_softmax_samples
+
+
+def build_run_models(cfg: Config, source_vocab_size: int, target_vocab_size: int) -> Seq2SeqModels:
+    """``build_models`` for a run's config: its model section and its training loss."""
+    return build_models(cfg.model, source_vocab_size, target_vocab_size,
+                        sampled_softmax=sampled_softmax_samples(cfg, target_vocab_size))
 
 
 def compile_model(models: Seq2SeqModels, cfg: Config, steps_per_epoch: int) -> keras.Model:
@@ -284,7 +305,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     if steps_per_epoch:
         train_ds = train_ds.repeat()
 
-    models = build_models(cfg.model, source_tok.vocab_size, target_tok.vocab_size)
+    models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
     model = compile_model(models, cfg, steps_per_epoch or batches)
     # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.
     model.optimizer.build(model.trainable_variables)
@@ -355,7 +376,7 @@ def load_run(run_dir: str, weights: str = "best"):
         raise FileNotFoundError(f"{run_dir} is not a tfs2s run folder: {config_path} is missing")
     cfg = load_config(config_path)
     source_tok, target_tok = load_tokenizer(run_dir, SOURCE), load_tokenizer(run_dir, TARGET)
-    models = build_models(cfg.model, source_tok.vocab_size, target_tok.vocab_size)
+    models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
     path = os.path.join(run_dir, "checkpoints", f"{weights}.weights.h5")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no {weights} checkpoint in {run_dir} (expected {path}); train first")
