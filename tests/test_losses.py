@@ -44,14 +44,14 @@ def test_sampled_softmax_equals_tensorflow_reference():
 
     rng = np.random.default_rng(2)
     hidden = tf.constant(rng.normal(size=(7, 5)).astype("float32"))
-    kernel = tf.Variable(rng.normal(size=(5, 40)).astype("float32"))
+    kernel = tf.Variable(rng.normal(size=(40, 5)).astype("float32"))
     bias = tf.Variable(rng.normal(size=(40,)).astype("float32"))
     labels = tf.constant([3, 4, 5, 9, 3, 20, 39], tf.int64)
     sampled = tf.random.log_uniform_candidate_sampler(labels[:, None], 1, 12, True, 40, seed=3)
     assert set(sampled[0].numpy()) & set(labels.numpy())  # the case of accidental hits is exercised
     with tf.GradientTape(persistent=True) as tape:
         ours = sampled_softmax_loss(hidden, labels, kernel, bias, 12, sampled_values=sampled)
-        reference = tf.nn.sampled_softmax_loss(tf.transpose(kernel), bias, labels[:, None], hidden, 12, 40,
+        reference = tf.nn.sampled_softmax_loss(kernel, bias, labels[:, None], hidden, 12, 40,
                                                sampled_values=sampled, remove_accidental_hits=True)
     np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
     for ours_grad, ref_grad in zip(tape.gradient(ours, [kernel, bias]), tape.gradient(reference, [kernel, bias])):
@@ -67,11 +67,11 @@ def test_sampled_softmax_approaches_full_softmax_when_sampling_everything():
 
     rng = np.random.default_rng(4)
     hidden = rng.normal(size=(6, 5)).astype("float32")
-    kernel = rng.normal(size=(5, 30)).astype("float32")
+    kernel = rng.normal(size=(30, 5)).astype("float32")
     bias = rng.normal(size=(30,)).astype("float32")
     labels = np.array([1, 2, 3, 7, 29, 0])
     everything = (tf.range(30, dtype=tf.int64), tf.ones([6, 1]), tf.ones([30]))
     ours = sampled_softmax_loss(hidden, labels, kernel, bias, 30, sampled_values=everything).numpy()
-    logits = hidden @ kernel + bias
+    logits = hidden @ kernel.T + bias
     full = -np.take_along_axis(_log_softmax(logits), labels[:, None], -1)[:, 0]
     np.testing.assert_allclose(ours, full, rtol=1e-5)

@@ -103,6 +103,8 @@ class TrainingConfig:
         epochs: Upper bound on epochs.
         max_minutes: Stop after this much training time (validation passes excluded); 0 = no limit.
         learning_rate: Peak learning rate of Adam.
+        optimizer: ``adam`` (Keras' Adam) or ``lazy_adam`` (sparse gradients of embeddings and of a sampled
+            output layer update only the rows they touch; see ``tfs2s.optimizers.LazyAdam``).
         lr_schedule: ``constant``, ``plateau`` (halve on a validation-loss plateau) or ``cosine``.
         warmup_steps: Linear warm-up steps for ``cosine``.
         clipnorm: Clip gradients to this global norm; 0 disables clipping.
@@ -122,6 +124,7 @@ class TrainingConfig:
     epochs: int = 20
     max_minutes: float = 0.0
     learning_rate: float = 1e-3
+    optimizer: str = "adam"
     lr_schedule: str = "plateau"
     warmup_steps: int = 500
     clipnorm: float = 1.0
@@ -192,6 +195,7 @@ _CHOICES = {
     ("model", "attention"): ("none", "bahdanau", "luong"),
     ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("training", "loss"): ("cross_entropy", "sampled_softmax"),
+    ("training", "optimizer"): ("adam", "lazy_adam"),
     ("decoding", "strategy"): ("greedy", "beam", "sample"),
 }
 

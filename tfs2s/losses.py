@@ -39,14 +39,13 @@ def sampled_softmax_loss(hidden, labels, kernel, bias, num_sampled: int, sampled
     """Per-token sampled-softmax loss (Jean et al. 2015), without materialising the ``[N, V]`` logits.
 
     Equal to ``tf.nn.sampled_softmax_loss`` (log-uniform candidates, corrected by their expected counts, accidental
-    hits removed) but reads the output layer's ``[H, V]`` kernel in place instead of needing it transposed to
-    ``[V, H]``, which would copy the whole matrix at every step. The log-uniform sampler assumes ids sorted by
-    decreasing frequency, as the word-level vocabularies are.
+    hits removed); the gradient of ``kernel`` is an ``IndexedSlices`` over the true and sampled words only.
+    The log-uniform sampler assumes ids sorted by decreasing frequency, as the word-level vocabularies are.
 
     Args:
         hidden: ``[N, H]`` float inputs of the output layer.
         labels: ``[N]`` integer target ids.
-        kernel: ``[H, V]`` output-layer kernel.
+        kernel: ``[V, H]`` output-layer kernel (``VocabularyProjection``'s layout).
         bias: ``[V]`` output-layer bias.
         num_sampled: Negative classes sampled (shared by the ``N`` rows).
         sampled_values: Optional ``(sampled, true_expected_count, sampled_expected_count)`` from a TF candidate
@@ -58,7 +57,7 @@ def sampled_softmax_loss(hidden, labels, kernel, bias, num_sampled: int, sampled
     """
     import tensorflow as tf
 
-    vocab = int(kernel.shape[1])  # static: the sampler needs a Python int
+    vocab = int(kernel.shape[0])  # static: the sampler needs a Python int
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
     if sampled_values is None:
         sampled_values = tf.random.log_uniform_candidate_sampler(
@@ -67,10 +66,9 @@ def sampled_softmax_loss(hidden, labels, kernel, bias, num_sampled: int, sampled
     sampled, true_expected, sampled_expected = (tf.stop_gradient(v) for v in sampled_values)
     true_expected = tf.reshape(true_expected, [-1])
     hidden = tf.cast(hidden, kernel.dtype)
-    true_weights = tf.gather(kernel, labels, axis=1)  # [H, N]
-    true_logits = (tf.reduce_sum(hidden * tf.transpose(true_weights), -1) + tf.gather(bias, labels)
+    true_logits = (tf.reduce_sum(hidden * tf.gather(kernel, labels), -1) + tf.gather(bias, labels)
                    - tf.math.log(tf.cast(true_expected, kernel.dtype)))
-    sampled_logits = (tf.matmul(hidden, tf.gather(kernel, sampled, axis=1)) + tf.gather(bias, sampled)
+    sampled_logits = (tf.matmul(hidden, tf.gather(kernel, sampled), transpose_b=True) + tf.gather(bias, sampled)
                       - tf.math.log(tf.cast(sampled_expected, kernel.dtype)))
     # A sampled class that is the row's own target is not a negative for that row.
     hits = tf.equal(labels[:, None], tf.cast(sampled, tf.int64)[None, :])

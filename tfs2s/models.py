@@ -27,7 +27,7 @@ from keras import layers as L
 
 from tfs2s import features as F
 from tfs2s.config import ModelConfig
-from tfs2s.layers import BahdanauAttention, BroadcastOverTime, LuongAttention, PaddingMask
+from tfs2s.layers import BahdanauAttention, BroadcastOverTime, LuongAttention, PaddingMask, VocabularyProjection
 
 MEMORY, KEYS, MASK, CONTEXT = "memory", "keys", "mask", "context"
 
@@ -98,7 +98,7 @@ class SampledSoftmaxTrainingModel(keras.Model):
     Args:
         inputs: Functional inputs.
         outputs: Functional output, the ``[B, T, H]`` inputs of ``projection``.
-        projection: The output layer (a ``Dense`` to the vocabulary), shared with the decoder models.
+        projection: The output layer (a ``VocabularyProjection``), shared with the decoder models.
         num_sampled: Negative words sampled per step.
     """
 
@@ -172,6 +172,9 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     Returns:
         A ``Seq2SeqModels`` whose three models share every layer.
     """
+    if sampled_softmax and not 0 < sampled_softmax < target_vocab_size:
+        raise ValueError(f"a sampled softmax needs between 1 and {target_vocab_size - 1} samples (the target "
+                         f"vocabulary has {target_vocab_size} words), got {sampled_softmax}")
     per_state = 2 if cfg.cell == "lstm" else 1
     state_names = _state_names(cfg)
 
@@ -224,7 +227,9 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     between_dropouts = [L.Dropout(cfg.dropout, name=f"decoder_dropout_{i}") for i in range(cfg.layers - 1)]
     combine = L.Dense(cfg.hidden, activation="tanh", name="attentional_hidden")
     output_dropout = L.Dropout(cfg.dropout, name="output_dropout")
-    projection = L.Dense(target_vocab_size, name="output_projection")
+    # A sampled softmax reads a few words' rows of the output layer: stored word-major, it gets sparse gradients.
+    projection = (VocabularyProjection(target_vocab_size, name="output_projection") if sampled_softmax
+                  else L.Dense(target_vocab_size, name="output_projection"))
     with_context = BroadcastOverTime(name="context_over_time")
 
     def decode(y, states, enc, single_step: bool = False):
@@ -266,9 +271,6 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     teacher_forced = keras.Model(inputs, projection(hidden), name="seq2seq")
     training = teacher_forced
     if sampled_softmax:
-        if not 0 < sampled_softmax < target_vocab_size:
-            raise ValueError(f"a sampled softmax needs between 1 and {target_vocab_size - 1} samples (the target "
-                             f"vocabulary has {target_vocab_size} words), got {sampled_softmax}")
         training = SampledSoftmaxTrainingModel(inputs, hidden, projection, sampled_softmax, name="seq2seq_sampled")
 
     # ---------------------------------------------------------------- one-step decoder

@@ -30,6 +30,7 @@ from tfs2s.config import Config, ConfigError, save_config
 from tfs2s.losses import MaskedCrossEntropy
 from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
 from tfs2s.models import Seq2SeqModels, build_models
+from tfs2s.optimizers import LazyAdam
 from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def prepare_tokenizers(cfg: Config, run_dir: str, train_pairs: Sequence[tuple[st
 
 
 def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with the configured learning-rate schedule and gradient clipping."""
+    """Adam (or lazy Adam) with the configured learning-rate schedule and gradient clipping."""
     t = cfg.training
     lr = t.learning_rate
     if t.lr_schedule == "cosine":
@@ -66,7 +67,8 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
         lr = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, total - t.warmup_steps),
                                                     warmup_target=t.learning_rate,
                                                     warmup_steps=min(t.warmup_steps, total))
-    return keras.optimizers.Adam(learning_rate=lr, clipnorm=t.clipnorm or None)
+    adam = LazyAdam if t.optimizer == "lazy_adam" else keras.optimizers.Adam
+    return adam(learning_rate=lr, clipnorm=t.clipnorm or None)
 
 
 def sampled_softmax_samples(cfg: Config, target_vocab_size: int) -> int:

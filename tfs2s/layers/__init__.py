@@ -1,6 +1,7 @@
 """Custom Keras layers of tfs2s (all registered for ``.keras`` serialisation under the ``tfs2s`` package)."""
 
 from tfs2s.layers.attention import BahdanauAttention, LuongAttention
+from tfs2s.layers.projection import VocabularyProjection
 from tfs2s.layers.sequence import BroadcastOverTime, PaddingMask
 
-__all__ = ["BahdanauAttention", "LuongAttention", "BroadcastOverTime", "PaddingMask"]
+__all__ = ["BahdanauAttention", "LuongAttention", "BroadcastOverTime", "PaddingMask", "VocabularyProjection"]
