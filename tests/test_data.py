@@ -56,3 +56,33 @@ def test_filter_and_seeded_shuffle(tiny_vocab):
     # Targets of 4 words + </s> exceed max_target_length=4 and are dropped.
     assert all(len([x for x in row if x]) <= 4 for batch in first for row in batch)
     assert sum(len(batch) for batch in first) == 30  # "a dog runs fast" (x10) dropped
+
+
+def test_shard_batches_splits_an_epoch_without_overlap(tmp_path):
+    import pytest
+
+    from tfs2s.tokenizers import learn_tokenizer
+
+    pairs = [(f"w{i} " + "x " * (i % 5), "a b") for i in range(50)]  # each source has its own first word
+    s = learn_tokenizer("word", [p[0] for p in pairs], str(tmp_path / "s.txt"), 100, min_frequency=1)
+    t = learn_tokenizer("word", [p[1] for p in pairs], str(tmp_path / "t.txt"), 100, min_frequency=1)
+
+    def shard(index):
+        # Each worker builds its own pipeline and counts its batches (as tfs2s.training.train does) before the
+        # epoch: the same number of passes over the same seeded shuffle on every worker.
+        ds = data.make_dataset(pairs, s, t, batch_size=4, max_source_length=8, max_target_length=8, bucket_width=2,
+                               training=True, seed=3)
+        nonlocal total
+        total = sum(1 for _ in ds)
+        batches = list(ds.apply(data.shard_batches(2, index, total)))
+        return len(batches), [row[0] for b in batches for row in b[0][F.ENCODER_TOKEN_IDS].numpy().tolist()]
+
+    total = 0
+    (count_0, first), (count_1, second) = shard(0), shard(1)
+    assert count_0 == count_1 == total // 2
+    # The workers' shuffles agree (same seed), so their batches are different parts of one pass.
+    assert not set(first) & set(second)
+    assert len(first) == len(set(first)) and len(second) == len(set(second))
+    assert len(first) + len(second) >= 50 - 4 * (total % 2)
+    with pytest.raises(ValueError, match="cannot be shared by 3 workers"):
+        data.shard_batches(3, 0, 2)

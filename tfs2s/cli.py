@@ -3,6 +3,8 @@
 Examples::
 
     tfs2s train --config pipelines/configs/multi30k_small.yaml --run-dir runs/small --set model.hidden=256
+    TF_CONFIG='{"cluster": {"worker": ["h0:2222", "h1:2222"]}, "task": {"type": "worker", "index": 0}}' \
+        tfs2s train --config ... --run-dir runs/big --strategy multi_worker     # on each machine, its own index
     tfs2s evaluate --run-dir runs/small --split test
     tfs2s export --run-dir runs/small --name multi30k_small --onnx
     tfs2s translate --run-dir runs/small "Ein Mann fährt Fahrrad." --strategy beam --n-best 3
@@ -40,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set model.hidden=256 (repeatable)")
     p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi_worker"], default="default",
+                   help="tf.distribute strategy: one device, all local devices, or one process per machine "
+                        "(cluster from the TF_CONFIG environment variable)")
+    p.add_argument("--connect-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="multi_worker: fail if the other workers do not answer within this time (default 120)")
     _add_run_dir(p)
 
     p = sub.add_parser("evaluate", help="BLEU/chrF/perplexity of a trained model on a split")
@@ -165,7 +172,7 @@ def run(argv=None) -> int:
 
         overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
         cfg = load_config(args.config, overrides)
-        summary = train(cfg, args.run_dir)
+        summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout)
         print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
     elif args.command == "evaluate":
         from tfs2s.evaluation import evaluate_split, plot_sentence
@@ -212,11 +219,12 @@ def main(argv=None) -> None:
     """Entry point: user mistakes end with a one-line error and exit status 2, not a traceback."""
     from tfs2s.config import ConfigError
     from tfs2s.corpora import DataError
+    from tfs2s.distribute import DistributeError
     from tfs2s.export import ExportError
 
     try:
         status = run(argv)
-    except (ConfigError, DataError, ExportError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, DataError, DistributeError, ExportError, FileNotFoundError, ValueError) as err:
         print(f"tfs2s: error: {err}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:

@@ -138,6 +138,29 @@ def to_features() -> Transform:
     return lambda ds: ds.map(split, num_parallel_calls=AUTOTUNE)
 
 
+def no_auto_shard() -> Transform:
+    """Tells ``tf.distribute`` to use the dataset as it is on each worker (it is sharded already, or evaluated
+    whole by every worker), instead of sharding it again."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return lambda ds: ds.with_options(options)
+
+
+def shard_batches(num_shards: int, index: int, batches_per_epoch: int) -> Transform:
+    """Worker ``index`` of ``num_shards`` keeps every ``num_shards``-th batch, the same number on every worker.
+
+    Every worker builds the same batches (same data, same seeded shuffle) and keeps its own share, so one epoch
+    trains on each batch once across the workers. Each keeps ``batches_per_epoch // num_shards`` batches:
+    collective training needs the same step count everywhere, so up to ``num_shards - 1`` batches of an epoch
+    (different ones each epoch, as the shuffle changes) are left out.
+    """
+    per_shard = batches_per_epoch // num_shards
+    if per_shard < 1:
+        raise ValueError(f"{batches_per_epoch} batches cannot be shared by {num_shards} workers; "
+                         "use more data or a smaller data.batch_size")
+    return lambda ds: ds.shard(num_shards, index).take(per_shard).apply(no_auto_shard())
+
+
 def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                  *, batch_size: int, max_source_length: int, max_target_length: int, reverse_source: bool = False,
                  bucket_width: int = 0, training: bool = False, shuffle_buffer: int = 10000,

@@ -87,7 +87,38 @@ class Seq2SeqModels:
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")
-class SampledSoftmaxTrainingModel(keras.Model):
+class Seq2SeqTrainingModel(keras.Model):
+    """The functional training model, with two repairs that let ``fit`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3.15's TF trainer breaks with that strategy (keras-team/keras#20585): before the first step ``fit``
+    all-reduces a data batch to build the model (the model here is built already, and bucketed batches differ in
+    shape between workers), and after each step it reduces every scalar metric along axis 0. Under that strategy
+    the model skips the first and returns its step outputs with a leading axis of 1. Nothing changes otherwise.
+    """
+
+    def _multi_worker(self) -> bool:
+        # The strategy the model was built under (fit itself runs outside its scope).
+        return isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def _maybe_symbolic_build(self, *args, **kwargs):
+        if not self._multi_worker():
+            return super()._maybe_symbolic_build(*args, **kwargs)
+        return None
+
+    def _for_multi_worker(self, logs):
+        if not self._multi_worker():
+            return logs
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+    def train_step(self, data):
+        return self._for_multi_worker(super().train_step(data))
+
+    def test_step(self, data):
+        return self._for_multi_worker(super().test_step(data))
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
     """Functional training model whose output is the output layer's input; trains with a sampled softmax.
 
     Jean et al. (2015): the loss of each training step normalises over the target word and ``num_sampled``
@@ -268,7 +299,7 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=F.DECODER_TOKEN_IDS)
     hidden, _, _ = decode(decoder_ids, initial_states, encoder_outputs)
     inputs = {F.ENCODER_TOKEN_IDS: source, F.DECODER_TOKEN_IDS: decoder_ids}
-    teacher_forced = keras.Model(inputs, projection(hidden), name="seq2seq")
+    teacher_forced = Seq2SeqTrainingModel(inputs, projection(hidden), name="seq2seq")
     training = teacher_forced
     if sampled_softmax:
         training = SampledSoftmaxTrainingModel(inputs, hidden, projection, sampled_softmax, name="seq2seq_sampled")

@@ -262,7 +262,8 @@ def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
 
 
 def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
-          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+          extra_callbacks: Sequence[keras.callbacks.Callback] = (), strategy: str = "default",
+          connect_timeout: float = 120.0) -> dict:
     """Trains (or resumes) a model in ``run_dir`` and returns the run summary.
 
     A run killed part-way (Ctrl-C, a lost machine) continues from its last backup when started again with the
@@ -273,12 +274,27 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         run_dir: Run folder (created; an existing one is resumed).
         verbose: Keras progress display (``"auto"`` shows progress bars).
         extra_callbacks: More Keras callbacks for ``fit``.
+        strategy: ``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker`` (one process per
+            machine, cluster from ``TF_CONFIG``; see ``tfs2s.distribute``). ``data.batch_size`` stays the global
+            batch: each step splits it among the replicas. With ``multi_worker`` the chief writes ``run_dir``
+            and worker ``i`` keeps its own checkpoints in ``run_dir/workers/i``.
+        connect_timeout: ``multi_worker``: seconds to wait for the other workers (and for a collective step)
+            before failing.
 
     Returns:
         Summary figures (also written to ``summary.json``).
     """
+    from tfs2s.distribute import make_strategy, worker_index
     from tfs2s.translator import Translator
 
+    distribution = make_strategy(strategy, connect_timeout)
+    worker, workers = worker_index(distribution)
+    if workers > 1 and cfg.training.max_minutes:
+        # Each worker would stop on its own clock, at different steps, and the others would wait forever.
+        raise ConfigError("training.max_minutes cannot bound multi_worker training (workers must stop at the same "
+                          "step); bound it with training.epochs or training.steps_per_epoch")
+    if worker:
+        run_dir = os.path.join(run_dir, "workers", str(worker))
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
         # A finished run: training it again would start from fresh weights and overwrite its checkpoints.
@@ -299,23 +315,30 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
                   max_target_length=d.max_target_length, reverse_source=d.reverse_source)
     train_ds = data.make_dataset(train_pairs, source_tok, target_tok, bucket_width=d.bucket_width, training=True,
                                  shuffle_buffer=d.shuffle_buffer, seed=d.seed, **common)
-    val_ds = data.make_dataset(val_pairs, source_tok, target_tok, **common)
+    val_ds = data.make_dataset(val_pairs, source_tok, target_tok, **common).apply(data.no_auto_shard())
     tokens, batches = count_target_tokens(train_ds)
+    tokens_per_step = tokens / max(batches, 1)
+    if workers > 1:
+        train_ds = train_ds.apply(data.shard_batches(workers, worker, batches))
+        # tf.distribute splits each batch among all replicas (data.batch_size is the global batch), so a worker
+        # runs one step per piece of its share: an epoch keeps its step count, each step spread over the workers.
+        batches = (batches // workers) * workers
     # Bucketing makes the batch count vary a little between epochs, so a full pass is left to the data;
     # only a capped epoch needs a repeated dataset and an explicit step count.
     steps_per_epoch = min(batches, t.steps_per_epoch) if t.steps_per_epoch else None
     if steps_per_epoch:
         train_ds = train_ds.repeat()
 
-    models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
-    model = compile_model(models, cfg, steps_per_epoch or batches)
-    # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.
-    model.optimizer.build(model.trainable_variables)
+    with distribution.scope():
+        models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
+        model = compile_model(models, cfg, steps_per_epoch or batches)
+        # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.
+        model.optimizer.build(model.trainable_variables)
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
     history_path = os.path.join(run_dir, "history.jsonl")
-    clock = TrainingClock(t.max_minutes, tokens / max(batches, 1), os.path.join(run_dir, "clock.json"))
+    clock = TrainingClock(t.max_minutes, tokens_per_step, os.path.join(run_dir, "clock.json"))
     translator = Translator(models, source_tok, target_tok, cfg)
     bleu_pairs = val_pairs[: t.bleu_sentences] if t.bleu_sentences else val_pairs
     evaluator = BleuEvaluator(translator, bleu_pairs, clock, t.bleu_every_minutes, history_path)
@@ -337,8 +360,17 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience))
 
     started = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks, verbose=verbose)
+    try:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
+                            callbacks=callbacks, verbose=verbose)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
+        if workers == 1:
+            raise
+        from tfs2s.distribute import DistributeError
+
+        raise DistributeError(f"worker {worker}: another worker stopped answering during training "
+                              f"({type(err).__name__}); start all workers again with the same command to resume "
+                              "from the last backup") from None
     wall = time.perf_counter() - started
 
     # Keep the best weights (by validation loss) in the returned models.
@@ -351,7 +383,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     summary = {
         "name": cfg.name, "epochs_run": len(history.history.get("loss", [])),
         "train_minutes": round(clock.seconds / 60.0, 2), "wall_minutes": round(wall / 60.0, 2),
-        "train_steps": clock.steps, "train_tokens_per_second": round(clock.tokens_per_second, 1),
+        "train_steps": clock.steps, "train_tokens_per_second": round(clock.tokens_per_second, 1), "workers": workers,
         "val_loss": round(float(val_metrics["loss"]), 4), "val_perplexity": round(float(val_metrics["perplexity"]), 3),
         "val_bleu_curve": evaluator.results, "source_vocab_size": source_tok.vocab_size,
         "target_vocab_size": target_tok.vocab_size, "parameters": int(model.count_params()),

@@ -1,0 +1,121 @@
+"""tf.distribute training: TF_CONFIG checks, two real workers on loopback ports, bounded failure."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from tfs2s.distribute import DistributeError, read_tf_config
+
+TINY = ["data.limit=160", "data.batch_size=16", "data.min_frequency=1", "model.hidden=16", "model.embedding_dim=8",
+        "model.attention_units=8", "training.bleu_sentences=10", "training.early_stopping_patience=0",
+        "training.epochs=2"]
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tf_config(ports, index):
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def _train_command(run_dir, data_dir, *extra):
+    return [sys.executable, "-m", "tfs2s.cli", "train", "--run-dir", str(run_dir), "--data-dir", data_dir,
+            "--strategy", "multi_worker", *[f"--set={s}" for s in TINY], *extra]
+
+
+def _weights(path):
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visit(lambda name: arrays.__setitem__(name, f[name][()]) if isinstance(f[name], h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{cluster", "not valid JSON"),
+    ('{"cluster": {"worker": ["a:1"]}}', "needs a 'cluster' mapping and a 'task' mapping"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}', "'ps'"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "'a' is not 'host:port'"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "index 2 is out of range"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "task.type 'chief' is not a task"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}', "same address twice"),
+])
+def test_malformed_tf_config_is_named(value, message, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(DistributeError, match=message):
+        read_tf_config(value if value is not None else "")
+
+
+def test_chief_comes_first():
+    task = read_tf_config('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:2"]}, '
+                          '"task": {"type": "worker", "index": 1}}')
+    assert task.workers == ("c:1", "a:1", "b:2") and task.index == 2 and not task.is_chief
+    assert task.peers == ("c:1", "a:1")
+
+
+def test_two_workers_train_in_step_and_the_chief_checkpoint_reloads(data_dir, tmp_path):
+    ports = _free_ports(2)
+    run_dir = tmp_path / "run"
+    procs = [subprocess.Popen(_train_command(run_dir, data_dir, "--connect-timeout", "60"),
+                              env=dict(os.environ, TF_CONFIG=_tf_config(ports, i), TF_CPP_MIN_LOG_LEVEL="2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    chief = _weights(run_dir / "checkpoints" / "last.weights.h5")
+    other = _weights(run_dir / "workers" / "1" / "checkpoints" / "last.weights.h5")
+    model_keys = [k for k in chief if not k.startswith("optimizer")]
+    assert model_keys and chief.keys() == other.keys()
+    for key in chief:
+        np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
+    from tfs2s import corpora, data
+    from tfs2s.training import load_run
+    from tfs2s.translator import Translator
+
+    cfg, models, s, t = load_run(str(run_dir))
+    assert Translator(models, s, t, cfg).translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
+    # Each worker trained on its half of each epoch's batches, each batch split between the two replicas.
+    d = cfg.data
+    batches = sum(1 for _ in data.make_dataset(
+        corpora.load_split(d, "train", d.limit), s, t, batch_size=d.batch_size, max_source_length=d.max_source_length,
+        max_target_length=d.max_target_length, bucket_width=d.bucket_width, training=True, seed=d.seed))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["workers"] == 2 and summary["train_steps"] == 2 * (batches // 2) * 2
+
+
+def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
+    ports = _free_ports(2)  # nobody listens on the second port
+    started = time.monotonic()
+    proc = subprocess.run(_train_command(tmp_path / "run", data_dir, "--connect-timeout", "3"),
+                          env=dict(os.environ, TF_CONFIG=_tf_config(ports, 0), TF_CPP_MIN_LOG_LEVEL="2"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"worker 127.0.0.1:{ports[1]} did not answer within 3 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 90
+
+
+def test_malformed_tf_config_is_a_one_line_cli_error(data_dir, tmp_path):
+    proc = subprocess.run(_train_command(tmp_path / "run", data_dir),
+                          env=dict(os.environ, TF_CONFIG="{not json", TF_CPP_MIN_LOG_LEVEL="2"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "TF_CONFIG is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
