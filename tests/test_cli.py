@@ -51,3 +51,34 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", *source, "", "   "],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]
+
+
+def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):
+    """The same pipeline on Anki en->es with a sampled softmax; its export answers alike in TF and onnxruntime."""
+    run_dir, exports = tmp_path / "run", tmp_path / "saved_models"
+    cmd = [sys.executable, os.path.join(ROOT, "pipelines", "translate.py"), "--run-dir", str(run_dir),
+           "--config", os.path.join(ROOT, "pipelines", "configs", "spa_eng.yaml"), "--data-dir", data_dir,
+           "--eval-limit", "30", "--export-dir", str(exports), "--set=data.limit=400", "--set=training.epochs=1",
+           "--set=training.bleu_sentences=20", "--set=model.hidden=32", "--set=model.embedding_dim=16",
+           "--set=model.attention_units=16", "--set=training.sampled_softmax_samples=50"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    translations = proc.stdout.strip().splitlines()[-4:]
+    export = exports / "spa_eng" / "1"
+    assert (export / "onnx").is_dir() and len(translations) == 4
+    import json
+
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    epochs = [r for r in history if r["event"] == "epoch"]
+    assert epochs and "val_perplexity" in epochs[0] and "perplexity" not in epochs[0]  # trained sampled
+    script = ("import json, sys\nfrom tfs2s.onnx_runtime import OnnxTranslator\n"
+              f"print(json.dumps(OnnxTranslator({str(export)!r}).translate(sys.argv[1:])))")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("translate_pipeline", os.path.join(ROOT, "pipelines", "translate.py"))
+    pipeline_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline_module)
+    onnx = subprocess.run([sys.executable, "-c", script, *pipeline_module.SAMPLES["en"]], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert onnx.returncode == 0, onnx.stderr[-2000:]
+    assert json.loads(onnx.stdout.strip().splitlines()[-1]) == translations

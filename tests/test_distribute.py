@@ -119,3 +119,18 @@ def test_malformed_tf_config_is_a_one_line_cli_error(data_dir, tmp_path):
                           env=dict(os.environ, TF_CONFIG="{not json", TF_CPP_MIN_LOG_LEVEL="2"),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "TF_CONFIG is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mirrored_strategy_trains_on_the_local_devices(data_dir, tmp_path):
+    import tensorflow as tf
+
+    from tfs2s.config import load_config
+    from tfs2s.training import load_run, train
+
+    overrides = dict(item.split("=", 1) for item in TINY)
+    cfg = load_config(None, {**{k: int(v) for k, v in overrides.items()}, "data.data_dir": data_dir,
+                             "training.epochs": 1})
+    summary = train(cfg, str(tmp_path / "run"), verbose=0, strategy="mirrored")
+    assert summary["workers"] == 1 and summary["train_steps"] > 0
+    _, models, _, _ = load_run(str(tmp_path / "run"))
+    assert not isinstance(models.training.distribute_strategy, tf.distribute.MirroredStrategy)  # loads plainly
