@@ -60,3 +60,17 @@ def test_save_and_load(tmp_path):
     assert again.lowercase and again.vocab_size == tok.vocab_size
     assert os.path.exists(tmp_path / "run" / "source_vocab.txt")
     assert again.tokenize(tf.constant(["X Y"])).numpy().tolist() == tok.tokenize(tf.constant(["x y"])).numpy().tolist()
+
+
+def test_a_new_tokenizer_never_reads_an_old_tokenizers_table(tmp_path):
+    """TF names a text-file table after str(filename); for an Asset that is its memory address, which a new Asset
+    can reuse once the old one is gone. Tables must not be shared that way (it once made a test order-dependent)."""
+    import gc
+
+    for i in range(60):
+        words = f"w{i} v{i}"
+        tok = learn_tokenizer("word", [words], str(tmp_path / f"{i}.txt"), 100)
+        ids = tok.tokenize(tf.constant([words])).numpy().tolist()
+        assert 1 not in ids[0], (i, ids)  # <unk>: the lookup read another vocabulary's table
+        del tok
+        gc.collect()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import uuid
 from typing import Iterable
 
 import tensorflow as tf
@@ -115,6 +116,24 @@ def count_words(texts: Iterable[str], lowercase: bool) -> collections.Counter:
     return counts
 
 
+class _VocabularyFileInitializer(tf.lookup.TextFileInitializer):
+    """``TextFileInitializer`` whose table has a name of its own.
+
+    TensorFlow names (and shares) a text-file table after ``str(filename)``; for a ``tf.saved_model.Asset`` that
+    string holds the object's memory address, which a later Asset reuses once the first is freed. The new table
+    then silently reads the old table's vocabulary (in one process: tests, a server loading two exports). A
+    random suffix keeps each vocabulary's tables apart.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._unique_suffix = uuid.uuid4().hex
+
+    @property
+    def _shared_name(self):
+        return f"{super()._shared_name}_{self._unique_suffix}"
+
+
 class Tokenizer(tf.Module):
     """Base class: in-graph text <-> ids over a vocabulary file.
 
@@ -143,12 +162,12 @@ class Tokenizer(tf.Module):
         # A tf.saved_model.Asset makes the vocabulary travel with an export.
         self.vocab_asset = tf.saved_model.Asset(vocab_path)
         self.token_to_id = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(self.vocab_asset, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                          tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
+            _VocabularyFileInitializer(self.vocab_asset, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                       tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER),
             default_value=F.UNK_ID)
         self.id_to_token = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(self.vocab_asset, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            _VocabularyFileInitializer(self.vocab_asset, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                                       tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
             default_value=F.UNK)
 
     def _lookup(self, tokens: tf.RaggedTensor) -> tf.RaggedTensor:
