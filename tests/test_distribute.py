@@ -114,11 +114,16 @@ def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
     assert time.monotonic() - started < 90
 
 
-def test_malformed_tf_config_is_a_one_line_cli_error(data_dir, tmp_path):
-    proc = subprocess.run(_train_command(tmp_path / "run", data_dir),
-                          env=dict(os.environ, TF_CONFIG="{not json", TF_CPP_MIN_LOG_LEVEL="2"),
+@pytest.mark.parametrize("tf_config, extra, message", [
+    ("{not json", [], "TF_CONFIG is not valid JSON"),
+    # Refused before waiting for the (absent) other worker: each would stop on its own clock.
+    (_tf_config([1, 2], 0), ["--set=training.max_minutes=5"], "training.max_minutes cannot bound multi_worker"),
+])
+def test_multi_worker_mistakes_are_one_line_cli_errors(tf_config, extra, message, data_dir, tmp_path):
+    proc = subprocess.run(_train_command(tmp_path / "run", data_dir, *extra),
+                          env=dict(os.environ, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="2"),
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "TF_CONFIG is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_mirrored_strategy_trains_on_the_local_devices(data_dir, tmp_path):

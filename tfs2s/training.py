@@ -287,12 +287,12 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     from tfs2s.distribute import make_strategy, worker_index
     from tfs2s.translator import Translator
 
-    distribution = make_strategy(strategy, connect_timeout)
-    worker, workers = worker_index(distribution)
-    if workers > 1 and cfg.training.max_minutes:
+    if strategy == "multi_worker" and cfg.training.max_minutes:
         # Each worker would stop on its own clock, at different steps, and the others would wait forever.
         raise ConfigError("training.max_minutes cannot bound multi_worker training (workers must stop at the same "
                           "step); bound it with training.epochs or training.steps_per_epoch")
+    distribution = make_strategy(strategy, connect_timeout)
+    worker, workers = worker_index(distribution)
     if worker:
         run_dir = os.path.join(run_dir, "workers", str(worker))
     summary_path = os.path.join(run_dir, "summary.json")
