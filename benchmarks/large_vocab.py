@@ -9,7 +9,7 @@ Both variants share the vocabularies (learned once), the data order (same seed) 
 2. Quality: each variant trains ``--epochs`` epochs on the whole training split (the same batches), then
    decodes the test split (greedy and beam-5; BLEU by sacrebleu). Peak memory is the process's max RSS.
 
-    python benchmarks/large_vocab.py                     # about 1 hour on 2 CPU cores
+    python benchmarks/large_vocab.py                     # about 70 minutes on 2 idle CPU cores
     python benchmarks/large_vocab.py --epochs 1 --rounds 2 --steps 30 --limit 20000   # quicker
 
 Prints a table and writes ``benchmarks/results/large_vocab.json``.
