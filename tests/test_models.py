@@ -100,5 +100,12 @@ def test_sampled_softmax_training_model(tmp_path):
     again.training.load_weights(path)
     np.testing.assert_allclose(again.teacher_forced(inputs).numpy(), m.teacher_forced(inputs).numpy(), atol=1e-6)
 
+    # A .keras file revives it (output layer included) through its config.
+    m.training.save(str(tmp_path / "sampled.keras"))
+    restored = keras.saving.load_model(str(tmp_path / "sampled.keras"), compile=False)
+    assert restored.num_sampled == 6
+    np.testing.assert_allclose(restored.projection(restored(inputs)).numpy(), m.teacher_forced(inputs).numpy(),
+                               atol=1e-5)
+
     with pytest.raises(ValueError, match="between 1 and 24 samples"):
         build_models(cfg, 30, 25, sampled_softmax=25)

@@ -133,8 +133,13 @@ class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
         num_sampled: Negative words sampled per step.
     """
 
-    def __init__(self, inputs, outputs, projection, num_sampled: int, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    def __init__(self, *args, projection=None, num_sampled: int = 0, **kwargs):
+        # (*args, **kwargs) lets Keras revive it as a functional model from its config (see get_config).
+        super().__init__(*args, **kwargs)
+        if isinstance(projection, dict):  # from a saved config
+            projection = keras.saving.deserialize_keras_object(projection)  # built from its saved build config
+        if projection is None or num_sampled < 1:
+            raise ValueError("SampledSoftmaxTrainingModel needs its output layer and num_sampled >= 1")
         self.projection = projection  # tracked, so its weights train and are saved with this model
         self.num_sampled = num_sampled
         self._in_train_step = False
@@ -173,8 +178,8 @@ class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
         return super().compute_metrics(x, y, self.projection(y_pred), sample_weight)
 
     def get_config(self):
-        raise NotImplementedError("SampledSoftmaxTrainingModel is rebuilt by tfs2s.models.build_models from the "
-                                  "run's config; save its weights, not the model")
+        return {**super().get_config(), "projection": keras.saving.serialize_keras_object(self.projection),
+                "num_sampled": self.num_sampled}
 
 
 def _rnn(cfg: ModelConfig, name: str):
@@ -302,7 +307,8 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     teacher_forced = Seq2SeqTrainingModel(inputs, projection(hidden), name="seq2seq")
     training = teacher_forced
     if sampled_softmax:
-        training = SampledSoftmaxTrainingModel(inputs, hidden, projection, sampled_softmax, name="seq2seq_sampled")
+        training = SampledSoftmaxTrainingModel(inputs, hidden, projection=projection, num_sampled=sampled_softmax,
+                                               name="seq2seq_sampled")
 
     # ---------------------------------------------------------------- one-step decoder
     step_ids = keras.Input(shape=(1,), dtype="int32", name=F.DECODER_TOKEN_IDS)
