@@ -3,7 +3,7 @@ import keras
 import pytest
 
 from tfs2s.layers.attention import BahdanauAttention, LuongAttention
-from tfs2s.layers.sequence import BroadcastOverTime, PaddingMask
+from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, PaddingMask, WindowLinear
 
 
 def _inputs(seed=0):
@@ -53,3 +53,16 @@ def test_bahdanau_score_matches_formula():
     scores = np.tanh((query @ wq)[:, :, None, :] + keys[:, None, :, :] + b) @ v
     expected = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
     np.testing.assert_allclose(np.asarray(weights), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(FullMask, {}), (LastStep, {}), (WindowLinear, {"horizon": 4})])
+def test_sequence_layers_config_round_trip(cls, kwargs):
+    layer = cls(name="x", **kwargs)
+    x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    out = layer(x)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is cls and restored.get_config() == layer.get_config()
+    restored(x)
+    if layer.weights:
+        restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(restored(x), out)

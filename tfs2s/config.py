@@ -28,7 +28,8 @@ class DataConfig:
         data_dir: Folder holding the corpora; ``None`` means ``../shared/data`` when present.
         source_lang: Source language code.
         target_lang: Target language code.
-        tokenizer: ``word`` (whole words, in-graph hash table) or ``wordpiece`` (tensorflow-text subwords).
+        tokenizer: ``word`` (whole words, in-graph hash table), ``wordpiece`` (tensorflow-text subwords) or
+            ``char`` (characters; image-to-text).
         source_vocab_size: Upper bound on the source vocabulary, special tokens included.
         target_vocab_size: Upper bound on the target vocabulary, special tokens included.
         min_frequency: Word-level only: words seen fewer times in training become ``<unk>``.
@@ -43,6 +44,15 @@ class DataConfig:
         limit: Read only the first N training pairs (0 = all); for smoke runs.
         context_turns: Dialogue corpora: previous utterances in each example's source.
         turn_separator: Dialogue corpora: the token placed between those utterances.
+        image_height: Image corpora: height in pixels every image must have.
+        image_width: Image corpora: width in pixels every image must have.
+        image_channels: Image corpora: 1 (grayscale) or 3 (RGB); images are converted on decoding.
+        augment: Image corpora: light augmentation of training images (brightness, contrast, small shifts).
+        validation_fraction: Corpora without an official split (images): share held out for validation.
+        lookback: Time series: past steps the encoder reads (L).
+        horizon: Time series: future steps the decoder predicts (H).
+        columns: Time series: comma-separated columns modelled (input and output); empty = every column
+            (multivariate), e.g. ``OT`` for the univariate setting.
     """
 
     corpus: str = "multi30k"
@@ -64,6 +74,14 @@ class DataConfig:
     limit: int = 0
     context_turns: int = 1
     turn_separator: str = "SEP"
+    image_height: int = 50
+    image_width: int = 200
+    image_channels: int = 1
+    augment: bool = False
+    validation_fraction: float = 0.1
+    lookback: int = 96
+    horizon: int = 96
+    columns: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +100,17 @@ class ModelConfig:
         attention_units: Size of the additive attention's hidden layer (``bahdanau`` only).
         tie_embeddings: Share the target embedding with the output projection (needs
             ``embedding_dim`` equal to the attentional hidden size, which is ``hidden``).
+        input_encoder: What turns the source into the sequence the recurrent encoder reads: ``tokens`` (an
+            embedding of token ids), ``image`` (a convolutional encoder; its feature map, flattened over
+            space column by column, becomes a left-to-right sequence) or ``vectors`` (a dense projection of
+            real-valued vectors).
+        output_head: ``softmax`` over a target vocabulary, or ``regression`` (real-valued vectors; the decoder
+            reads the previous step's values instead of a token embedding).
+        conv_blocks: ``image`` encoder: convolution blocks (3x3 conv, ReLU, 2x2 max-pool each).
+        conv_filters: ``image`` encoder: filters of the first block (doubled by each further block).
+        linear_skip: ``regression`` head: add a linear map of the source window to the decoder's output (the
+            "highway" of Lai et al. 2018's LSTNet / DLinear): the recurrent decoder models what a linear
+            forecast misses. Needs a fixed source length (``data.lookback``).
     """
 
     cell: str = "gru"
@@ -93,6 +122,11 @@ class ModelConfig:
     attention: str = "bahdanau"
     attention_units: int = 256
     tie_embeddings: bool = False
+    input_encoder: str = "tokens"
+    output_head: str = "softmax"
+    conv_blocks: int = 3
+    conv_filters: int = 32
+    linear_skip: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +153,9 @@ class TrainingConfig:
         bleu_sentences: Validation sentences decoded for that BLEU (0 = all).
         steps_per_epoch: Cap on steps per epoch (0 = a full pass); for smoke runs.
         jit_compile: Compile the train step with XLA.
+        scheduled_sampling: ``regression`` head: probability that a decoder input is the model's own
+            prediction instead of the true previous value (Bengio et al. 2015, in the two-pass form of Mihaylova
+            & Martins 2019); 0 = pure teacher forcing.
     """
 
     epochs: int = 20
@@ -136,6 +173,7 @@ class TrainingConfig:
     bleu_sentences: int = 0
     steps_per_epoch: int = 0
     jit_compile: bool = False
+    scheduled_sampling: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +228,11 @@ class Config:
 
 
 _CHOICES = {
-    ("data", "tokenizer"): ("word", "wordpiece"),
+    ("data", "tokenizer"): ("word", "wordpiece", "char"),
     ("model", "cell"): ("gru", "lstm"),
     ("model", "attention"): ("none", "bahdanau", "luong"),
+    ("model", "input_encoder"): ("tokens", "image", "vectors"),
+    ("model", "output_head"): ("softmax", "regression"),
     ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("training", "loss"): ("cross_entropy", "sampled_softmax"),
     ("training", "optimizer"): ("adam", "lazy_adam"),
@@ -233,6 +273,34 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("decoding.temperature must be positive")
     if cfg.model.tie_embeddings and cfg.model.embedding_dim != cfg.model.hidden:
         raise ConfigError("model.tie_embeddings needs model.embedding_dim == model.hidden")
+    pairing = (cfg.model.input_encoder, cfg.model.output_head)
+    if pairing not in _PAIRINGS:
+        raise ConfigError(f"model.input_encoder={pairing[0]!r} with model.output_head={pairing[1]!r} is not "
+                          f"supported; supported: {', '.join(f'{a}+{b}' for a, b in _PAIRINGS)}")
+    if cfg.training.loss == "sampled_softmax" and cfg.model.output_head != "softmax":
+        raise ConfigError("training.loss=sampled_softmax needs model.output_head=softmax")
+    if cfg.model.linear_skip and cfg.model.output_head != "regression":
+        raise ConfigError("model.linear_skip applies to model.output_head=regression only")
+    if not 0.0 <= cfg.training.scheduled_sampling <= 1.0:
+        raise ConfigError("training.scheduled_sampling must be in [0, 1]")
+    if not 0.0 <= cfg.data.validation_fraction < 1.0:
+        raise ConfigError("data.validation_fraction must be in [0, 1)")
+    if cfg.data.image_channels not in (1, 3):
+        raise ConfigError(f"data.image_channels must be 1 or 3, got {cfg.data.image_channels}")
+    for key in ("image_height", "image_width", "lookback", "horizon"):
+        if getattr(cfg.data, key) < 1:
+            raise ConfigError(f"data.{key} must be at least 1")
+    if cfg.model.input_encoder == "image":
+        if cfg.model.conv_blocks < 1 or cfg.model.conv_filters < 1:
+            raise ConfigError("model.conv_blocks and model.conv_filters must be at least 1")
+        shrink = 2 ** cfg.model.conv_blocks
+        if cfg.data.image_height < shrink or cfg.data.image_width < shrink:
+            raise ConfigError(f"{cfg.model.conv_blocks} conv blocks halve the image {cfg.model.conv_blocks} times: "
+                              f"data.image_height and data.image_width must be at least {shrink}")
+
+
+# Source encoder and output head combinations that are built and tested.
+_PAIRINGS = (("tokens", "softmax"), ("image", "softmax"), ("vectors", "regression"))
 
 
 def _build(cls, values: Mapping[str, Any], path: str):

@@ -367,3 +367,33 @@ def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *
     if strategy == "sample":
         return sample(step_fn, state, max_length, temperature, top_k, seed, min_length)
     raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")
+
+
+def regress(step_fn: Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]], state: dict, first_values,
+            horizon: int) -> tf.Tensor:
+    """Autoregressive real-valued decoding (forecasting): each prediction is the next step's input.
+
+    Args:
+        step_fn: ``(values [B, F], state) -> (predicted values [B, F], state)``; the state gets an int32
+            ``time`` entry (the step being predicted), e.g. ``Seq2SeqModels.value_step``.
+        state: The encoder's state dict (without ``alignment``: nothing is collected).
+        first_values: ``[B, F]`` the last observed values, the first step's input.
+        horizon: Steps to predict.
+
+    Returns:
+        ``[B, horizon, F]`` predictions. A ``tf.while_loop``, so exported graphs hold one step (an ONNX ``Loop``).
+    """
+    state = dict(state, time=tf.constant(0, tf.int32))
+    first_values = tf.convert_to_tensor(first_values)
+    batch, features = tf.shape(first_values)[0], tf.shape(first_values)[1]
+    predictions = tf.zeros([batch, horizon, features], first_values.dtype)
+
+    def body(t, values, state, predictions):
+        values, state = step_fn(values, state)
+        # One-hot write along time keeps a static-rank buffer (as the token decoders do; converts to ONNX).
+        at_t = tf.reshape(tf.one_hot(t, horizon, dtype=values.dtype), [1, horizon, 1])
+        return t + 1, values, state, predictions + at_t * values[:, None, :]
+
+    _, _, _, predictions = tf.while_loop(lambda t, *_: t < horizon, body, (tf.constant(0), first_values, state,
+                                                                          predictions))
+    return predictions

@@ -27,9 +27,12 @@ from keras import layers as L
 
 from tfs2s import features as F
 from tfs2s.config import ModelConfig
-from tfs2s.layers import BahdanauAttention, BroadcastOverTime, LuongAttention, PaddingMask, VocabularyProjection
+from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LuongAttention, PaddingMask,
+                          VocabularyProjection, WindowLinear)
 
 MEMORY, KEYS, MASK, CONTEXT = "memory", "keys", "mask", "context"
+BASELINE, LAST_VALUES = "baseline", "last_values"  # regression head: linear forecast, last observed values
+VALUES = "values"  # the regression step's output
 
 
 @dataclasses.dataclass
@@ -55,6 +58,16 @@ class Seq2SeqModels:
     def __post_init__(self):
         if self.teacher_forced is None:
             self.teacher_forced = self.training
+
+    @property
+    def source_name(self) -> str:
+        """Name of the encoder's input (``encoder_token_ids``, ``encoder_image`` or ``encoder_values``)."""
+        return SOURCE_INPUTS[self.config.input_encoder]
+
+    @property
+    def target_name(self) -> str:
+        """Name of the decoder's input (``decoder_token_ids`` or ``decoder_values``)."""
+        return F.DECODER_VALUES if self.config.output_head == "regression" else F.DECODER_TOKEN_IDS
 
     def initial_state(self, source_ids, alignment: bool = True) -> dict:
         """Encodes ``source_ids [B, S]`` into the decoding state dict of the step contract.
@@ -84,6 +97,54 @@ class Seq2SeqModels:
         logits = outputs["logits"]
         banned = tf.one_hot([F.PAD_ID, F.BOS_ID], tf.shape(logits)[-1], on_value=-1e9, dtype=logits.dtype)
         return logits + tf.reduce_sum(banned, 0), new_state
+
+    def value_step(self, values, state: dict, training: bool = False):
+        """The regression step: ``(previous values [N, F], state) -> (predicted values [N, F], state)``.
+
+        ``state`` is ``initial_state``'s dict plus ``time`` (int32 scalar, the step being predicted), which
+        picks the step's row of the linear forecast when the model has one (``model.linear_skip``).
+        """
+        inputs = {F.DECODER_VALUES: tf.expand_dims(values, 1)}
+        inputs.update({name: value for name, value in state.items()
+                       if name not in ("alignment", "time", BASELINE, LAST_VALUES)})
+        outputs = self.decoder_step(inputs, training=training)
+        new_state = dict(state)
+        new_state.update({name: outputs[name] for name in self.state_names})
+        if "alignment" in state:
+            new_state["alignment"] = outputs["alignment"]
+        predicted = outputs[VALUES]
+        if BASELINE in state:
+            predicted = predicted + tf.gather(state[BASELINE], state["time"], axis=1)
+        new_state["time"] = state["time"] + 1
+        return predicted, new_state
+
+
+    def unrolled(self, inputs: dict, sampling, training: bool = False):
+        """Regression decoder run step by step: ``{encoder_values, decoder_values} -> [B, H, F]`` predictions.
+
+        Step ``t`` reads the true values ``decoder_values[:, t]`` or, with probability ``sampling`` (per
+        example), the model's own prediction for step ``t - 1`` (the first step always reads the last observed
+        values). ``sampling = 1`` is a forecast. Differentiable, also through the fed-back predictions.
+        """
+        given = tf.convert_to_tensor(inputs[F.DECODER_VALUES])
+        encoded = self.encoder(inputs[F.ENCODER_VALUES], training=training)
+        state = dict(encoded, time=tf.constant(0, tf.int32))
+        batch, horizon = tf.shape(given)[0], tf.shape(given)[1]
+        outputs = tf.TensorArray(given.dtype, size=horizon)
+
+        def body(t, values, state, outputs):
+            predicted, state = self.value_step(values, state, training=training)
+            outputs = outputs.write(t, predicted)
+            teacher = tf.gather(given, tf.minimum(t + 1, horizon - 1), axis=1)
+            own = tf.random.uniform([batch, 1]) < sampling
+            return t + 1, tf.where(own, predicted, teacher), state, outputs
+
+        _, _, _, outputs = tf.while_loop(lambda t, *_: t < horizon, body,
+                                         (tf.constant(0), given[:, 0], state, outputs))
+        return tf.transpose(outputs.stack(), [1, 0, 2])
+
+
+SOURCE_INPUTS = {"tokens": F.ENCODER_TOKEN_IDS, "image": F.ENCODER_IMAGE, "vectors": F.ENCODER_VALUES}
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")
@@ -182,6 +243,52 @@ class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
                 "num_sampled": self.num_sampled}
 
 
+@keras.saving.register_keras_serializable(package="tfs2s")
+class RegressionTrainingModel(Seq2SeqTrainingModel):
+    """Functional training model of a regression head: scheduled sampling, and validation by forecasting.
+
+    Teacher forcing feeds every decoder step the true previous values, which a forecast never has: a model
+    trained only so learns to lean on them, and its errors compound when it reads its own predictions.
+    Scheduled sampling (Bengio et al. 2015) feeds each step, with probability ``scheduled_sampling``, the
+    model's own prediction for the previous step instead; the decoder is then run step by step (the shared
+    one-step decoder in a ``tf.while_loop``) and gradients flow through the fed-back predictions. At 1 it is
+    free-running training, exactly the computation of a forecast.
+
+    Validation passes (``fit``'s validation, ``evaluate``) always forecast free-running, so the validation
+    loss, and the best checkpoint chosen by it, measure forecasts rather than one-step-ahead predictions.
+    Called directly (``model(x)``) the model is teacher-forced.
+
+    Args:
+        scheduled_sampling: Probability of feeding a step the model's own previous prediction (0: teacher forcing).
+    """
+
+    def __init__(self, *args, scheduled_sampling: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scheduled_sampling = scheduled_sampling
+        self._forecasting = False  # Python flag read while tracing a validation step
+
+    def attach_unroll(self, unroll) -> None:
+        """Gives the model the step-by-step decoder (``Seq2SeqModels.unrolled``); ``build_models`` does this."""
+        object.__setattr__(self, "_unroll", unroll)  # a plain function, kept out of Keras' layer tracking
+
+    def call(self, inputs, training=None, mask=None):
+        sampling = 1.0 if self._forecasting else (self.scheduled_sampling if training else 0.0)
+        unroll = getattr(self, "_unroll", None)
+        if sampling > 0 and unroll is not None:
+            return unroll(inputs, sampling, training=bool(training))
+        return super().call(inputs, training=training, mask=mask)
+
+    def test_step(self, data):
+        self._forecasting = True
+        try:
+            return super().test_step(data)
+        finally:
+            self._forecasting = False
+
+    def get_config(self):
+        return {**super().get_config(), "scheduled_sampling": self.scheduled_sampling}
+
+
 def _rnn(cfg: ModelConfig, name: str):
     cls = L.GRU if cfg.cell == "gru" else L.LSTM
     layer = cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
@@ -195,29 +302,40 @@ def _state_names(cfg: ModelConfig) -> list[str]:
     return [f"state_{i}" + (f"_{s}" if s else "") for i in range(cfg.layers) for s in suffixes]
 
 
-def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: int,
-                 sampled_softmax: int = 0) -> Seq2SeqModels:
+def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_vocab_size: int | None = None,
+                 sampled_softmax: int = 0, *, image_shape: tuple[int, int, int] | None = None,
+                 source_features: int | None = None, source_length: int | None = None,
+                 target_features: int | None = None, horizon: int | None = None) -> Seq2SeqModels:
     """Builds the training, encoder and one-step decoder models.
+
+    What the source and the target are comes from ``cfg.input_encoder`` and ``cfg.output_head``; the
+    recurrent encoder, the attention and the recurrent decoder are the same for all of them.
 
     Args:
         cfg: Model configuration.
-        source_vocab_size: Source vocabulary size (ids ``[0, size)``, 0 = padding).
-        target_vocab_size: Target vocabulary size.
+        source_vocab_size: ``tokens`` input: source vocabulary size (ids ``[0, size)``, 0 = padding).
+        target_vocab_size: ``softmax`` head: target vocabulary size.
         sampled_softmax: Words sampled per training step by a sampled softmax; 0 trains with the full softmax.
+        image_shape: ``image`` input: ``(height, width, channels)``.
+        source_features: ``vectors`` input: values per source step.
+        source_length: ``vectors`` input: source steps (``None``: any; ``linear_skip`` needs it).
+        target_features: ``regression`` head: values per target step.
+        horizon: ``regression`` head with ``linear_skip``: target steps.
 
     Returns:
         A ``Seq2SeqModels`` whose three models share every layer.
     """
+    _check_sizes(cfg, source_vocab_size, target_vocab_size, image_shape, source_features, source_length,
+                 target_features, horizon)
     if sampled_softmax and not 0 < sampled_softmax < target_vocab_size:
         raise ValueError(f"a sampled softmax needs between 1 and {target_vocab_size - 1} samples (the target "
                          f"vocabulary has {target_vocab_size} words), got {sampled_softmax}")
     per_state = 2 if cfg.cell == "lstm" else 1
     state_names = _state_names(cfg)
+    regression = cfg.output_head == "regression"
 
     # ---------------------------------------------------------------- encoder
-    source = keras.Input(shape=(None,), dtype="int32", name=F.ENCODER_TOKEN_IDS)
-    mask = PaddingMask(name="source_mask")(source)
-    x = L.Embedding(source_vocab_size, cfg.embedding_dim, mask_zero=True, name="source_embedding")(source)
+    source, x, mask = _source_sequence(cfg, source_vocab_size, image_shape, source_features, source_length)
     x = L.Dropout(cfg.dropout, name="source_dropout")(x)
     final_states = []  # per layer: list of per-direction state lists
     for i in range(cfg.layers):
@@ -254,18 +372,30 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
         encoder_outputs[CONTEXT] = L.Dense(cfg.hidden, activation="tanh", name="context_projection")(
             final_states[-1][0])
     encoder_outputs.update(zip(state_names, initial_states))
+    if regression:
+        encoder_outputs[LAST_VALUES] = LastStep(name="last_values")(source)
+        if cfg.linear_skip:
+            encoder_outputs[BASELINE] = WindowLinear(horizon, name="linear_skip")(source)
     encoder = keras.Model(source, encoder_outputs, name="encoder")
 
     # ---------------------------------------------------------------- decoder layers (shared)
-    target_embedding = L.Embedding(target_vocab_size, cfg.embedding_dim, name="target_embedding")
+    if regression:
+        target_embedding = L.Dense(cfg.embedding_dim, name="target_projection")  # previous values -> input
+    else:
+        target_embedding = L.Embedding(target_vocab_size, cfg.embedding_dim, name="target_embedding")
     target_dropout = L.Dropout(cfg.dropout, name="target_dropout")
     decoder_rnns = [_rnn(cfg, f"decoder_rnn_{i}") for i in range(cfg.layers)]
     between_dropouts = [L.Dropout(cfg.dropout, name=f"decoder_dropout_{i}") for i in range(cfg.layers - 1)]
     combine = L.Dense(cfg.hidden, activation="tanh", name="attentional_hidden")
     output_dropout = L.Dropout(cfg.dropout, name="output_dropout")
     # A sampled softmax reads a few words' rows of the output layer: stored word-major, it gets sparse gradients.
-    projection = (VocabularyProjection(target_vocab_size, name="output_projection") if sampled_softmax
-                  else L.Dense(target_vocab_size, name="output_projection"))
+    if regression:
+        projection = L.Dense(target_features, name="output_projection")
+    elif sampled_softmax:
+        projection = VocabularyProjection(target_vocab_size, name="output_projection")
+    else:
+        projection = L.Dense(target_vocab_size, name="output_projection")
+    output_size = target_features if regression else target_vocab_size
     with_context = BroadcastOverTime(name="context_over_time")
 
     def decode(y, states, enc, single_step: bool = False):
@@ -301,17 +431,28 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
         return hidden, new_states, alignment
 
     # ---------------------------------------------------------------- training model
-    decoder_ids = keras.Input(shape=(None,), dtype="int32", name=F.DECODER_TOKEN_IDS)
+    if regression:
+        decoder_ids = keras.Input(shape=(horizon if cfg.linear_skip else None, target_features),
+                                  name=F.DECODER_VALUES)
+    else:
+        decoder_ids = keras.Input(shape=(None,), dtype="int32", name=F.DECODER_TOKEN_IDS)
     hidden, _, _ = decode(decoder_ids, initial_states, encoder_outputs)
-    inputs = {F.ENCODER_TOKEN_IDS: source, F.DECODER_TOKEN_IDS: decoder_ids}
-    teacher_forced = Seq2SeqTrainingModel(inputs, projection(hidden), name="seq2seq")
+    inputs = {SOURCE_INPUTS[cfg.input_encoder]: source, decoder_ids.name: decoder_ids}
+    outputs = projection(hidden)
+    if regression and cfg.linear_skip:
+        outputs = L.Add(name="with_linear_skip")([outputs, encoder_outputs[BASELINE]])
+    teacher_forced = (RegressionTrainingModel if regression else Seq2SeqTrainingModel)(inputs, outputs,
+                                                                                        name="seq2seq")
     training = teacher_forced
     if sampled_softmax:
         training = SampledSoftmaxTrainingModel(inputs, hidden, projection=projection, num_sampled=sampled_softmax,
                                                name="seq2seq_sampled")
 
     # ---------------------------------------------------------------- one-step decoder
-    step_ids = keras.Input(shape=(1,), dtype="int32", name=F.DECODER_TOKEN_IDS)
+    if regression:
+        step_ids = keras.Input(shape=(1, target_features), name=F.DECODER_VALUES)
+    else:
+        step_ids = keras.Input(shape=(1,), dtype="int32", name=F.DECODER_TOKEN_IDS)
     step_states = [keras.Input(shape=(cfg.hidden,), name=name) for name in state_names]
     step_enc = {MEMORY: keras.Input(shape=(None, memory.shape[-1]), name=MEMORY),
                 MASK: keras.Input(shape=(None,), dtype="bool", name=MASK)}
@@ -320,10 +461,52 @@ def build_models(cfg: ModelConfig, source_vocab_size: int, target_vocab_size: in
     else:
         step_enc[CONTEXT] = keras.Input(shape=(cfg.hidden,), name=CONTEXT)
     step_hidden, step_new_states, step_alignment = decode(step_ids, step_states, step_enc, single_step=True)
-    step_outputs = {"logits": L.Reshape((target_vocab_size,), name="step_logits")(projection(step_hidden))}
+    step_outputs = {VALUES if regression else "logits":
+                    L.Reshape((output_size,), name="step_values" if regression else "step_logits")(projection(step_hidden))}
     step_outputs.update(zip(state_names, step_new_states))
     if step_alignment is not None:
         step_outputs["alignment"] = L.Reshape((-1,), name="step_alignment")(step_alignment)
-    decoder_step = keras.Model({F.DECODER_TOKEN_IDS: step_ids, **dict(zip(state_names, step_states)), **step_enc},
+    decoder_step = keras.Model({step_ids.name: step_ids, **dict(zip(state_names, step_states)), **step_enc},
                                step_outputs, name="decoder_step")
-    return Seq2SeqModels(training, encoder, decoder_step, cfg, state_names, teacher_forced)
+    models = Seq2SeqModels(training, encoder, decoder_step, cfg, state_names, teacher_forced)
+    if regression:
+        teacher_forced.attach_unroll(models.unrolled)
+    return models
+
+
+def _check_sizes(cfg: ModelConfig, source_vocab_size, target_vocab_size, image_shape, source_features,
+                 source_length, target_features, horizon) -> None:
+    needed = {"tokens": ("source_vocab_size", source_vocab_size), "image": ("image_shape", image_shape),
+              "vectors": ("source_features", source_features)}[cfg.input_encoder]
+    if needed[1] is None:
+        raise ValueError(f"model.input_encoder={cfg.input_encoder!r} needs {needed[0]}")
+    needed = {"softmax": ("target_vocab_size", target_vocab_size),
+              "regression": ("target_features", target_features)}[cfg.output_head]
+    if needed[1] is None:
+        raise ValueError(f"model.output_head={cfg.output_head!r} needs {needed[0]}")
+    if cfg.linear_skip and (source_length is None or horizon is None or source_features != target_features):
+        raise ValueError("model.linear_skip needs source_length, horizon and as many target as source features")
+
+
+def _source_sequence(cfg: ModelConfig, vocab_size, image_shape, features, length):
+    """The source input, the sequence the recurrent encoder reads ``[B, S, D]`` and its mask ``[B, S]``."""
+    if cfg.input_encoder == "tokens":
+        source = keras.Input(shape=(None,), dtype="int32", name=F.ENCODER_TOKEN_IDS)
+        x = L.Embedding(vocab_size, cfg.embedding_dim, mask_zero=True, name="source_embedding")(source)
+        return source, x, PaddingMask(name="source_mask")(source)
+    if cfg.input_encoder == "vectors":
+        source = keras.Input(shape=(length, features), name=F.ENCODER_VALUES)
+        x = L.Dense(cfg.embedding_dim, name="source_projection")(source)
+        return source, x, FullMask(name="source_mask")(x)
+    # Image: conv blocks, then the feature map read left to right, one column (all rows' features) a step, so
+    # the recurrent encoder and the attention see the image as a sequence of columns.
+    source = keras.Input(shape=tuple(image_shape), name=F.ENCODER_IMAGE)
+    x = source
+    for i in range(cfg.conv_blocks):
+        x = L.Conv2D(cfg.conv_filters * 2 ** i, 3, padding="same", activation="relu", name=f"conv_{i}")(x)
+        x = L.MaxPooling2D(2, name=f"pool_{i}")(x)
+    _, rows, columns, channels = x.shape
+    x = L.Permute((2, 1, 3), name="columns_first")(x)
+    x = L.Reshape((columns, rows * channels), name="feature_columns")(x)
+    x = L.Dense(cfg.embedding_dim, activation="relu", name="source_projection")(x)
+    return source, x, FullMask(name="source_mask")(x)

@@ -1,6 +1,7 @@
 """Small sequence utility layers used by the model builder (layers rather than raw ops, so models serialise)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -24,3 +25,61 @@ class BroadcastOverTime(keras.layers.Layer):
 
     def compute_output_shape(self, vector_shape, reference_shape):
         return (reference_shape[0], reference_shape[1], vector_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class FullMask(keras.layers.Layer):
+    """A ``[batch, time, dim]`` sequence -> all-True ``[batch, time]`` mask (image columns and real-valued steps
+    are never padding)."""
+
+    def call(self, sequence):
+        return ops.ones_like(sequence[:, :, 0], dtype="bool")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class LastStep(keras.layers.Layer):
+    """``[batch, time, dim]`` -> ``[batch, dim]``, the last time step (a forecaster's last observed values)."""
+
+    def call(self, sequence):
+        return sequence[:, -1, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class WindowLinear(keras.layers.Layer):
+    """A linear map over time, shared by every channel: ``[batch, lookback, F] -> [batch, horizon, F]``.
+
+    The linear forecaster of DLinear (Zeng et al. 2023, shared across variables) and the "highway" of LSTNet
+    (Lai et al. 2018): added to a recurrent decoder's outputs, it leaves the decoder the non-linear remainder.
+
+    Args:
+        horizon: Output steps.
+    """
+
+    def __init__(self, horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon = horizon
+
+    def build(self, input_shape):
+        if input_shape[1] is None:
+            raise ValueError("WindowLinear needs a fixed number of input steps")
+        # Starts as "repeat the last value", the persistence forecast, rather than as noise.
+        persistence = np.zeros((input_shape[1], self.horizon), "float32")
+        persistence[-1] = 1.0
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[1], self.horizon),
+                                      initializer=lambda shape, dtype=None: persistence)
+        self.bias = self.add_weight(name="bias", shape=(self.horizon,), initializer="zeros")
+
+    def call(self, window):
+        return ops.einsum("blf,lh->bhf", window, self.kernel) + self.bias[None, :, None]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.horizon, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "horizon": self.horizon}
