@@ -74,3 +74,16 @@ def test_a_new_tokenizer_never_reads_an_old_tokenizers_table(tmp_path):
         assert 1 not in ids[0], (i, ids)  # <unk>: the lookup read another vocabulary's table
         del tok
         gc.collect()
+
+
+def test_char_tokenizer_round_trip(tmp_path):
+    from tfs2s.tokenizers import learn_tokenizer, load_tokenizer
+
+    tok = learn_tokenizer("char", ["2b827", "a b.c"], str(tmp_path / "target_vocab.txt"), 100, name="t")
+    tok.save(str(tmp_path), "target")
+    again = load_tokenizer(str(tmp_path), "target")
+    ids = again.tokenize(tf.constant(["2b827", "a  b.c", "z", ""]))
+    assert [len(r) for r in ids.to_list()] == [5, 5, 1, 0]  # whitespace runs are one token; z is unknown
+    assert ids.to_list()[2] == [1]
+    texts = again.detokenize(ids.to_tensor()).numpy().tolist()
+    assert texts == [b"2b827", b"a b.c", b"<unk>", b""]

@@ -27,7 +27,8 @@ _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
 _DETOK_OPEN = r"([(\[{]) "
 
 
-def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False) -> tf.Tensor:
+def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False,
+              split_punctuation: bool = True) -> tf.Tensor:
     """Cleans a ``[batch]`` string tensor: valid UTF-8, punctuation split off, single spaces, no edges.
 
     ``portable=True`` leaves out the steps that have no portable ONNX equivalent, the UTF-8 repair and the
@@ -40,8 +41,9 @@ def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False)
         texts = tf.strings.lower(texts, encoding="utf-8")
     # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
     texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
-    texts = tf.strings.regex_replace(texts, _PUNCT, r" \1 ")
-    texts = tf.strings.regex_replace(texts, r" +", " ")
+    if split_punctuation:
+        texts = tf.strings.regex_replace(texts, _PUNCT, r" \1 ")
+        texts = tf.strings.regex_replace(texts, r" +", " ")
     # `tf.strings.strip` does not convert to ONNX; a regex does.
     return tf.strings.regex_replace(texts, r"^ | $", "")
 
@@ -253,7 +255,37 @@ class WordPieceTokenizer(Tokenizer):
         return [p for p in pieces if p not in F.SPECIAL_TOKENS]
 
 
-TOKENIZERS = {cls.kind: cls for cls in (WordTokenizer, WordPieceTokenizer)}
+class CharTokenizer(Tokenizer):
+    """Character tokenizer (image-to-text such as captchas, where the characters are the units).
+
+    Whitespace runs become one ``▁`` (U+2581) token, so a vocabulary file can hold it on a line.
+    """
+
+    kind = "char"
+    SPACE = "\u2581"
+
+    def tokenize(self, texts, portable: bool = False):
+        texts = normalize(texts, self.lowercase, portable, split_punctuation=False)
+        texts = tf.strings.regex_replace(texts, " ", self.SPACE)
+        return self._lookup(tf.strings.unicode_split(texts, "UTF-8"))
+
+    def detokenize(self, ids):
+        texts = tf.strings.reduce_join(self.dense_tokens(ids), axis=1)
+        return tf.strings.regex_replace(texts, self.SPACE, " ")
+
+    @staticmethod
+    def learn_vocab(texts: Iterable[str], vocab_size: int, min_frequency: int = 1,
+                    lowercase: bool = False) -> list[str]:
+        """Most frequent characters (whitespace as ``▁``) seen at least ``min_frequency`` times."""
+        counts: collections.Counter = collections.Counter()
+        for text in texts:
+            text = " ".join(text.lower().split() if lowercase else text.split())
+            counts.update(text.replace(" ", CharTokenizer.SPACE))
+        chars = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency]
+        return chars[: max(0, vocab_size - len(F.SPECIAL_TOKENS))]
+
+
+TOKENIZERS = {cls.kind: cls for cls in (WordTokenizer, WordPieceTokenizer, CharTokenizer)}
 
 
 def learn_tokenizer(kind: str, texts: Iterable[str], vocab_path: str, vocab_size: int,
