@@ -1,0 +1,303 @@
+"""Image input for image-to-sequence models (captcha OCR, captioning): reading, splitting, decoding, batches.
+
+Examples are ``(encoded_image_bytes, text)`` pairs. Images stay encoded (PNG/JPEG) until ``tf.data`` or a serving
+signature decodes them with ``decode_images``, so training and serving share one decoding path. Batches mirror
+``tfs2s.data``: ``({encoder_image, decoder_token_ids}, targets, sample_weight)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tarfile
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfs2s import features as F
+from tfs2s.data import add_bos, add_eos
+from tfs2s.tokenizers import Tokenizer
+
+AUTOTUNE = tf.data.AUTOTUNE
+Example = tuple[bytes, str]
+_TARS = (".tar.gz", ".tgz", ".tar")
+_MAX_SHIFT = 3  # pixels of random translation: keeps every captcha character inside the 200x50 frame
+
+
+class ImageDataError(ValueError):
+    """Bad image data: names the file (and line, for captions files)."""
+
+
+# --------------------------------------------------------------------------- reading
+def _png_members(archive: str) -> list[tuple[str, bytes]]:
+    with tarfile.open(archive, "r:*") as tar:  # the whole archive is read in memory: no extraction on disk
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()
+                if m.isfile() and m.name.lower().endswith(".png") and not os.path.basename(m.name).startswith(".")]
+
+
+def read_captcha(path: str) -> list[Example]:
+    """Reads labelled images whose file name (without ``.png``) is the label, e.g. ``captcha_images_v2/2b827.png``.
+
+    Args:
+        path: A ``.tar.gz`` of ``<label>.png`` members, a folder of ``<label>.png`` files, or a folder holding
+            exactly one such archive (so ``<data_dir>/captcha-images-v2`` works).
+
+    Returns:
+        ``(png_bytes, label)`` pairs sorted by label (then member name), so runs see the same order.
+
+    Raises:
+        ImageDataError: ``path`` is missing, holds several archives, or holds no images.
+    """
+    if not os.path.exists(path):
+        raise ImageDataError(f"captcha images not found: {path}")
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        pngs = [n for n in names if n.lower().endswith(".png") and not n.startswith(".")]
+        tars = [n for n in names if n.lower().endswith(_TARS)]
+        if not pngs and len(tars) > 1:
+            raise ImageDataError(f"{path} holds several archives ({', '.join(tars)}); pass one of them")
+        if not pngs and tars:
+            return read_captcha(os.path.join(path, tars[0]))
+        members = []
+        for n in pngs:
+            with open(os.path.join(path, n), "rb") as f:
+                members.append((n, f.read()))
+    else:
+        try:
+            members = _png_members(path)
+        except (tarfile.TarError, OSError) as e:
+            raise ImageDataError(f"{path} is not a readable tar archive: {e}") from e
+    if not members:
+        raise ImageDataError(f"no <label>.png images in {path}")
+    labelled = sorted((os.path.splitext(os.path.basename(name))[0], name, data) for name, data in members)
+    return [(data, label) for label, _, data in labelled]
+
+
+def _parse_caption_line(line: str, csv_format: bool) -> tuple[str, str] | None:
+    if csv_format:  # "<image>,<caption>": captions may hold commas, image names do not
+        image, sep, caption = line.partition(",")
+        if len(caption) >= 2 and caption[0] == caption[-1] == '"':  # a CSV-quoted caption
+            caption = next(csv.reader([caption]))[0]
+    else:  # "<image>#<n>\t<caption>"
+        image, sep, caption = line.partition("\t")
+        stem, hash_, number = image.rpartition("#")
+        image = stem if hash_ and number.strip().isdigit() else image
+    image, caption = image.strip(), caption.strip()
+    return (image, caption) if sep and image and caption else None
+
+
+def read_captions(images_dir: str, captions_file: str) -> list[Example]:
+    """Reads a Flickr8k-style captioning set: one example per caption line.
+
+    Two captions formats are accepted (detected from the first line): ``Flickr8k.token.txt``
+    (``<image>#<n><TAB><caption>``) and Kaggle's ``captions.txt`` CSV (header ``image,caption``, then
+    ``<image>,<caption>``, split on the first comma). Blank lines are skipped. Each image is read once; its
+    captions share the bytes.
+
+    Raises:
+        ImageDataError: A missing folder or file, a malformed line (names the file and line number), a caption of
+            an image that is not in ``images_dir`` (names the file, line and image), or no captions at all.
+    """
+    for p in (images_dir, captions_file):
+        if not os.path.exists(p):
+            raise ImageDataError(f"not found: {p}")
+    images: dict[str, bytes] = {}
+    examples = []
+    with open(captions_file, encoding="utf-8-sig") as f:  # -sig: tolerate a byte-order mark
+        lines = f.read().splitlines()
+    csv_format = bool(lines) and lines[0].strip().replace(" ", "").lower() == "image,caption"
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (csv_format and number == 1):
+            continue
+        parsed = _parse_caption_line(line, csv_format)
+        if parsed is None:
+            expected = "<image>,<caption>" if csv_format else "<image>#<n><TAB><caption>"
+            raise ImageDataError(f"{captions_file} line {number}: expected {expected}, got {line[:80]!r}")
+        image, caption = parsed
+        if image not in images:
+            image_path = os.path.join(images_dir, image)
+            if not os.path.isfile(image_path):
+                raise ImageDataError(f"{captions_file} line {number}: image {image} is not in {images_dir}")
+            with open(image_path, "rb") as g:
+                images[image] = g.read()
+        examples.append((images[image], caption))
+    if not examples:
+        raise ImageDataError(f"{captions_file}: no captions")
+    return examples
+
+
+def split_examples(examples: Sequence[Example], validation_fraction: float,
+                   seed: int) -> tuple[list[Example], list[Example]]:
+    """Seeded split into ``(training, validation)``.
+
+    Examples with the same image bytes (the captions of one image) stay on one side, otherwise validation would
+    score images seen in training. Groups are permuted with ``numpy.random.RandomState(seed)``; validation gets
+    ``round(groups * validation_fraction)`` of them, at least one when the fraction is positive, and training
+    keeps at least one. With distinct images (captcha) a group is one example.
+
+    Raises:
+        ValueError: ``validation_fraction`` is outside ``[0, 1)``.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    groups: dict[bytes, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example[0], []).append(example)
+    groups_list = list(groups.values())
+    count = len(groups_list)
+    size = round(count * validation_fraction)
+    if validation_fraction > 0 and count >= 2:
+        size = min(max(size, 1), count - 1)
+    order = np.random.RandomState(seed).permutation(count)
+    validation = [e for i in order[:size] for e in groups_list[i]]
+    training = [e for i in order[size:] for e in groups_list[i]]
+    return training, validation
+
+
+# --------------------------------------------------------------------------- decoding (in-graph)
+def _decode_one(data: tf.Tensor, height: int, width: int, channels: int, what: tf.Tensor) -> tf.Tensor:
+    # decode_image handles PNG/JPEG/GIF/BMP; channels=1 turns RGB(A) into luma (alpha dropped), dtype=float32
+    # scales to [0, 1] (16-bit PNGs included).
+    image = tf.io.decode_image(data, channels=channels, dtype=tf.float32, expand_animations=False)
+    shape = tf.shape(image)
+    message = tf.strings.join([what, " is ", tf.strings.as_string(shape[1]), "x", tf.strings.as_string(shape[0]),
+                               f", the model expects {width}x{height} (width x height)"])
+    ok = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        image = tf.identity(image)
+    # A static shape only: in a tf.function (TF 2.21) a tf.ensure_shape here ran before the Assert despite the
+    # control dependency, replacing the clear message with an anonymous shape error.
+    image.set_shape([height, width, channels])
+    return image
+
+
+def decode_images(image_bytes: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
+    """Decodes a ``[batch]`` string tensor of PNG/JPEG images to float32 ``[batch, height, width, channels]``.
+
+    Runs in graphs (``tf.data``, ``tf.function``, exported signatures). Images are never resized: one of another
+    size raises ``tf.errors.InvalidArgumentError`` naming ``image_bytes[i]`` and both sizes; corrupt bytes raise
+    TF's own decode error (``check_image`` gives a clearer one host-side).
+    """
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+
+    def one(args):
+        data, index = args
+        what = tf.strings.join([f"{F.IMAGE_BYTES}[", tf.strings.as_string(index), "]"])
+        return _decode_one(data, height, width, channels, what)
+
+    index = tf.range(tf.shape(image_bytes)[0])
+    return tf.map_fn(one, (image_bytes, index),
+                     fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+
+
+def check_image(data: bytes, height: int, width: int, channels: int, name: str = "image") -> None:
+    """Host-side check that ``data`` is an image of ``width x height``; raises ``ImageDataError`` naming ``name``."""
+    try:
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        raise ImageDataError(f"{name} is not a PNG/JPEG image ({e.message.strip()[:120]})") from None
+    actual_height, actual_width = image.shape[:2]
+    if (actual_height, actual_width) != (height, width):
+        raise ImageDataError(f"{name} is {actual_width}x{actual_height}, the model expects {width}x{height} "
+                             "(width x height)")
+
+
+# --------------------------------------------------------------------------- datasets
+def _augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Light, text-preserving changes: brightness, contrast and a shift of at most ``_MAX_SHIFT`` pixels (no
+    flips or rotations: a mirrored captcha is another text). Stateless ops, so a seed fixes the result."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    image = tf.image.stateless_random_brightness(image, 0.1, seeds[0])
+    image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[1])
+    # Mirror-pad then crop back: the margin repeats the nearby background instead of adding black bars.
+    padded = tf.pad(image, [[_MAX_SHIFT, _MAX_SHIFT], [_MAX_SHIFT, _MAX_SHIFT], [0, 0]], mode="SYMMETRIC")
+    image = tf.image.stateless_random_crop(padded, tf.shape(image), seeds[2])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def image_dataset(examples: Sequence[Example], target_tokenizer: Tokenizer, *, height: int, width: int,
+                  channels: int, batch_size: int, max_target_length: int, training: bool = False, seed: int = 0,
+                  augment: bool = False, chunk: int = 1024) -> tf.data.Dataset:
+    """``(image_bytes, text)`` examples -> ``({encoder_image, decoder_token_ids}, targets, sample_weight)`` batches.
+
+    Decoder ids are ``<s>`` + target ids and targets are target ids + ``</s>`` (at most ``max_target_length``,
+    ``</s>`` included), padded with 0; ``sample_weight`` is 1 on real target positions. Decoded images are cached.
+    Training datasets are shuffled (seeded, reshuffled each epoch) and, with ``augment``, lightly augmented
+    (seeded too, different each epoch); evaluation datasets keep the order. A wrong-size or corrupt image fails
+    the iteration with an error naming its example index.
+    """
+    if not examples:
+        raise ImageDataError("no examples to build an image dataset from")
+    if max_target_length < 1:
+        raise ValueError(f"max_target_length must be at least 1, got {max_target_length}")
+    ds = tf.data.Dataset.from_tensor_slices(([e[0] for e in examples], [e[1] for e in examples]))
+
+    def tokenize(index, example):
+        images, texts = example
+        ids = target_tokenizer.tokenize(texts)[:, : max_target_length - 1]
+        target_in, target_out = add_bos(ids), add_eos(ids)  # the same row lengths
+        return (index, images, tf.cast(target_in.to_tensor(), tf.int32), tf.cast(target_out.to_tensor(), tf.int32),
+                tf.cast(target_out.row_lengths(), tf.int32))
+
+    def decode(index, data, target_in, target_out, length):
+        what = tf.strings.join(["example ", tf.strings.as_string(index), f" ({F.IMAGE_BYTES})"])
+        return _decode_one(data, height, width, channels, what), target_in[:length], target_out[:length]
+
+    # Text is tokenized in chunks (string ops are far cheaper per batch), images decoded one by one in parallel.
+    ds = ds.enumerate().batch(chunk).map(tokenize, num_parallel_calls=AUTOTUNE).unbatch()
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE).cache()
+    if training:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+        if augment:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(lambda ex, s: (_augment(ex[0], s),) + ex[1:],
+                                                      num_parallel_calls=AUTOTUNE)
+    ds = ds.padded_batch(batch_size, padded_shapes=([height, width, channels], [None], [None]))
+
+    def split(images, target_in, target_out):
+        return ({F.ENCODER_IMAGE: images, F.DECODER_TOKEN_IDS: target_in}, target_out,
+                tf.cast(tf.not_equal(target_out, F.PAD_ID), tf.float32))
+
+    return ds.map(split, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- attention plots
+def plot_alignment(image: np.ndarray, alignment: np.ndarray, tokens: Sequence[str], path: str) -> str:
+    """Draws, for each output token, the image with its attention over image columns as a heat overlay.
+
+    Args:
+        image: ``[height, width]`` or ``[height, width, channels]`` values in [0, 1] (or uint8).
+        alignment: ``[tokens, positions]`` attention weights; the encoder reads the image as a left-to-right
+            sequence of ``positions <= width`` column features, so each position is stretched over
+            ``width / positions`` pixel columns.
+        tokens: One label per alignment row.
+        path: Output file (PNG by its extension).
+
+    Returns:
+        ``path``.
+    """
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry to manage
+    except ImportError as e:
+        raise ImportError("plot_alignment needs matplotlib: pip install 'matplotlib>=3.8'") from e
+    image = np.asarray(image, np.float32)
+    image = image / 255.0 if image.max(initial=0.0) > 1.0 else image
+    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    alignment = np.asarray(alignment, np.float32)
+    width = image.shape[1]
+    if alignment.ndim != 2 or alignment.shape[0] != len(tokens) or not 0 < alignment.shape[1] <= width:
+        raise ValueError(f"alignment must be [tokens={len(tokens)}, positions<={width}], got {alignment.shape}")
+    columns = np.arange(width) * alignment.shape[1] // width  # pixel column -> memory position
+    fig = Figure(figsize=(max(3.0, width / 50), 0.25 + 0.9 * len(tokens) * image.shape[0] / 50))
+    axes = fig.subplots(len(tokens), 1, squeeze=False)[:, 0]
+    for ax, weights, token in zip(axes, alignment, tokens):
+        heat = np.broadcast_to(weights[columns], image.shape[:2])
+        ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.imshow(heat, cmap="inferno", alpha=0.5, vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
+        ax.set_ylabel(token, rotation=0, ha="right", va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
