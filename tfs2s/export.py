@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from typing import Callable
 
 import tensorflow as tf
 
@@ -208,6 +209,31 @@ def export_saved_model(translator: Translator, export_root: str, name: str, vers
     Raises:
         ExportError: The version exists and ``overwrite`` is False, or the name/version is invalid.
     """
+    def write(tmp: str) -> None:
+        module = ServingModule(translator, max_beam_width)
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        _write_extra(tmp, translator.config, translator, module)
+        if onnx:
+            export_onnx(tmp, os.path.join(tmp, "onnx"), translator.source_tokenizer.kind,
+                        onnx_graphs(translator.source_tokenizer.kind))
+
+    return write_version(export_root, name, version, overwrite, write)
+
+
+def write_version(export_root: str, name: str, version: int | None, overwrite: bool,
+                  write: Callable[[str], None]) -> str:
+    """Creates ``export_root/name/version`` atomically: ``write(folder)`` fills a temporary folder, renamed when done.
+
+    Args:
+        export_root: Folder holding exported models.
+        name: Model name (a folder name).
+        version: Version number; ``None`` takes the next free one.
+        overwrite: Replace an existing version folder.
+        write: Writes the export into the folder it is given.
+
+    Raises:
+        ExportError: The version exists and ``overwrite`` is False, or the name/version is invalid.
+    """
     if not name or os.sep in name or name.startswith("."):
         raise ExportError(f"invalid model name {name!r}")
     model_dir = os.path.join(export_root, name)
@@ -221,12 +247,7 @@ def export_saved_model(translator: Translator, export_root: str, name: str, vers
     # A dot-prefixed, non-numeric temporary folder: TF Serving ignores it while it is being written.
     tmp = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
-        module = ServingModule(translator, max_beam_width)
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        _write_extra(tmp, translator.config, translator, module)
-        if onnx:
-            export_onnx(tmp, os.path.join(tmp, "onnx"), translator.source_tokenizer.kind,
-                        onnx_graphs(translator.source_tokenizer.kind))
+        write(tmp)
         if os.path.exists(final):
             old = os.path.join(model_dir, f".old-{version}-{uuid.uuid4().hex[:8]}")
             os.rename(final, old)

@@ -252,6 +252,36 @@ def _best_val_loss(history_path: str) -> float | None:
     return min(losses) if losses else None
 
 
+def run_callbacks(cfg: Config, run_dir: str, clock: TrainingClock,
+                  extra: Sequence[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
+    """The callbacks of every tfs2s run: clock, resumable backup, best/last checkpoints, TensorBoard, the epoch
+    log, and the configured learning-rate plateau and early stopping (``extra`` runs before the epoch log).
+
+    ``run_dir/checkpoints/best.weights.h5`` keeps the weights of the lowest validation loss, also across an
+    interrupted and resumed run (the best loss so far is read back from ``history.jsonl``).
+    """
+    t = cfg.training
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    history_path = os.path.join(run_dir, "history.jsonl")
+    callbacks = [
+        clock,
+        ResumableBackup(os.path.join(run_dir, "backup"), save_freq=200, clock=clock),
+        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.weights.h5"), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=_best_val_loss(history_path)),
+        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),
+        *extra,
+        EpochLogger(history_path),
+    ]
+    if t.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5))
+    if t.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience))
+    return callbacks
+
+
 def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
     """(target tokens, batches) in one pass over a ``(features, targets, sample_weight)`` dataset."""
     tokens, batches = 0, 0
@@ -336,28 +366,12 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         model.optimizer.build(model.trainable_variables)
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
-    os.makedirs(ckpt_dir, exist_ok=True)
     history_path = os.path.join(run_dir, "history.jsonl")
     clock = TrainingClock(t.max_minutes, tokens_per_step, os.path.join(run_dir, "clock.json"))
     translator = Translator(models, source_tok, target_tok, cfg)
     bleu_pairs = val_pairs[: t.bleu_sentences] if t.bleu_sentences else val_pairs
     evaluator = BleuEvaluator(translator, bleu_pairs, clock, t.bleu_every_minutes, history_path)
-    callbacks = [
-        clock,
-        ResumableBackup(os.path.join(run_dir, "backup"), save_freq=200, clock=clock),
-        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "best.weights.h5"), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=_best_val_loss(history_path)),
-        keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),
-        evaluator,
-        EpochLogger(history_path),
-        *extra_callbacks,
-    ]
-    if t.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5))
-    if t.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience))
+    callbacks = run_callbacks(cfg, run_dir, clock, [evaluator, *extra_callbacks])
 
     started = time.perf_counter()
     try:
