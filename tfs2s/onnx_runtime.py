@@ -168,3 +168,103 @@ def _banned_continuations(history: list[int], n: int) -> set[int]:
     """Tokens that would complete an n-gram already in ``history``."""
     suffix = history[len(history) - n + 1:] if n > 1 else []
     return {history[j + n - 1] for j in range(len(history) - n + 1) if history[j:j + n - 1] == suffix}
+
+
+class _OnnxExport:
+    """An export's metadata and its ONNX sessions (no onnxruntime-extensions needed: numeric graphs only)."""
+
+    def __init__(self, export_dir: str, threads: int | None = None):
+        import onnxruntime as ort
+
+        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
+        with open(meta_path, encoding="utf-8") as f:
+            self.metadata = json.load(f)
+        self.export_dir = export_dir
+        self.onnx_dir = os.path.join(export_dir, "onnx")
+        if not os.path.isdir(self.onnx_dir):
+            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with onnx enabled")
+        self._options = ort.SessionOptions()
+        if threads:
+            self._options.intra_op_num_threads = threads
+        self._ort = ort
+        self._sessions: dict = {}
+
+    def session(self, filename: str):
+        if filename not in self._sessions:
+            path = os.path.join(self.onnx_dir, filename)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"ONNX graph {path} is missing")
+            self._sessions[filename] = self._ort.InferenceSession(path, self._options,
+                                                                  providers=["CPUExecutionProvider"])
+        return self._sessions[filename]
+
+
+class OnnxCaptioner(_OnnxExport):
+    """Captions float images with an image export's ONNX graphs (``caption_image_greedy/beam.onnx``).
+
+    Images are ``[B, H, W, C]`` float32 pixel values divided by 255 (the export's ``image_shape``); ids become
+    text with the export's ``assets/target_vocab.txt`` on the host.
+    """
+
+    def __init__(self, export_dir: str, threads: int | None = None):
+        super().__init__(export_dir, threads)
+        with open(os.path.join(export_dir, "assets", "target_vocab.txt"), encoding="utf-8") as f:
+            self.vocab = f.read().split("\n")
+        self.image_shape = tuple(self.metadata["image_shape"])
+
+    def caption_ids(self, pixels: np.ndarray, strategy: str = "greedy") -> dict:
+        """``{"tokens" [B, N, L], "length" [B, N], "scores" [B, N]}`` with the decoding loop inside ONNX.
+
+        Raises:
+            ValueError: ``pixels`` is not ``[batch, *image_shape]`` (the message names the input and both shapes).
+        """
+        if strategy not in ("greedy", "beam"):
+            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+        pixels = np.asarray(pixels, np.float32)
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.image_shape:
+            raise ValueError(f"{F.ENCODER_IMAGE} must have shape [batch, {', '.join(map(str, self.image_shape))}] "
+                             f"(height, width, channels), got {list(pixels.shape)}")
+        if pixels.shape[0] == 0:
+            return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
+                    "scores": np.zeros((0, 1), np.float32)}
+        tokens, length, scores = self.session(f"caption_image_{strategy}.onnx").run(
+            ["tokens", "length", "scores"], {F.ENCODER_IMAGE: pixels})
+        return {"tokens": tokens, "length": length, "scores": scores}
+
+    def caption(self, pixels: np.ndarray, strategy: str = "greedy") -> list[str]:
+        """Best caption of each image."""
+        out = self.caption_ids(pixels, strategy)
+        char = self.metadata.get("tokenizer") == "char"
+        texts = []
+        for ids, n in zip(out["tokens"][:, 0], out["length"][:, 0]):
+            tokens = [self.vocab[i] for i in ids[:n] if i >= len(F.SPECIAL_TOKENS) or i == F.UNK_ID]
+            texts.append("".join(tokens).replace("\u2581", " ") if char else " ".join(tokens))
+        return texts
+
+
+class OnnxForecaster(_OnnxExport):
+    """Forecasts with a forecasting export's ``forecast.onnx``: past values in original units -> future values.
+
+    Normalisation and de-normalisation are inside the graph (the export stores the training statistics).
+    """
+
+    def forecast(self, window: np.ndarray) -> np.ndarray:
+        """``[B, lookback, F]`` past values -> ``[B, horizon, F]`` predictions, in original units.
+
+        Raises:
+            ValueError: Wrong shape (names the input, the expected and the given shapes) or non-finite values.
+        """
+        meta = self.metadata
+        window = np.asarray(window, np.float32)
+        expected = (meta["lookback"], len(meta["columns"]))
+        if window.ndim != 3 or tuple(window.shape[1:]) != expected:
+            raise ValueError(f"{F.ENCODER_VALUES} must have shape [batch, {expected[0]}, {expected[1]}] "
+                             f"(lookback, columns {', '.join(meta['columns'])}), got {list(window.shape)}")
+        if not np.isfinite(window).all():
+            raise ValueError(f"{F.ENCODER_VALUES} holds missing or infinite values")
+        if window.shape[0] == 0:
+            return np.zeros((0, meta["horizon"], expected[1]), np.float32)
+        (forecast,) = self.session("forecast.onnx").run(["forecast"], {F.ENCODER_VALUES: window})
+        return forecast

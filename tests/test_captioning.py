@@ -1,0 +1,146 @@
+"""Image to sequence: the run, the Captioner, metrics, and the export (SavedModel + ONNX) with bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s import captioning, images
+from tfs2s.config import ConfigError, load_config
+from tfs2s.corpora import default_data_dir
+from tfs2s.export import ExportError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_edit_distance_and_scores():
+    assert captioning.edit_distance("kitten", "sitting") == 3
+    assert captioning.edit_distance("", "abc") == 3
+    scores = captioning.caption_scores(["2b827", "2b82", "xxxxx"], ["2b827", "2b827", "3b827"])
+    assert scores["exact_accuracy"] == pytest.approx(100 / 3, abs=0.01)
+    assert scores["character_error_rate"] == pytest.approx(100 * (0 + 1 + 5) / 15, abs=0.01)
+    with pytest.raises(ValueError):
+        captioning.caption_scores(["a"], [])
+
+
+def test_image_run_needs_image_config(tmp_path):
+    cfg = load_config(None, {"data.corpus": "captcha"})  # input_encoder stays "tokens"
+    with pytest.raises(ConfigError, match="input_encoder=image"):
+        captioning.train_captioner(cfg, str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="image_height"):
+        load_config(None, {"model.input_encoder": "image", "data.image_height": 4})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = default_data_dir()
+    if data is None or not os.path.isdir(os.path.join(data, "captcha-images-v2")):
+        pytest.skip("../shared/data/captcha-images-v2 not found")
+    path = str(tmp_path_factory.mktemp("caption") / "run")
+    cfg = load_config(os.path.join(ROOT, "pipelines", "configs", "captcha.yaml"), {
+        "data.data_dir": data, "data.limit": 60, "data.validation_fraction": 0.2, "model.hidden": 16,
+        "model.embedding_dim": 8, "model.attention_units": 8, "model.conv_filters": 4, "training.epochs": 2,
+        "decoding.beam_width": 3})
+    summary = captioning.train_captioner(cfg, path, verbose=0)
+    return path, summary, cfg
+
+
+def test_run_summary_and_resume(run):
+    path, summary, cfg = run
+    assert summary["train_images"] == 48 and summary["validation_images"] == 12
+    for strategy in ("greedy", "beam"):
+        scores = summary["validation"][strategy]
+        assert scores["examples"] == 12 and 0 <= scores["character_error_rate"]
+    assert os.path.exists(os.path.join(path, "target_vocab.txt"))
+    # A finished run is not retrained: the same summary comes back.
+    assert captioning.train_captioner(cfg, path, verbose=0) == summary
+
+
+def test_captioner_checks_images(run):
+    captioner = captioning.load_captioner(run[0])
+    good = captioning.load_examples(run[2])[0][0]
+    small = tf.io.encode_png(tf.zeros([10, 20, 1], tf.uint8)).numpy()
+    texts, alignments = captioner.caption([good], return_alignment=True)
+    assert isinstance(texts[0], str) and alignments[0].shape[1] == 25  # 200 px / 2^3 pooling = 25 columns
+    with pytest.raises(images.ImageDataError, match="image 1"):
+        captioner.caption([good, small])
+    with pytest.raises(images.ImageDataError, match="image 0"):
+        captioner.caption([b"not a png"])
+    assert captioner.caption([]) == []
+
+
+@pytest.fixture(scope="module")
+def export(run, tmp_path_factory):
+    captioner = captioning.load_captioner(run[0])
+    root = str(tmp_path_factory.mktemp("exports"))
+    path = captioning.export_captioner(captioner, root, "captcha", onnx=True)
+    return captioner, root, path
+
+
+def test_export_layout_and_parity(export, run, tmp_path):
+    captioner, root, path = export
+    assert path == os.path.join(root, "captcha", "1")
+    assert sorted(os.listdir(os.path.join(path, "onnx"))) == ["caption_image_beam.onnx", "caption_image_greedy.onnx"]
+    with pytest.raises(ExportError, match="already exists"):
+        captioning.export_captioner(captioner, root, "captcha", version=1)
+    examples = captioning.load_examples(run[2])[:6]
+    pixels = images.decode_images(tf.constant([e[0] for e in examples]), 50, 200, 1).numpy()
+    # Relocated: the export answers from a new place, the training folder out of the way.
+    moved = str(tmp_path / "moved")
+    shutil.copytree(path, moved)
+    report = captioning.verify_caption_export(moved, captioner, pixels)
+    assert set(report) == {"caption_image_greedy", "caption_image_beam"}
+    loaded = tf.saved_model.load(moved)
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([e[0] for e in examples]))
+    direct = captioner.caption([e[0] for e in examples])
+    assert [t.decode() for t in served["text"].numpy()] == direct
+    assert served["alignment"].shape[-1] == 25
+    # onnxruntime, in a process without TensorFlow, gives the same ids as the SavedModel.
+    np.save(tmp_path / "pixels.npy", pixels)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from tfs2s.onnx_runtime import OnnxCaptioner
+        c = OnnxCaptioner({moved!r})
+        pixels = np.load({str(tmp_path / "pixels.npy")!r})
+        out = {{s: c.caption_ids(pixels, s)["tokens"].tolist() for s in ("greedy", "beam")}}
+        out["texts"] = c.caption(pixels, "beam")
+        out["empty"] = list(c.caption_ids(np.zeros((0, 50, 200, 1), np.float32))["tokens"].shape)
+        try:
+            c.caption(np.zeros((1, 50, 100, 1), np.float32))
+        except ValueError as err:
+            out["error"] = str(err)
+        out["tensorflow_imported"] = "tensorflow" in sys.modules
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["tensorflow_imported"] is False
+    for strategy in ("greedy", "beam"):
+        expected = loaded.signatures[f"caption_image_{strategy}"](encoder_image=tf.constant(pixels))["tokens"]
+        assert np.array_equal(np.array(got[strategy]), expected.numpy())
+    assert got["texts"] == [t.decode() for t in served["captions"][:, 0].numpy()]
+    assert got["empty"][0] == 0
+    assert "encoder_image" in got["error"] and "200" in got["error"]
+
+
+def test_export_bad_input(export):
+    _, _, path = export
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    empty = serve(image_bytes=tf.constant([], tf.string))
+    assert empty["text"].shape == (0,)
+    wrong = tf.io.encode_png(tf.zeros([50, 100, 1], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes.*100x50"):
+        serve(image_bytes=tf.stack([wrong]))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serve(image_bytes=tf.constant([b"\x89PNG garbage"]))
+    metadata = json.load(open(os.path.join(path, "assets.extra", "tfs2s_export.json")))
+    assert metadata["image_shape"] == [50, 200, 1] and metadata["task"] == "image_to_sequence"
