@@ -1,0 +1,132 @@
+"""Forecasting: decoder inputs, the regression decoding loop, the run, and the export (SavedModel + ONNX)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s import decoding, forecasting, timeseries
+from tfs2s import features as F
+from tfs2s.config import ConfigError, load_config
+from tfs2s.corpora import default_data_dir
+from tfs2s.export import ExportError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_decoder_inputs_are_previous_values():
+    past = tf.reshape(tf.range(2 * 4 * 1, dtype=tf.float32), [2, 4, 1])
+    future = 100 + tf.reshape(tf.range(2 * 3 * 1, dtype=tf.float32), [2, 3, 1])
+    features, targets = forecasting.with_decoder_inputs(past, future)
+    np.testing.assert_array_equal(features[F.DECODER_VALUES][:, :, 0], [[3, 100, 101], [7, 103, 104]])
+    assert features[F.ENCODER_VALUES] is past and targets is future
+
+
+def test_regress_feeds_predictions_back():
+    # A step that adds 1 to its input and reports the time: predictions count up from the first values.
+    def step(values, state):
+        return values + 1.0, dict(state, time=state["time"] + 1)
+
+    out = decoding.regress(step, {}, tf.constant([[0.0, 10.0]]), 4)
+    np.testing.assert_array_equal(out.numpy()[0], [[1, 11], [2, 12], [3, 13], [4, 14]])
+    empty = decoding.regress(step, {}, tf.zeros([0, 2]), 3)
+    assert empty.shape == (0, 3, 2)
+
+
+def test_forecasting_run_needs_forecasting_config(tmp_path):
+    with pytest.raises(ConfigError, match="vectors"):
+        forecasting.train_forecaster(load_config(None, {"data.corpus": "etth1"}), str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match="not supported"):
+        load_config(None, {"model.input_encoder": "vectors"})  # vectors with a softmax head
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = default_data_dir()
+    if data is None or not os.path.exists(os.path.join(data, "ett", "ETTh1.csv")):
+        pytest.skip("../shared/data/ett/ETTh1.csv not found")
+    path = str(tmp_path_factory.mktemp("forecast") / "run")
+    cfg = load_config(os.path.join(ROOT, "pipelines", "configs", "etth1.yaml"), {
+        "data.data_dir": data, "data.lookback": 48, "data.horizon": 24, "data.limit": 2000, "data.batch_size": 64,
+        "model.hidden": 16, "model.embedding_dim": 8, "model.attention_units": 8, "training.epochs": 2,
+        "training.scheduled_sampling": 0.2})
+    return path, forecasting.train_forecaster(cfg, path, verbose=0), cfg
+
+
+def test_run_summary_has_model_and_baselines(run):
+    _, summary, _ = run
+    assert summary["columns"] == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    for split in ("validation", "test"):
+        row = summary[split]
+        assert row["model"]["windows"] == row["windows"] > 2000
+        for system in ("model", "persistence", "seasonal_naive_24h", "linear_window"):
+            assert row[system]["mse"] > 0
+    # Even this tiny, briefly trained model (its linear skip starts as persistence) beats persistence.
+    assert summary["test"]["model"]["mse"] < summary["test"]["persistence"]["mse"]
+
+
+def test_forecaster_checks_windows(run):
+    f = forecasting.load_forecaster(run[0])
+    with pytest.raises(timeseries.SeriesError, match="shorter than the model's lookback of 48"):
+        f.check_window(np.zeros((1, 10, 7)))
+    with pytest.raises(timeseries.SeriesError, match="encoder_values.*columns HUFL"):
+        f.check_window(np.zeros((1, 48, 3)))
+    with pytest.raises(timeseries.SeriesError, match="missing"):
+        f.check_window(np.full((1, 48, 7), np.nan))
+
+
+def test_export_original_units_relocation_and_onnx(run, tmp_path):
+    f = forecasting.load_forecaster(run[0])
+    root = str(tmp_path / "exports")
+    path = forecasting.export_forecaster(f, root, "etth1", onnx=True)
+    with pytest.raises(ExportError, match="already exists"):
+        forecasting.export_forecaster(f, root, "etth1", version=1)
+    moved = str(tmp_path / "moved")
+    shutil.move(path, moved)
+    series = forecasting.load_series(run[2])
+    past, future = timeseries.make_windows(timeseries.ett_split(series.values, "test", 48), 48, 24)
+    past = past[:16]
+    report = forecasting.verify_forecast_export(moved, f, past)
+    assert report["max_normalized_diff"] < 1e-4
+    loaded = tf.saved_model.load(moved)
+    served = loaded.signatures["serving_default"](encoder_values=tf.constant(past))["forecast"].numpy()
+    normalized = loaded.signatures["forecast_normalized"](
+        encoder_values=tf.constant(f.standardizer.normalize(past)))["forecast"].numpy()
+    # Served forecasts come back in original units: the stored statistics undo the normalisation.
+    np.testing.assert_allclose(served, f.standardizer.denormalize(normalized), rtol=1e-4, atol=1e-3)
+    assert abs(served.mean() - past.mean()) < 3 * past.std()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="encoder_values holds missing"):
+        loaded.signatures["serving_default"](encoder_values=tf.constant(np.full((1, 48, 7), np.nan, np.float32)))
+    assert loaded.signatures["serving_default"](encoder_values=tf.zeros([0, 48, 7]))["forecast"].shape == (0, 24, 7)
+    meta = json.load(open(os.path.join(moved, "assets.extra", "tfs2s_export.json")))
+    np.testing.assert_allclose(meta["mean"], f.standardizer.mean)
+    np.save(tmp_path / "past.npy", past)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from tfs2s.onnx_runtime import OnnxForecaster
+        o = OnnxForecaster({moved!r})
+        np.save({str(tmp_path / "onnx.npy")!r}, o.forecast(np.load({str(tmp_path / "past.npy")!r})))
+        out = {{"empty": list(o.forecast(np.zeros((0, 48, 7), np.float32)).shape)}}
+        for bad in (np.zeros((1, 40, 7)), np.full((1, 48, 7), np.inf)):
+            try:
+                o.forecast(bad)
+            except ValueError as err:
+                out.setdefault("errors", []).append(str(err))
+        out["tensorflow_imported"] = "tensorflow" in sys.modules
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["tensorflow_imported"] is False and got["empty"] == [0, 24, 7]
+    assert len(got["errors"]) == 2 and "encoder_values" in got["errors"][0]
+    np.testing.assert_allclose(np.load(tmp_path / "onnx.npy") / f.standardizer.std, served / f.standardizer.std,
+                               atol=1e-4)
