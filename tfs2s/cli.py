@@ -161,6 +161,46 @@ def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: b
     return 0
 
 
+def _run_input(run_dir: str) -> str:
+    """The ``model.input_encoder`` of a run folder (``tokens`` when it has no readable config)."""
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            return json.load(f).get("model", {}).get("input_encoder", "tokens")
+    except (OSError, ValueError):
+        return "tokens"  # the text path reports the missing run folder
+
+
+def _application(input_encoder: str, what: str):
+    """``train`` / ``load`` / ``export`` / ``verify`` of the image (captioning) or vectors (forecasting) runs."""
+    if input_encoder == "image":
+        from tfs2s import captioning as m
+
+        return {"train": m.train_captioner, "load": m.load_captioner, "export": m.export_captioner}[what]
+    from tfs2s import forecasting as m
+
+    return {"train": m.train_forecaster, "load": m.load_forecaster, "export": m.export_forecaster}[what]
+
+
+def _export_application(args, input_encoder: str) -> dict:
+    """``tfs2s export`` of an image or forecasting run: export, then reload and compare with the model."""
+    import numpy as np
+
+    model = _application(input_encoder, "load")(args.run_dir)
+    path = _application(input_encoder, "export")(model, args.export_dir, args.name or model.config.name,
+                                                  args.version, overwrite=args.overwrite, onnx=args.onnx)
+    rng = np.random.default_rng(0)
+    if input_encoder == "image":
+        from tfs2s.captioning import verify_caption_export
+
+        verified = verify_caption_export(path, model, rng.random((3, *model.image_shape), np.float32))
+    else:
+        from tfs2s.forecasting import verify_forecast_export
+
+        window = rng.standard_normal((3, model.lookback, len(model.columns))).astype(np.float32)
+        verified = verify_forecast_export(path, model, window * model.standardizer.std + model.standardizer.mean)
+    return {"export": path, "verified": verified}
+
+
 def run(argv=None) -> int:
     """Runs the command line and returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -172,7 +212,12 @@ def run(argv=None) -> int:
 
         overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
         cfg = load_config(args.config, overrides)
-        summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout)
+        if cfg.model.input_encoder != "tokens":
+            if args.strategy != "default":
+                raise ValueError(f"--strategy {args.strategy} is available for text models only")
+            summary = _application(cfg.model.input_encoder, "train")(cfg, args.run_dir)
+        else:
+            summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout)
         print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
     elif args.command == "evaluate":
         from tfs2s.evaluation import evaluate_split, plot_sentence
@@ -185,6 +230,12 @@ def run(argv=None) -> int:
                 json.dump(results, f, indent=2, ensure_ascii=False)
         if args.plot:
             print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
+    elif args.command == "export" and _run_input(args.run_dir) != "tokens":
+        report = _export_application(args, _run_input(args.run_dir))
+        print(json.dumps(report, indent=2))
+        if args.info:
+            with open(args.info, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
     elif args.command == "export":
         from tfs2s.export import export_saved_model, verify_export
 
