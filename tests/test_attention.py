@@ -3,7 +3,7 @@ import keras
 import pytest
 
 from tfs2s.layers.attention import BahdanauAttention, LuongAttention
-from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, PaddingMask, WindowLinear
+from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, LevelShift, PaddingMask, WindowLinear
 
 
 def _inputs(seed=0):
@@ -60,9 +60,21 @@ def test_sequence_layers_config_round_trip(cls, kwargs):
     layer = cls(name="x", **kwargs)
     x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
     out = layer(x)
+    assert out.shape == {FullMask: (2, 6), LastStep: (2, 3), WindowLinear: (2, 4, 3)}[cls]
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is cls and restored.get_config() == layer.get_config()
     restored(x)
     if layer.weights:
         restored.set_weights(layer.get_weights())
     np.testing.assert_allclose(restored(x), out)
+
+
+def test_level_shift_round_trip():
+    values = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+    level = values[:, -1]
+    down = LevelShift(-1.0, name="down")
+    relative = down(values, level).numpy()
+    np.testing.assert_allclose(relative[:, -1], 0.0, atol=1e-7)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(LevelShift(1.0, name="up")))
+    assert restored.sign == 1.0
+    np.testing.assert_allclose(restored(relative, level), values, atol=1e-6)

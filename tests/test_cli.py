@@ -82,3 +82,44 @@ def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):
                           timeout=300, cwd=ROOT)
     assert onnx.returncode == 0, onnx.stderr[-2000:]
     assert json.loads(onnx.stdout.strip().splitlines()[-1]) == translations
+
+
+def _shared(*parts):
+    from tfs2s.corpora import default_data_dir
+
+    data = default_data_dir()
+    if data is None or not os.path.exists(os.path.join(data, *parts)):
+        pytest.skip(f"../shared/data/{'/'.join(parts)} not found")
+    return data
+
+
+def test_caption_pipeline_smoke(tmp_path):
+    """pipelines/caption.py end to end on 40 captcha images: train, score, plot, export, serve image bytes."""
+    data = _shared("captcha-images-v2")
+    run_dir, exports = tmp_path / "run", tmp_path / "saved_models"
+    cmd = [sys.executable, os.path.join(ROOT, "pipelines", "caption.py"), "--run-dir", str(run_dir),
+           "--data-dir", data, "--export-dir", str(exports), "--no-onnx", "--set=data.limit=40",
+           "--set=training.epochs=1", "--set=model.hidden=16", "--set=model.embedding_dim=8",
+           "--set=model.attention_units=8", "--set=model.conv_filters=4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "decoding | exact % | CER %" in proc.stdout
+    assert (run_dir / "attention.png").stat().st_size > 0
+    report = __import__("json").loads((run_dir / "export_check.json").read_text())
+    assert report["export"] == str(exports / "captcha" / "1") and len(report["samples"]) == 4
+
+
+def test_forecast_pipeline_smoke(tmp_path):
+    """pipelines/forecast.py end to end on a short ETTh1 run: train, baselines, export, ONNX parity."""
+    data = _shared("ett", "ETTh1.csv")
+    run_dir, exports = tmp_path / "run", tmp_path / "saved_models"
+    cmd = [sys.executable, os.path.join(ROOT, "pipelines", "forecast.py"), "--run-dir", str(run_dir),
+           "--data-dir", data, "--export-dir", str(exports), "--set=data.horizon=24", "--set=data.columns=OT",
+           "--set=training.epochs=1", "--set=training.steps_per_epoch=10", "--set=model.hidden=16",
+           "--set=model.embedding_dim=8", "--set=model.attention_units=8", "--parity-windows=32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test | linear_window |" in proc.stdout and "test | model |" in proc.stdout
+    report = __import__("json").loads((run_dir / "export_check.json").read_text())
+    assert report["onnx_vs_savedmodel_max_normalized_diff"] < 1e-4
+    assert report["sample"]["column"] == "OT" and len(report["sample"]["predicted_next_24h"]) == 24

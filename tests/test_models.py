@@ -157,9 +157,9 @@ def test_image_encoder_reads_columns_and_step_matches_teacher_forcing(attention)
     assert diff[-1] > 1e-4 and np.all(diff[:-2] < 1e-6)
 
 
-@pytest.mark.parametrize("linear_skip", [False, True])
-def test_regression_value_steps_match_teacher_forcing(linear_skip):
-    m = _regression_models(linear_skip=linear_skip)
+@pytest.mark.parametrize("linear_skip,subtract_last", [(False, False), (True, False), (True, True), (False, True)])
+def test_regression_value_steps_match_teacher_forcing(linear_skip, subtract_last):
+    m = _regression_models(linear_skip=linear_skip, subtract_last=subtract_last)
     assert m.target_name == F.DECODER_VALUES
     decoder_values = _decoder_inputs(PAST, FUTURE)
     predicted = m.training({F.ENCODER_VALUES: PAST, F.DECODER_VALUES: decoder_values}).numpy()
@@ -169,6 +169,15 @@ def test_regression_value_steps_match_teacher_forcing(linear_skip):
     for t in range(5):
         values, state = m.value_step(tf.constant(decoder_values[:, t]), state)
         np.testing.assert_allclose(values.numpy(), predicted[:, t], atol=1e-4)
+
+
+def test_subtract_last_makes_forecasts_shift_equivariant():
+    """Relative to the last observation, a series moved up by 5 is forecast moved up by 5."""
+    m = _regression_models(linear_skip=True, subtract_last=True)
+    x = {F.ENCODER_VALUES: PAST, F.DECODER_VALUES: _decoder_inputs(PAST, FUTURE)}
+    moved = {k: v + 5.0 for k, v in x.items()}
+    np.testing.assert_allclose(m.training(moved).numpy(), m.training(x).numpy() + 5.0, atol=1e-4)
+    np.testing.assert_allclose(m.unrolled(moved, 1.0).numpy(), m.unrolled(x, 1.0).numpy() + 5.0, atol=1e-4)
 
 
 def test_linear_skip_starts_as_persistence():
@@ -182,7 +191,7 @@ def test_new_models_keras_file_round_trip(kind, tmp_path):
     if kind == "image":
         m, inputs = _image_models(), {F.ENCODER_IMAGE: IMAGE, F.DECODER_TOKEN_IDS: DEC}
     else:
-        m = _regression_models(linear_skip=True)
+        m = _regression_models(linear_skip=True, subtract_last=True)
         m.training.scheduled_sampling = 0.25
         inputs = {F.ENCODER_VALUES: PAST, F.DECODER_VALUES: _decoder_inputs(PAST, FUTURE)}
     path = str(tmp_path / "model.keras")

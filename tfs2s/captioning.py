@@ -98,10 +98,12 @@ class Captioner(tf.Module):
         """The configured decoding options of ``strategy`` (default: the config's)."""
         dc = self.config.decoding
         strategy = strategy or dc.strategy
+        common = dict(min_length=dc.min_length, no_repeat_ngram_size=dc.no_repeat_ngram_size)
         if strategy == "beam":
-            return strategy, dict(beam_width=dc.beam_width, length_penalty_alpha=dc.length_penalty, n_best=dc.n_best)
+            return strategy, dict(beam_width=dc.beam_width, length_penalty_alpha=dc.length_penalty, n_best=dc.n_best,
+                                  **common)
         if strategy == "greedy":
-            return strategy, {}
+            return strategy, common
         raise ValueError(f"images are captioned by greedy or beam search, not {strategy!r}")
 
     def caption(self, encoded: Sequence[bytes], strategy: str | None = None, batch_size: int = 64,
@@ -109,8 +111,8 @@ class Captioner(tf.Module):
         """Captions encoded images (PNG/JPEG bytes). Bad images raise ``images.ImageDataError`` naming them.
 
         Returns:
-            The best caption of each image; with ``return_alignment`` also each one's ``[tokens, columns]``
-            attention weights (as numpy arrays).
+            The best caption of each image; with ``return_alignment`` also, for each, a dict with its output
+            ``tokens`` and their ``alignment`` (``[tokens, columns]`` attention weights, numpy).
         """
         for i, data in enumerate(encoded):
             images.check_image(data, *self.image_shape, name=f"image {i}")
@@ -125,7 +127,9 @@ class Captioner(tf.Module):
             texts += [t.decode("utf-8") for t in out["text"][:, 0].numpy()]
             if return_alignment:
                 lengths = out["lengths"][:, 0].numpy()
-                alignments += [a[:n] for a, n in zip(out["alignment"][:, 0].numpy(), lengths)]
+                tokens = self.target_tokenizer.id_tokens(out["tokens"][:, 0]).to_list()
+                alignments += [{"tokens": [t.decode("utf-8") for t in toks], "alignment": a[:n]}
+                               for toks, a, n in zip(tokens, out["alignment"][:, 0].numpy(), lengths)]
         return (texts, alignments) if return_alignment else texts
 
 
@@ -303,7 +307,7 @@ class CaptionServingModule(tf.Module):
                        lambda: empty)
 
     def _ids(self, pixels, strategy):
-        options = self._beam if strategy == "beam" else {}
+        options = self.captioner.options(strategy)[1]
         result = self.captioner.caption_tensor(pixels, strategy, alignment=False, **options)
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 

@@ -111,6 +111,9 @@ class ModelConfig:
         linear_skip: ``regression`` head: add a linear map of the source window to the decoder's output (the
             "highway" of Lai et al. 2018's LSTNet / DLinear): the recurrent decoder models what a linear
             forecast misses. Needs a fixed source length (``data.lookback``).
+        subtract_last: ``regression`` head: the model sees every value relative to the window's last
+            observation and adds it back to its predictions (NLinear's normalisation), so a series whose level
+            drifts between training and test periods is forecast from the same relative patterns.
     """
 
     cell: str = "gru"
@@ -127,6 +130,7 @@ class ModelConfig:
     conv_blocks: int = 3
     conv_filters: int = 32
     linear_skip: bool = False
+    subtract_last: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +283,9 @@ def _validate(cfg: Config) -> None:
                           f"supported; supported: {', '.join(f'{a}+{b}' for a, b in _PAIRINGS)}")
     if cfg.training.loss == "sampled_softmax" and cfg.model.output_head != "softmax":
         raise ConfigError("training.loss=sampled_softmax needs model.output_head=softmax")
-    if cfg.model.linear_skip and cfg.model.output_head != "regression":
-        raise ConfigError("model.linear_skip applies to model.output_head=regression only")
+    for key in ("linear_skip", "subtract_last"):
+        if getattr(cfg.model, key) and cfg.model.output_head != "regression":
+            raise ConfigError(f"model.{key} applies to model.output_head=regression only")
     if not 0.0 <= cfg.training.scheduled_sampling <= 1.0:
         raise ConfigError("training.scheduled_sampling must be in [0, 1]")
     if not 0.0 <= cfg.data.validation_fraction < 1.0:

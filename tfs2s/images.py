@@ -285,6 +285,8 @@ def plot_alignment(image: np.ndarray, alignment: np.ndarray, tokens: Sequence[st
     image = image / 255.0 if image.max(initial=0.0) > 1.0 else image
     image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     alignment = np.asarray(alignment, np.float32)
+    if not len(tokens):
+        raise ValueError("nothing to plot: the output has no tokens")
     width = image.shape[1]
     if alignment.ndim != 2 or alignment.shape[0] != len(tokens) or not 0 < alignment.shape[1] <= width:
         raise ValueError(f"alignment must be [tokens={len(tokens)}, positions<={width}], got {alignment.shape}")

@@ -27,8 +27,8 @@ from keras import layers as L
 
 from tfs2s import features as F
 from tfs2s.config import ModelConfig
-from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LuongAttention, PaddingMask,
-                          VocabularyProjection, WindowLinear)
+from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LevelShift, LuongAttention,
+                          PaddingMask, VocabularyProjection, WindowLinear)
 
 MEMORY, KEYS, MASK, CONTEXT = "memory", "keys", "mask", "context"
 BASELINE, LAST_VALUES = "baseline", "last_values"  # regression head: linear forecast, last observed values
@@ -105,8 +105,7 @@ class Seq2SeqModels:
         picks the step's row of the linear forecast when the model has one (``model.linear_skip``).
         """
         inputs = {F.DECODER_VALUES: tf.expand_dims(values, 1)}
-        inputs.update({name: value for name, value in state.items()
-                       if name not in ("alignment", "time", BASELINE, LAST_VALUES)})
+        inputs.update({name: value for name, value in state.items() if name in self.decoder_step.input})
         outputs = self.decoder_step(inputs, training=training)
         new_state = dict(state)
         new_state.update({name: outputs[name] for name in self.state_names})
@@ -373,9 +372,10 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
             final_states[-1][0])
     encoder_outputs.update(zip(state_names, initial_states))
     if regression:
-        encoder_outputs[LAST_VALUES] = LastStep(name="last_values")(source)
+        level = encoder_outputs[LAST_VALUES] = LastStep(name="last_values")(source)
         if cfg.linear_skip:
-            encoder_outputs[BASELINE] = WindowLinear(horizon, name="linear_skip")(source)
+            window = LevelShift(-1.0, name="skip_relative")(source, level) if cfg.subtract_last else source
+            encoder_outputs[BASELINE] = WindowLinear(horizon, name="linear_skip")(window)
     encoder = keras.Model(source, encoder_outputs, name="encoder")
 
     # ---------------------------------------------------------------- decoder layers (shared)
@@ -436,11 +436,15 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
                                   name=F.DECODER_VALUES)
     else:
         decoder_ids = keras.Input(shape=(None,), dtype="int32", name=F.DECODER_TOKEN_IDS)
-    hidden, _, _ = decode(decoder_ids, initial_states, encoder_outputs)
+    relative = regression and cfg.subtract_last
+    decoder_in = LevelShift(-1.0, name="decoder_relative")(decoder_ids, level) if relative else decoder_ids
+    hidden, _, _ = decode(decoder_in, initial_states, encoder_outputs)
     inputs = {SOURCE_INPUTS[cfg.input_encoder]: source, decoder_ids.name: decoder_ids}
     outputs = projection(hidden)
     if regression and cfg.linear_skip:
         outputs = L.Add(name="with_linear_skip")([outputs, encoder_outputs[BASELINE]])
+    if relative:
+        outputs = LevelShift(1.0, name="with_level")(outputs, level)
     teacher_forced = (RegressionTrainingModel if regression else Seq2SeqTrainingModel)(inputs, outputs,
                                                                                         name="seq2seq")
     training = teacher_forced
@@ -460,9 +464,16 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
         step_enc[KEYS] = keras.Input(shape=(None, encoder_outputs[KEYS].shape[-1]), name=KEYS)
     else:
         step_enc[CONTEXT] = keras.Input(shape=(cfg.hidden,), name=CONTEXT)
-    step_hidden, step_new_states, step_alignment = decode(step_ids, step_states, step_enc, single_step=True)
+    step_in, step_out = step_ids, None
+    if relative:
+        step_enc[LAST_VALUES] = keras.Input(shape=(target_features,), name=LAST_VALUES)
+        step_in = LevelShift(-1.0, name="step_relative")(step_ids, step_enc[LAST_VALUES])
+    step_hidden, step_new_states, step_alignment = decode(step_in, step_states, step_enc, single_step=True)
+    step_out = projection(step_hidden)
+    if relative:
+        step_out = LevelShift(1.0, name="step_with_level")(step_out, step_enc[LAST_VALUES])
     step_outputs = {VALUES if regression else "logits":
-                    L.Reshape((output_size,), name="step_values" if regression else "step_logits")(projection(step_hidden))}
+                    L.Reshape((output_size,), name="step_values" if regression else "step_logits")(step_out)}
     step_outputs.update(zip(state_names, step_new_states))
     if step_alignment is not None:
         step_outputs["alignment"] = L.Reshape((-1,), name="step_alignment")(step_alignment)
@@ -496,7 +507,10 @@ def _source_sequence(cfg: ModelConfig, vocab_size, image_shape, features, length
         return source, x, PaddingMask(name="source_mask")(source)
     if cfg.input_encoder == "vectors":
         source = keras.Input(shape=(length, features), name=F.ENCODER_VALUES)
-        x = L.Dense(cfg.embedding_dim, name="source_projection")(source)
+        x = source
+        if cfg.subtract_last:
+            x = LevelShift(-1.0, name="source_relative")(source, LastStep(name="source_level")(source))
+        x = L.Dense(cfg.embedding_dim, name="source_projection")(x)
         return source, x, FullMask(name="source_mask")(x)
     # Image: conv blocks, then the feature map read left to right, one column (all rows' features) a step, so
     # the recurrent encoder and the attention see the image as a sequence of columns.

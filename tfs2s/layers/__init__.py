@@ -2,7 +2,7 @@
 
 from tfs2s.layers.attention import BahdanauAttention, LuongAttention
 from tfs2s.layers.projection import VocabularyProjection
-from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, PaddingMask, WindowLinear
+from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, LevelShift, PaddingMask, WindowLinear
 
-__all__ = ["BahdanauAttention", "LuongAttention", "BroadcastOverTime", "FullMask", "LastStep", "PaddingMask",
-           "WindowLinear", "VocabularyProjection"]
+__all__ = ["BahdanauAttention", "LuongAttention", "BroadcastOverTime", "FullMask", "LastStep", "LevelShift",
+           "PaddingMask", "WindowLinear", "VocabularyProjection"]

@@ -83,3 +83,27 @@ class WindowLinear(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class LevelShift(keras.layers.Layer):
+    """``[batch, time, F]`` values plus ``sign`` times a ``[batch, F]`` level: values relative to a window's last
+    observation (``sign=-1``) and back (``sign=1``), as NLinear (Zeng et al. 2023) and RevIN (Kim et al. 2022)
+    do against the level shifts between a series' training and test periods.
+
+    Args:
+        sign: ``-1.0`` subtracts the level, ``1.0`` adds it.
+    """
+
+    def __init__(self, sign: float = -1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sign = float(sign)
+
+    def call(self, values, level):
+        return values + self.sign * ops.expand_dims(level, 1)
+
+    def compute_output_shape(self, values_shape, level_shape):
+        return values_shape
+
+    def get_config(self):
+        return {**super().get_config(), "sign": self.sign}
