@@ -48,11 +48,11 @@ def main(argv=None) -> int:
     cfg = captioner.config.replace(**({"data.data_dir": args.data_dir} if args.data_dir else {}))
     _, validation = captioning.split(cfg, captioning.load_examples(cfg))
     sample = validation[:8]
-    texts, alignments = captioner.caption([e[0] for e in sample], return_alignment=True)
+    texts, details = captioner.caption([e[0] for e in sample], return_alignment=True)
     pixels = images.decode_images(np.array([e[0] for e in sample], object), *captioner.image_shape).numpy()
-    plot = images.plot_alignment(pixels[0], alignments[0], list(texts[0]),
+    plot = images.plot_alignment(pixels[0], details[0]["alignment"], details[0]["tokens"],
                                  args.plot_path or os.path.join(args.run_dir, "attention.png"))
-    print(f"attention over the image per output character: {plot}")
+    print(f"attention over the image per output character ({sample[0][1]!r} read as {texts[0]!r}): {plot}")
 
     status, exported = pipeline.export(args)
     if status:
