@@ -39,6 +39,29 @@ def test_regress_feeds_predictions_back():
     assert empty.shape == (0, 3, 2)
 
 
+@pytest.mark.parametrize("subtract_last", [False, True])
+def test_linear_skip_starts_as_the_least_squares_fit(subtract_last):
+    """Before training, the forecaster (zero output layer) forecasts exactly what the closed-form linear model
+    fitted on the same windows does."""
+    from tfs2s.config import ModelConfig
+
+    rng = np.random.default_rng(0)
+    values = np.cumsum(rng.standard_normal((300, 2)), axis=0).astype(np.float32) / 10
+    cfg = load_config(None, {"data.lookback": 12, "data.horizon": 4, "model.input_encoder": "vectors",
+                             "model.output_head": "regression", "model.linear_skip": True,
+                             "model.subtract_last": subtract_last, "model.hidden": 8, "model.embedding_dim": 4,
+                             "model.attention_units": 4})
+    models = forecasting.build_forecaster_models(cfg, 2)
+    forecasting.fit_linear_skip(models, values, cfg)
+    past, future = timeseries.make_windows(values, 12, 4)
+    shift = past[:, -1:] if subtract_last else 0.0
+    expected = timeseries.LinearWindowModel().fit(past - shift, future - shift).predict(past - shift) + shift
+    f = forecasting.Forecaster(models, timeseries.Standardizer(np.zeros(2, np.float32), np.ones(2, np.float32)),
+                               cfg, ["a", "b"])
+    np.testing.assert_allclose(f.predict_normalized(past[:50]), expected[:50], atol=1e-4)
+    assert isinstance(cfg.model, ModelConfig)
+
+
 def test_forecasting_run_needs_forecasting_config(tmp_path):
     with pytest.raises(ConfigError, match="vectors"):
         forecasting.train_forecaster(load_config(None, {"data.corpus": "etth1"}), str(tmp_path / "r"))

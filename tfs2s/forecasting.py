@@ -139,6 +139,26 @@ def build_forecaster_models(cfg: Config, columns: int) -> Seq2SeqModels:
                         horizon=d.horizon)
 
 
+def fit_linear_skip(models: Seq2SeqModels, values: np.ndarray, cfg: Config) -> dict:
+    """Sets the linear skip (``model.linear_skip``) to the least-squares fit on the training windows.
+
+    The map is fitted in closed form as ``timeseries.LinearWindowModel`` does, on values relative to each
+    window's last observation when ``model.subtract_last`` is on, so training starts from the best linear
+    forecaster and the recurrent decoder (whose output layer starts at zero) learns what it misses.
+
+    Returns:
+        The fit's training MSE (normalised units).
+    """
+    d = cfg.data
+    past, future = timeseries.make_windows(values, d.lookback, d.horizon)
+    if cfg.model.subtract_last:
+        past, future = past - past[:, -1:], future - past[:, -1:]
+    linear = timeseries.LinearWindowModel().fit(past, future)
+    layer = models.encoder.get_layer("linear_skip")
+    layer.set_weights([linear.weights[:-1].astype(np.float32), linear.weights[-1].astype(np.float32)])
+    return timeseries.forecast_metrics(linear.predict(past), future)["mse"]
+
+
 def evaluate_forecaster(forecaster: Forecaster, values: np.ndarray) -> dict:
     """MSE / MAE (normalised units) of autoregressive forecasts over every window of normalised ``values``."""
     past, future = timeseries.make_windows(values, forecaster.lookback, forecaster.horizon)
@@ -181,6 +201,10 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") 
     if steps:
         train_ds = train_ds.repeat()
     models = build_forecaster_models(cfg, len(series.columns))
+    if cfg.model.linear_skip and not os.path.exists(os.path.join(run_dir, "backup")):
+        # (A resumed run restores its trained weights from the backup instead.)
+        logger.info("linear skip set to the least-squares fit (training MSE %.4f)",
+                    fit_linear_skip(models, normalized["train"], cfg))
     model = models.training
     model.scheduled_sampling = t.scheduled_sampling
     model.compile(optimizer=make_optimizer(cfg, steps or batches), loss="mse", metrics=["mae"],

@@ -390,7 +390,9 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
     output_dropout = L.Dropout(cfg.dropout, name="output_dropout")
     # A sampled softmax reads a few words' rows of the output layer: stored word-major, it gets sparse gradients.
     if regression:
-        projection = L.Dense(target_features, name="output_projection")
+        # Zero-initialised: the model starts as its linear part (or as persistence with subtract_last), and the
+        # recurrent part grows from there instead of adding noise to a good forecast.
+        projection = L.Dense(target_features, kernel_initializer="zeros", name="output_projection")
     elif sampled_softmax:
         projection = VocabularyProjection(target_vocab_size, name="output_projection")
     else:
