@@ -123,3 +123,14 @@ def test_forecast_pipeline_smoke(tmp_path):
     report = __import__("json").loads((run_dir / "export_check.json").read_text())
     assert report["onnx_vs_savedmodel_max_normalized_diff"] < 1e-4
     assert report["sample"]["column"] == "OT" and len(report["sample"]["predicted_next_24h"]) == 24
+
+
+def test_text_commands_on_a_forecasting_run_are_a_clear_error(capsys, tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(
+        {"model": {"input_encoder": "vectors", "output_head": "regression"}}))
+    code, _, err = _run(capsys, "translate", "--run-dir", str(run_dir), "hello")
+    assert code == 2 and "is a forecasting run" in err and "Traceback" not in err

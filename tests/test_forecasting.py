@@ -90,7 +90,11 @@ def test_run_summary_has_model_and_baselines(run):
         assert row["model"]["windows"] == row["windows"] > 2000
         for system in ("model", "persistence", "seasonal_naive_24h", "linear_window"):
             assert row[system]["mse"] > 0
-    # Even this tiny, briefly trained model (its linear skip starts as persistence) beats persistence.
+    # The model starts as the least-squares linear forecaster, the best checkpoint until an epoch does better.
+    history = [json.loads(line) for line in open(os.path.join(run[0], "history.jsonl"))]
+    assert history[0]["epoch"] == 0 and history[0]["before_training"]
+    best = min(r["val_loss"] for r in history if r["event"] == "epoch")
+    assert summary["val_forecast_mse"] == pytest.approx(best, abs=1e-3)
     assert summary["test"]["model"]["mse"] < summary["test"]["persistence"]["mse"]
 
 

@@ -201,8 +201,8 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") 
     if steps:
         train_ds = train_ds.repeat()
     models = build_forecaster_models(cfg, len(series.columns))
-    if cfg.model.linear_skip and not os.path.exists(os.path.join(run_dir, "backup")):
-        # (A resumed run restores its trained weights from the backup instead.)
+    fresh = not os.path.exists(os.path.join(run_dir, "backup"))  # a resumed run restores its weights instead
+    if cfg.model.linear_skip and fresh:
         logger.info("linear skip set to the least-squares fit (training MSE %.4f)",
                     fit_linear_skip(models, normalized["train"], cfg))
     model = models.training
@@ -210,6 +210,14 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") 
     model.compile(optimizer=make_optimizer(cfg, steps or batches), loss="mse", metrics=["mae"],
                   jit_compile=t.jit_compile)
     model.optimizer.build(model.trainable_variables)
+    if fresh:
+        # The starting point (the linear forecaster) is the best checkpoint until an epoch forecasts better.
+        start = float(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"])
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        model.save_weights(os.path.join(run_dir, "checkpoints", "best.weights.h5"))
+        with open(os.path.join(run_dir, "history.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": "epoch", "epoch": 0, "val_loss": start, "before_training": True}) + "\n")
+        logger.info("validation forecast MSE before training: %.4f", start)
     clock = TrainingClock(t.max_minutes, d.batch_size * d.horizon, os.path.join(run_dir, "clock.json"))
     started = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps,

@@ -423,6 +423,11 @@ def load_run(run_dir: str, weights: str = "best"):
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{run_dir} is not a tfs2s run folder: {config_path} is missing")
     cfg = load_config(config_path)
+    if cfg.model.input_encoder != "tokens":
+        kind = {"image": "an image-to-text run (tfs2s.captioning.load_captioner, pipelines/caption.py)",
+                "vectors": "a forecasting run (tfs2s.forecasting.load_forecaster, pipelines/forecast.py)"}
+        raise ValueError(f"{run_dir} is {kind[cfg.model.input_encoder]}, not a text run; `tfs2s export` "
+                         "exports it")
     source_tok, target_tok = load_tokenizer(run_dir, SOURCE), load_tokenizer(run_dir, TARGET)
     models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
     path = os.path.join(run_dir, "checkpoints", f"{weights}.weights.h5")
