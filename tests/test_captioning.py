@@ -146,3 +146,25 @@ def test_export_bad_input(export):
         serve(image_bytes=tf.constant([b"\x89PNG garbage"]))
     metadata = json.load(open(os.path.join(path, "assets.extra", "tfs2s_export.json")))
     assert metadata["image_shape"] == [50, 200, 1] and metadata["task"] == "image_to_sequence"
+
+
+def test_export_loads_in_plain_tensorflow(export, run, tmp_path):
+    """TF Serving has no tfs2s code: the export reads image bytes in a process that imports only TensorFlow."""
+    captioner, _, path = export
+    examples = captioning.load_examples(run[2])[:3]
+    expected = captioner.caption([e[0] for e in examples])
+    for i, (data, _) in enumerate(examples):
+        (tmp_path / f"{i}.png").write_bytes(data)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        m = tf.saved_model.load({path!r})
+        images = [open({str(tmp_path)!r} + f"/{{i}}.png", "rb").read() for i in range(3)]
+        out = m.signatures["serving_default"](image_bytes=tf.constant(images))
+        print(json.dumps({{"text": [t.decode() for t in out["text"].numpy()], "tfs2s": "tfs2s" in sys.modules}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=str(tmp_path), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"text": expected, "tfs2s": False}

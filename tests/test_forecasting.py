@@ -157,3 +157,27 @@ def test_export_original_units_relocation_and_onnx(run, tmp_path):
     assert len(got["errors"]) == 2 and "encoder_values" in got["errors"][0]
     np.testing.assert_allclose(np.load(tmp_path / "onnx.npy") / f.standardizer.std, served / f.standardizer.std,
                                atol=1e-4)
+
+
+def test_export_loads_in_plain_tensorflow(run, tmp_path):
+    """TF Serving has no tfs2s code: the export answers in a process that imports only TensorFlow."""
+    f = forecasting.load_forecaster(run[0])
+    path = forecasting.export_forecaster(f, str(tmp_path / "exports"), "etth1")
+    past = np.random.default_rng(0).standard_normal((2, 48, 7)).astype(np.float32)
+    expected = f.forecast(tf.constant(past)).numpy()
+    np.save(tmp_path / "past.npy", past)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        import tensorflow as tf
+        m = tf.saved_model.load({path!r})
+        out = m.signatures["serving_default"](encoder_values=tf.constant(np.load({str(tmp_path / "past.npy")!r})))
+        print(json.dumps({{"forecast": out["forecast"].numpy().tolist(),
+                           "bad": [n for n in ("tfs2s", "keras.src.models") if n in sys.modules]}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=str(tmp_path), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "tfs2s" not in got["bad"]
+    np.testing.assert_allclose(np.array(got["forecast"]), expected, rtol=1e-4, atol=1e-4)
