@@ -220,7 +220,8 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -
     train_ds = images.image_dataset(train_examples, tok, training=True, seed=d.seed, augment=d.augment, **common)
     val_ds = images.image_dataset(val_examples, tok, **common)
     batches = -(-len(train_examples) // d.batch_size)
-    tokens_per_step = sum(len(tok.tokenize(tf.constant([e[1]]))[0]) + 1 for e in train_examples) / batches
+    target_tokens = tok.tokenize(tf.constant([e[1] for e in train_examples])).row_lengths()
+    tokens_per_step = float(tf.reduce_sum(target_tokens + 1)) / batches  # each target also ends with </s>
     models = build_captioner_models(cfg, tok.vocab_size)
     model = compile_model(models, cfg, batches)
     model.optimizer.build(model.trainable_variables)

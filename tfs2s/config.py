@@ -158,8 +158,8 @@ class TrainingConfig:
         steps_per_epoch: Cap on steps per epoch (0 = a full pass); for smoke runs.
         jit_compile: Compile the train step with XLA.
         scheduled_sampling: ``regression`` head: probability that a decoder input is the model's own
-            prediction instead of the true previous value (Bengio et al. 2015, in the two-pass form of Mihaylova
-            & Martins 2019); 0 = pure teacher forcing.
+            prediction for the previous step instead of the true previous value (Bengio et al. 2015; the
+            decoder then runs step by step); 0 = teacher forcing, 1 = free-running training.
     """
 
     epochs: int = 20

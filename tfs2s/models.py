@@ -8,6 +8,13 @@
 * ``encoder``: ``encoder_token_ids -> {memory, keys, mask, context, states...}``;
 * ``decoder_step``: one target token and the decoder state -> ``logits [B, V]``, new state, alignment.
 
+The source need not be text (``model.input_encoder``): ``encoder_image [B, H, W, C]`` goes through a small
+convolutional encoder whose feature map is read column by column, ``encoder_values [B, L, F]`` through a dense
+projection; either way the same recurrent encoder follows. The target need not be tokens
+(``model.output_head: regression``): the decoder then reads ``decoder_values [B, T, F]`` (the previous steps'
+values) and predicts real values; ``Seq2SeqModels.value_step`` is its step, ``RegressionTrainingModel`` its
+training model.
+
 Architecture. Encoder: embedding -> ``layers`` (bi)GRU/LSTM layers. Its final states are bridged (``tanh``
 dense) to the decoder's initial states when the encoder is bidirectional; a unidirectional encoder hands its
 states over unchanged (Sutskever et al. 2014). Decoder: embedding -> ``layers`` GRU/LSTM layers -> attention
@@ -116,7 +123,6 @@ class Seq2SeqModels:
             predicted = predicted + tf.gather(state[BASELINE], state["time"], axis=1)
         new_state["time"] = state["time"] + 1
         return predicted, new_state
-
 
     def unrolled(self, inputs: dict, sampling, training: bool = False):
         """Regression decoder run step by step: ``{encoder_values, decoder_values} -> [B, H, F]`` predictions.
@@ -255,7 +261,9 @@ class RegressionTrainingModel(Seq2SeqTrainingModel):
 
     Validation passes (``fit``'s validation, ``evaluate``) always forecast free-running, so the validation
     loss, and the best checkpoint chosen by it, measure forecasts rather than one-step-ahead predictions.
-    Called directly (``model(x)``) the model is teacher-forced.
+    Called directly (``model(x)``) the model is teacher-forced. The step-by-step decoder comes from
+    ``build_models``: a model revived from a ``.keras`` file alone has none and trains and validates
+    teacher-forced (rebuild with ``build_models`` and load the weights to train it further).
 
     Args:
         scheduled_sampling: Probability of feeding a step the model's own previous prediction (0: teacher forcing).
