@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfs2s import decoding, images
 from tfs2s import features as F
-from tfs2s.config import Config, ConfigError, save_config
+from tfs2s.config import Config, ConfigError
 from tfs2s.models import Seq2SeqModels, build_models
 from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
@@ -195,20 +195,14 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -
     Every image is checked first (a wrong size or an undecodable file fails naming the file). The summary
     holds the validation exact accuracy and character error rate of greedy and beam search.
     """
-    import keras
-
-    from tfs2s.training import TrainingClock, compile_model, run_callbacks
+    from tfs2s.training import TrainingClock, compile_model, open_run, run_callbacks
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary_path):
-        logger.info("%s already holds a finished run; returning its summary", run_dir)
-        with open(summary_path, encoding="utf-8") as f:
-            return json.load(f)
-    os.makedirs(run_dir, exist_ok=True)
-    save_config(cfg, run_dir)
+    finished = open_run(cfg, run_dir)
+    if finished is not None:
+        return finished
     d, t = cfg.data, cfg.training
-    keras.utils.set_random_seed(d.seed)
     examples = load_examples(cfg)
     for i, (data, _) in enumerate(examples):
         images.check_image(data, d.image_height, d.image_width, d.image_channels, name=f"{d.corpus} image {i}")
@@ -329,26 +323,16 @@ def export_captioner(captioner: Captioner, export_root: str, name: str, version:
 
     ``onnx=True`` also converts ``caption_image_greedy`` and ``caption_image_beam`` into ``<version>/onnx/``.
     """
-    from tfs2s.export import METADATA_FILE, export_onnx, write_version
+    from tfs2s.export import export_onnx, save_module, write_version
 
     def write(tmp: str) -> None:
-        import keras
-
-        module = CaptionServingModule(captioner)
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(captioner.config.to_dict(), f, indent=2, sort_keys=True)
-        metadata = {"format": 1, "task": "image_to_sequence", "tokenizer": captioner.target_tokenizer.kind,
-                    "requires_tensorflow_text": False, "tensorflow": tf.__version__, "keras": keras.__version__,
-                    "signatures": sorted(module.signatures()), "image_shape": list(captioner.image_shape),
-                    "image_input": "encoder_image: float32 [batch, height, width, channels], pixel values / 255",
-                    "max_target_length": captioner.config.data.max_target_length,
-                    "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
-                    "decoding": captioner.config.decoding.__dict__}
-        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
+        save_module(tmp, CaptionServingModule(captioner), captioner.config, {
+            "task": "image_to_sequence", "tokenizer": captioner.target_tokenizer.kind,
+            "requires_tensorflow_text": False, "image_shape": list(captioner.image_shape),
+            "image_input": "encoder_image: float32 [batch, height, width, channels], pixel values / 255",
+            "max_target_length": captioner.config.data.max_target_length,
+            "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
+            "decoding": captioner.config.decoding.__dict__})
         if onnx:
             export_onnx(tmp, os.path.join(tmp, "onnx"), "char", CAPTION_ONNX_GRAPHS)
 

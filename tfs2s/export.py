@@ -220,6 +220,22 @@ def export_saved_model(translator: Translator, export_root: str, name: str, vers
     return write_version(export_root, name, version, overwrite, write)
 
 
+def save_module(export_dir: str, module: tf.Module, cfg: Config, metadata: dict) -> None:
+    """Saves ``module`` with its ``signatures()``, the run's ``config.json`` and the export metadata (plus format,
+    TensorFlow/Keras versions and signature names) into ``export_dir/assets.extra/``."""
+    import keras
+
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    extra = os.path.join(export_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+    metadata = {"format": EXPORT_FORMAT, "tensorflow": tf.__version__, "keras": keras.__version__,
+                "signatures": sorted(module.signatures()), **metadata}
+    with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+
+
 def write_version(export_root: str, name: str, version: int | None, overwrite: bool,
                   write: Callable[[str], None]) -> str:
     """Creates ``export_root/name/version`` atomically: ``write(folder)`` fills a temporary folder, renamed when done.

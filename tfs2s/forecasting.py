@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfs2s import decoding, timeseries
 from tfs2s import features as F
-from tfs2s.config import Config, ConfigError, save_config
+from tfs2s.config import Config, ConfigError
 from tfs2s.models import LAST_VALUES, Seq2SeqModels, build_models
 
 logger = logging.getLogger(__name__)
@@ -171,20 +171,14 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") 
     The summary compares validation and test MSE / MAE (normalised) of the model's autoregressive forecasts with
     persistence, seasonal naive (24 h) and the least-squares linear window model.
     """
-    import keras
-
-    from tfs2s.training import TrainingClock, make_optimizer, run_callbacks
+    from tfs2s.training import TrainingClock, make_optimizer, open_run, run_callbacks
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary_path):
-        logger.info("%s already holds a finished run; returning its summary", run_dir)
-        with open(summary_path, encoding="utf-8") as f:
-            return json.load(f)
-    os.makedirs(run_dir, exist_ok=True)
-    save_config(cfg, run_dir)
+    finished = open_run(cfg, run_dir)
+    if finished is not None:
+        return finished
     d, t = cfg.data, cfg.training
-    keras.utils.set_random_seed(d.seed)
     series = load_series(cfg)
     splits = {s: timeseries.ett_split(series.values, s, d.lookback) for s in ("train", "validation", "test")}
     scaler = timeseries.Standardizer.fit(splits["train"])
@@ -299,25 +293,14 @@ def export_forecaster(forecaster: Forecaster, export_root: str, name: str, versi
     The training statistics are in the graph and in the metadata, so served forecasts are in original units.
     ``onnx=True`` also converts the ``forecast`` signature to ``<version>/onnx/forecast.onnx``.
     """
-    from tfs2s.export import METADATA_FILE, export_onnx, write_version
+    from tfs2s.export import export_onnx, save_module, write_version
 
     def write(tmp: str) -> None:
-        import keras
-
-        module = ForecastServingModule(forecaster)
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(forecaster.config.to_dict(), f, indent=2, sort_keys=True)
-        metadata = {"format": 1, "task": "forecasting", "requires_tensorflow_text": False,
-                    "tensorflow": tf.__version__, "keras": keras.__version__,
-                    "signatures": sorted(module.signatures()), "columns": forecaster.columns,
-                    "lookback": forecaster.lookback, "horizon": forecaster.horizon,
-                    "units": "original (the graph normalises with the training statistics below and de-normalises)",
-                    "mean": forecaster.standardizer.mean.tolist(), "std": forecaster.standardizer.std.tolist()}
-        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
+        save_module(tmp, ForecastServingModule(forecaster), forecaster.config, {
+            "task": "forecasting", "requires_tensorflow_text": False, "columns": forecaster.columns,
+            "lookback": forecaster.lookback, "horizon": forecaster.horizon,
+            "units": "original (the graph normalises with the training statistics below and de-normalises)",
+            "mean": forecaster.standardizer.mean.tolist(), "std": forecaster.standardizer.std.tolist()})
         if onnx:
             export_onnx(tmp, os.path.join(tmp, "onnx"), "word", {"forecast": ("forecast.onnx", False)})
 

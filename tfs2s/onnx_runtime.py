@@ -1,4 +1,4 @@
-"""Translate with the ONNX graphs of an export, in onnxruntime, without TensorFlow.
+"""Run the ONNX graphs of an export in onnxruntime, without TensorFlow: translate, caption, forecast.
 
 This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.features``), so it runs where only
 ``numpy``, ``onnxruntime`` and ``onnxruntime-extensions`` are installed::
@@ -8,6 +8,8 @@ This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.featu
     translator.translate(["Ein Mann fährt Fahrrad."])            # text graph (beam search)
     translator.translate_ids(ids, strategy="greedy")             # ids graphs, whole loop inside ONNX
     translator.greedy_host_loop(ids)                             # encoder.onnx + decoder_step.onnx, numpy loop
+    OnnxCaptioner("saved_models/captcha/1").caption(pixels)     # float images [B, 50, 200, 1] -> text
+    OnnxForecaster("saved_models/etth1/1").forecast(window)     # [B, 96, 7] past -> [B, 96, 7] future
 """
 
 from __future__ import annotations
@@ -32,7 +34,42 @@ def _clean_text(text) -> str:
     return str(text).encode("utf-8", errors="replace").decode("utf-8")
 
 
-class OnnxTranslator:
+class _OnnxExport:
+    """An export's metadata and its ONNX sessions (``string_ops``: with onnxruntime-extensions' ops)."""
+
+    def __init__(self, export_dir: str, threads: int | None = None, string_ops: bool = False):
+        import onnxruntime as ort
+
+        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
+        with open(meta_path, encoding="utf-8") as f:
+            self.metadata = json.load(f)
+        self.export_dir = export_dir
+        self.onnx_dir = os.path.join(export_dir, "onnx")
+        if not os.path.isdir(self.onnx_dir):
+            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
+        self._options = ort.SessionOptions()
+        if string_ops:  # onnxruntime-extensions' string ops (text graphs)
+            from onnxruntime_extensions import get_library_path
+
+            self._options.register_custom_ops_library(get_library_path())
+        if threads:
+            self._options.intra_op_num_threads = threads
+        self._ort = ort
+        self._sessions: dict = {}
+
+    def session(self, filename: str):
+        if filename not in self._sessions:
+            path = os.path.join(self.onnx_dir, filename)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"ONNX graph {path} is missing")
+            self._sessions[filename] = self._ort.InferenceSession(path, self._options,
+                                                                  providers=["CPUExecutionProvider"])
+        return self._sessions[filename]
+
+
+class OnnxTranslator(_OnnxExport):
     """Runs an export's ``onnx/`` graphs.
 
     Args:
@@ -44,34 +81,15 @@ class OnnxTranslator:
     """
 
     def __init__(self, export_dir: str, threads: int | None = None):
-        import onnxruntime as ort
-        from onnxruntime_extensions import get_library_path
-
-        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
-        if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
-        with open(meta_path, encoding="utf-8") as f:
-            self.metadata = json.load(f)
-        self.onnx_dir = os.path.join(export_dir, "onnx")
-        if not os.path.isdir(self.onnx_dir):
-            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
-        self._options = ort.SessionOptions()
-        self._options.register_custom_ops_library(get_library_path())
-        if threads:
-            self._options.intra_op_num_threads = threads
-        self._ort = ort
-        self._sessions: dict = {}
+        super().__init__(export_dir, threads, string_ops=True)
 
     def session(self, graph: str):
         """The onnxruntime session of ``graph`` (``text``, ``greedy``, ``beam``, ``encoder``, ``decoder_step``)."""
-        if graph not in self._sessions:
-            path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
-            if not os.path.exists(path):
-                hint = (" (WordPiece exports have no ONNX text graph: tokenize on the host and use translate_ids)"
-                        if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" else "")
-                raise FileNotFoundError(f"ONNX graph {path} is missing{hint}")
-            self._sessions[graph] = self._ort.InferenceSession(path, self._options, providers=["CPUExecutionProvider"])
-        return self._sessions[graph]
+        path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
+        if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" and not os.path.exists(path):
+            raise FileNotFoundError(f"ONNX graph {path} is missing (WordPiece exports have no ONNX text graph: "
+                                    "tokenize on the host and use translate_ids)")
+        return super().session(GRAPH_FILES[graph])
 
     def translate(self, texts: Sequence[str | bytes]) -> list[str]:
         """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``."""
@@ -168,37 +186,6 @@ def _banned_continuations(history: list[int], n: int) -> set[int]:
     """Tokens that would complete an n-gram already in ``history``."""
     suffix = history[len(history) - n + 1:] if n > 1 else []
     return {history[j + n - 1] for j in range(len(history) - n + 1) if history[j:j + n - 1] == suffix}
-
-
-class _OnnxExport:
-    """An export's metadata and its ONNX sessions (no onnxruntime-extensions needed: numeric graphs only)."""
-
-    def __init__(self, export_dir: str, threads: int | None = None):
-        import onnxruntime as ort
-
-        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
-        if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
-        with open(meta_path, encoding="utf-8") as f:
-            self.metadata = json.load(f)
-        self.export_dir = export_dir
-        self.onnx_dir = os.path.join(export_dir, "onnx")
-        if not os.path.isdir(self.onnx_dir):
-            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with onnx enabled")
-        self._options = ort.SessionOptions()
-        if threads:
-            self._options.intra_op_num_threads = threads
-        self._ort = ort
-        self._sessions: dict = {}
-
-    def session(self, filename: str):
-        if filename not in self._sessions:
-            path = os.path.join(self.onnx_dir, filename)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"ONNX graph {path} is missing")
-            self._sessions[filename] = self._ort.InferenceSession(path, self._options,
-                                                                  providers=["CPUExecutionProvider"])
-        return self._sessions[filename]
 
 
 class OnnxCaptioner(_OnnxExport):

@@ -252,6 +252,22 @@ def _best_val_loss(history_path: str) -> float | None:
     return min(losses) if losses else None
 
 
+def open_run(cfg: Config, run_dir: str) -> dict | None:
+    """Starts or resumes a run folder: the summary of a finished run (which is not trained again), else None
+    after creating the folder, writing ``config.json`` and seeding Keras with ``data.seed``."""
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        # A finished run: training it again would start from fresh weights and overwrite its checkpoints.
+        logger.info("%s already holds a finished run; returning its summary (use a new --run-dir to retrain)",
+                    run_dir)
+        with open(summary_path, encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(run_dir, exist_ok=True)
+    save_config(cfg, run_dir)
+    keras.utils.set_random_seed(cfg.data.seed)
+    return None
+
+
 def run_callbacks(cfg: Config, run_dir: str, clock: TrainingClock,
                   extra: Sequence[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
     """The callbacks of every tfs2s run: clock, resumable backup, best/last checkpoints, TensorBoard, the epoch
@@ -326,16 +342,10 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     if worker:
         run_dir = os.path.join(run_dir, "workers", str(worker))
     summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary_path):
-        # A finished run: training it again would start from fresh weights and overwrite its checkpoints.
-        logger.info("%s already holds a finished run; returning its summary (use a new --run-dir to retrain)",
-                    run_dir)
-        with open(summary_path, encoding="utf-8") as f:
-            return json.load(f)
-    os.makedirs(run_dir, exist_ok=True)
-    save_config(cfg, run_dir)
+    finished = open_run(cfg, run_dir)
+    if finished is not None:
+        return finished
     d, t = cfg.data, cfg.training
-    keras.utils.set_random_seed(d.seed)
     train_pairs = corpora.load_split(d, "train", d.limit)
     val_pairs = corpora.load_split(d, "validation")
     logger.info("%d training pairs, %d validation pairs", len(train_pairs), len(val_pairs))
