@@ -59,7 +59,8 @@ def main(argv=None) -> int:
         return status
     import tensorflow as tf
 
-    served = tf.saved_model.load(exported).signatures["serving_default"](image_bytes=tf.constant([e[0] for e in sample]))
+    loaded = tf.saved_model.load(exported)
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([e[0] for e in sample]))
     report = {"export": exported, "samples": [
         {"reference": e[1], "served": t.decode("utf-8")} for e, t in zip(sample, served["text"].numpy())]}
     if not args.no_onnx:
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
 
         onnx = OnnxCaptioner(exported)
         report["onnx_equals_savedmodel"] = {
-            s: bool(np.array_equal(onnx.caption_ids(pixels, s)["tokens"], tf.saved_model.load(exported).signatures[
-                f"caption_image_{s}"](encoder_image=tf.constant(pixels))["tokens"].numpy())) for s in ("greedy", "beam")}
+            s: bool(np.array_equal(onnx.caption_ids(pixels, s)["tokens"], loaded.signatures[f"caption_image_{s}"](
+                encoder_image=tf.constant(pixels))["tokens"].numpy())) for s in ("greedy", "beam")}
         report["onnx_captions"] = onnx.caption(pixels, "beam")
     print(json.dumps(report, indent=1))
     with open(os.path.join(args.run_dir, "export_check.json"), "w", encoding="utf-8") as f:

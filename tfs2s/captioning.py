@@ -114,8 +114,6 @@ class Captioner(tf.Module):
             The best caption of each image; with ``return_alignment`` also, for each, a dict with its output
             ``tokens`` and their ``alignment`` (``[tokens, columns]`` attention weights, numpy).
         """
-        for i, data in enumerate(encoded):
-            images.check_image(data, *self.image_shape, name=f"image {i}")
         strategy, options = self.options(strategy)
         key = (strategy, return_alignment)
         if key not in self._functions:
@@ -123,7 +121,14 @@ class Captioner(tf.Module):
                 self.decode_bytes(b), strategy, alignment=return_alignment, **options))
         texts, alignments = [], []
         for start in range(0, len(encoded), batch_size):
-            out = self._functions[key](tf.constant(list(encoded[start:start + batch_size]), tf.string))
+            chunk = list(encoded[start:start + batch_size])
+            try:
+                out = self._functions[key](tf.constant(chunk, tf.string))
+            except tf.errors.InvalidArgumentError:
+                # Only on failure: find the bad image host-side and name it by its position in ``encoded``.
+                for i, data in enumerate(chunk):
+                    images.check_image(data, *self.image_shape, name=f"image {start + i}")
+                raise
             texts += [t.decode("utf-8") for t in out["text"][:, 0].numpy()]
             if return_alignment:
                 lengths = out["lengths"][:, 0].numpy()

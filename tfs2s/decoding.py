@@ -370,7 +370,7 @@ def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *
 
 
 def regress(step_fn: Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]], state: dict, first_values,
-            horizon: int) -> tf.Tensor:
+            horizon, teacher=None, sampling=1.0) -> tf.Tensor:
     """Autoregressive real-valued decoding (forecasting): each prediction is the next step's input.
 
     Args:
@@ -378,10 +378,14 @@ def regress(step_fn: Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]], state:
             ``time`` entry (the step being predicted), e.g. ``Seq2SeqModels.value_step``.
         state: The encoder's state dict (without ``alignment``: nothing is collected).
         first_values: ``[B, F]`` the last observed values, the first step's input.
-        horizon: Steps to predict.
+        horizon: Steps to predict (int or scalar tensor).
+        teacher: Optional ``[B, horizon, F]`` true inputs (scheduled sampling): step ``t + 1`` then reads the
+            prediction of step ``t`` with probability ``sampling`` (per example), else ``teacher[:, t + 1]``.
+        sampling: See ``teacher``; ignored without it.
 
     Returns:
-        ``[B, horizon, F]`` predictions. A ``tf.while_loop``, so exported graphs hold one step (an ONNX ``Loop``).
+        ``[B, horizon, F]`` predictions. A ``tf.while_loop``, so exported graphs hold one step (an ONNX ``Loop``);
+        differentiable, also through the fed-back predictions.
     """
     state = dict(state, time=tf.constant(0, tf.int32))
     first_values = tf.convert_to_tensor(first_values)
@@ -392,7 +396,11 @@ def regress(step_fn: Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]], state:
         values, state = step_fn(values, state)
         # One-hot write along time keeps a static-rank buffer (as the token decoders do; converts to ONNX).
         at_t = tf.reshape(tf.one_hot(t, horizon, dtype=values.dtype), [1, horizon, 1])
-        return t + 1, values, state, predictions + at_t * values[:, None, :]
+        predictions = predictions + at_t * values[:, None, :]
+        if teacher is not None:
+            given = tf.gather(teacher, tf.minimum(t + 1, horizon - 1), axis=1)
+            values = tf.where(tf.random.uniform([batch, 1]) < sampling, values, given)
+        return t + 1, values, state, predictions
 
     _, _, _, predictions = tf.while_loop(lambda t, *_: t < horizon, body, (tf.constant(0), first_values, state,
                                                                           predictions))

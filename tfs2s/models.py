@@ -34,6 +34,7 @@ from keras import layers as L
 
 from tfs2s import features as F
 from tfs2s.config import ModelConfig
+from tfs2s.decoding import regress
 from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LevelShift, LuongAttention,
                           PaddingMask, VocabularyProjection, WindowLinear)
 
@@ -133,20 +134,8 @@ class Seq2SeqModels:
         """
         given = tf.convert_to_tensor(inputs[F.DECODER_VALUES])
         encoded = self.encoder(inputs[F.ENCODER_VALUES], training=training)
-        state = dict(encoded, time=tf.constant(0, tf.int32))
-        batch, horizon = tf.shape(given)[0], tf.shape(given)[1]
-        outputs = tf.TensorArray(given.dtype, size=horizon)
-
-        def body(t, values, state, outputs):
-            predicted, state = self.value_step(values, state, training=training)
-            outputs = outputs.write(t, predicted)
-            teacher = tf.gather(given, tf.minimum(t + 1, horizon - 1), axis=1)
-            own = tf.random.uniform([batch, 1]) < sampling
-            return t + 1, tf.where(own, predicted, teacher), state, outputs
-
-        _, _, _, outputs = tf.while_loop(lambda t, *_: t < horizon, body,
-                                         (tf.constant(0), given[:, 0], state, outputs))
-        return tf.transpose(outputs.stack(), [1, 0, 2])
+        return regress(lambda values, state: self.value_step(values, state, training=training), dict(encoded),
+                       given[:, 0], tf.shape(given)[1], teacher=given, sampling=sampling)
 
 
 SOURCE_INPUTS = {"tokens": F.ENCODER_TOKEN_IDS, "image": F.ENCODER_IMAGE, "vectors": F.ENCODER_VALUES}
