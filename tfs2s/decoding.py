@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from tfs2s import features as F
@@ -59,7 +60,11 @@ def _ban_early_eos(logits, t, min_length):
     """Forbids ``</s>`` before ``min_length`` tokens (an empty output is never a translation or a reply)."""
     if isinstance(min_length, int) and not min_length:
         return logits
-    eos = tf.equal(tf.range(tf.shape(logits)[-1]), F.EOS_ID)  # not tf.one_hot: see _write
+    vocab = logits.shape[-1]
+    if vocab is None:
+        eos = tf.equal(tf.range(tf.shape(logits)[-1]), F.EOS_ID)  # not tf.one_hot: see _write
+    else:  # a constant: nothing rebuilt at every step of a decoding loop
+        eos = tf.constant(np.arange(vocab) == F.EOS_ID)
     return tf.where(tf.logical_and(t < min_length, eos)[None, :], tf.cast(_NEG, logits.dtype), logits)
 
 

@@ -43,7 +43,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfs2s import data
+from tfs2s import data, decoding
 from tfs2s import features as F
 from tfs2s.config import Config
 from tfs2s.translator import Translator
@@ -101,6 +101,11 @@ class ServingModule(tf.Module):
             dtype = tf.bool if key == "mask" else tf.float32
             step_specs.append(tf.TensorSpec([None] + shape[1:], dtype, name=key))
         self.decode_step = tf.function(self._decode_step, input_signature=step_specs)
+        # Decoding from the encoder's outputs: the ONNX export joins these to an encoder written with ONNX's
+        # recurrent operators (tfs2s.onnx_encoder), far faster than the converted Keras recurrences.
+        self.decode_encoded = tf.function(lambda *s: self._decode_encoded(s, "beam"), input_signature=step_specs[1:])
+        self.decode_encoded_greedy = tf.function(lambda *s: self._decode_encoded(s, "greedy"),
+                                                 input_signature=step_specs[1:])
 
     def _outputs(self, result: dict) -> dict:
         out = {"text": result["text"][:, 0], "translations": result["text"], "tokens": result["tokens"],
@@ -147,6 +152,15 @@ class ServingModule(tf.Module):
                                             min_length=self._beam["min_length"])
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
+    def _decode_encoded(self, state_values, strategy: str):
+        state = dict(zip(self._step_keys, state_values))
+        lengths = tf.reduce_sum(tf.cast(state["mask"], tf.int32), axis=1)
+        options = self._beam if strategy == "beam" else {k: self._beam[k] for k in ("no_repeat_ngram_size",
+                                                                                      "min_length")}
+        result = decoding.decode(self.translator.models.step, state, self.translator.length_limits(lengths),
+                                 strategy, **options)
+        return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
+
     def _translate_text(self, text):
         # Converted to ONNX, which has no UTF-8 repair op and a locale-dependent lowercasing op: tfs2s.onnx_runtime
         # repairs and lowercases the input on the host.
@@ -182,7 +196,9 @@ class ServingModule(tf.Module):
                 "translate_text": self.translate_text.get_concrete_function(),
                 "encode": self.encode.get_concrete_function(),
                 "logits": self.logits.get_concrete_function(),
-                "decode_step": self.decode_step.get_concrete_function()}
+                "decode_step": self.decode_step.get_concrete_function(),
+                "decode_encoded": self.decode_encoded.get_concrete_function(),
+                "decode_encoded_greedy": self.decode_encoded_greedy.get_concrete_function()}
 
 
 def next_version(model_dir: str) -> int:
@@ -215,7 +231,7 @@ def export_saved_model(translator: Translator, export_root: str, name: str, vers
         _write_extra(tmp, translator.config, translator, module)
         if onnx:
             export_onnx(tmp, os.path.join(tmp, "onnx"), translator.source_tokenizer.kind,
-                        onnx_graphs(translator.source_tokenizer.kind))
+                        onnx_graphs(translator.source_tokenizer.kind), models=translator.models)
 
     return write_version(export_root, name, version, overwrite, write)
 
@@ -337,9 +353,22 @@ def onnx_graphs(tokenizer_kind: str) -> dict:
     return dict(ONNX_GRAPHS)
 
 
+# ONNX graphs that decode from the encoder's outputs: the ids graphs join these to tfs2s.onnx_encoder's encoder.
+DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "translate_ids": "decode_encoded"}
+
+
 def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "word",
-                graphs: dict | None = None) -> dict:
+                graphs: dict | None = None, models=None) -> dict:
     """Converts SavedModel signatures to ONNX with tf2onnx (a subprocess per graph) and returns their paths.
+
+    Args:
+        saved_model_dir: The SavedModel to convert.
+        output_dir: Folder for the ``.onnx`` files.
+        tokenizer_kind: The source tokenizer's kind (WordPiece graphs need TensorFlow Text's ops registered).
+        graphs: ``{signature: (filename, needs string ops)}`` (default ``ONNX_GRAPHS``).
+        models: The exported ``Seq2SeqModels`` (token sources): then ``encoder.onnx`` is their encoder written
+            with ONNX's GRU/LSTM operators (``tfs2s.onnx_encoder``), and the ids decoding graphs are that
+            encoder joined to the converted ``decode_encoded*`` signatures.
 
     Raises:
         ExportError: tf2onnx is not installed.
@@ -350,24 +379,47 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     if importlib.util.find_spec("tf2onnx") is None:
         raise ExportError("ONNX export needs tf2onnx: install the onnx extra (pip install -e '.[onnx]')")
     graphs = graphs or ONNX_GRAPHS
+    encoder = None
+    if models is not None:
+        from tfs2s.onnx_encoder import build_encoder
+
+        encoder = build_encoder(models)
     os.makedirs(output_dir, exist_ok=True)
     written = {}
     for number, (signature, (filename, text_ops)) in enumerate(graphs.items(), 1):
         path = os.path.join(output_dir, filename)
         logger.info("converting %s to ONNX (%d/%d): %s", signature, number, len(graphs), filename)
-        args = ["--saved-model", saved_model_dir, "--signature_def", signature, "--opset", str(ONNX_OPSET),
-                "--output", path]
-        if text_ops:
-            args += ["--extra_opset", "ai.onnx.contrib:1"]
-        # The converter must see TensorFlow Text's ops registered when the graph uses them.
-        prelude = "import tensorflow_text\n" if tokenizer_kind == "wordpiece" else ""
-        code = prelude + "import sys\nfrom tf2onnx.convert import main\nsys.argv = ['tf2onnx'] + sys.argv[1:]\nmain()\n"
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
-        if proc.returncode != 0 or not os.path.exists(path):
-            raise RuntimeError(f"tf2onnx failed on signature {signature!r}:\n{proc.stderr[-4000:]}")
+        if encoder is not None and signature == "encode":
+            import onnx
+
+            onnx.save(encoder, path)
+        elif encoder is not None and signature in DECODE_FROM_ENCODED:
+            import onnx
+
+            from tfs2s.onnx_encoder import compose
+
+            decoder_path = path + ".decoder"
+            _convert(saved_model_dir, DECODE_FROM_ENCODED[signature], decoder_path, text_ops, tokenizer_kind)
+            onnx.save(compose(encoder, onnx.load(decoder_path)), path)
+            os.remove(decoder_path)
+        else:
+            _convert(saved_model_dir, signature, path, text_ops, tokenizer_kind)
         written[signature] = path
     return written
+
+
+def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, tokenizer_kind: str) -> None:
+    args = ["--saved-model", saved_model_dir, "--signature_def", signature, "--opset", str(ONNX_OPSET),
+            "--output", path]
+    if text_ops:
+        args += ["--extra_opset", "ai.onnx.contrib:1"]
+    # The converter must see TensorFlow Text's ops registered when the graph uses them.
+    prelude = "import tensorflow_text\n" if tokenizer_kind == "wordpiece" else ""
+    code = prelude + "import sys\nfrom tf2onnx.convert import main\nsys.argv = ['tf2onnx'] + sys.argv[1:]\nmain()\n"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not os.path.exists(path):
+        raise RuntimeError(f"tf2onnx failed on signature {signature!r}:\n{proc.stderr[-4000:]}")
 
 
 def verify_export(export_dir: str, translator: Translator, sentences: list[str], atol: float = 1e-4) -> dict:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers as L
 
@@ -103,8 +104,7 @@ class Seq2SeqModels:
             new_state["alignment"] = outputs["alignment"]
         # <pad> and <s> are never produced.
         logits = outputs["logits"]
-        banned = tf.one_hot([F.PAD_ID, F.BOS_ID], tf.shape(logits)[-1], on_value=-1e9, dtype=logits.dtype)
-        return logits + tf.reduce_sum(banned, 0), new_state
+        return logits + _banned_bias(logits), new_state
 
     def value_step(self, values, state: dict, training: bool = False):
         """The regression step: ``(previous values [N, F], state) -> (predicted values [N, F], state)``.
@@ -283,6 +283,18 @@ class RegressionTrainingModel(Seq2SeqTrainingModel):
 
     def get_config(self):
         return {**super().get_config(), "scheduled_sampling": self.scheduled_sampling}
+
+
+def _banned_bias(logits):
+    """``[V]`` bias that rules out ``<pad>`` and ``<s>``: a constant when ``V`` is static (always, for our models),
+    so a decoding loop adds one vector per step instead of rebuilding it (a one-hot and a sum, in ONNX too)."""
+    vocab = logits.shape[-1]
+    if vocab is None:
+        banned = tf.one_hot([F.PAD_ID, F.BOS_ID], tf.shape(logits)[-1], on_value=-1e9, dtype=logits.dtype)
+        return tf.reduce_sum(banned, 0)
+    bias = np.zeros(vocab, logits.dtype.as_numpy_dtype)
+    bias[[F.PAD_ID, F.BOS_ID]] = -1e9
+    return tf.constant(bias)
 
 
 def _rnn(cfg: ModelConfig, name: str):

@@ -47,8 +47,12 @@ class Translator(tf.Module):
 
         Per input rather than per batch, so a sentence translates the same whatever it is batched with.
         """
+        return self.length_limits(tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.int32), axis=1))
+
+    def length_limits(self, source_lengths: tf.Tensor) -> tf.Tensor:
+        """``max_length`` from source lengths ``[B]`` (non-padding ids)."""
         dc = self.config.decoding
-        lengths = tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.float32), axis=1)
+        lengths = tf.cast(source_lengths, tf.float32)
         return tf.cast(tf.math.ceil(dc.max_length_ratio * lengths), tf.int32) + dc.max_length_offset
 
     def decode_ids(self, source_ids: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
