@@ -28,6 +28,8 @@ Signatures (all take batches; a batch of zero gives empty outputs):
   ``tokens``, ``length``, ``scores``: sampled replies (conversational models), seeded and repeatable;
 * ``encode`` and ``decode_step``: the model split for runtimes that drive their own decoding loop;
 * ``logits``: ``encoder_token_ids``, ``decoder_token_ids`` -> teacher-forced ``logits [B, T, V]``.
+* ``decode_encoded`` / ``decode_encoded_greedy``: the encoder outputs (as ``decode_step`` takes them) ->
+  ``tokens``, ``length``, ``scores``; the ONNX ids graphs are these joined to ``tfs2s.onnx_encoder``'s encoder.
 """
 
 from __future__ import annotations
