@@ -92,7 +92,7 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
         nodes.append(helper.make_node(op, inputs, outputs, name=f"{PREFIX}{op}_{len(nodes)}", **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def dense(x, layer_name, activation=None):
+    def dense(x, layer_name):
         layer = encoder.get_layer(layer_name)
         y = node("MatMul", [x, const(f"{layer_name}/kernel", _array(layer.kernel))])
         if layer.use_bias:
@@ -109,7 +109,9 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     width = node("Gather", [node("Shape", [ids]), const("one", np.array(1, np.int64))])
     missing = node("Max", [node("Sub", [const("one_i64", np.array(1, np.int64)), width]),
                            const("zero_i64", np.array(0, np.int64))])
-    pads = node("Concat", [const("pads_head", np.zeros(3, np.int64)), node("Reshape", [missing, const("shape_1", np.array([1], np.int64))])], axis=0)
+    # Pad's pads: [begin rows, begin columns, end rows, end columns].
+    pads = node("Concat", [const("pads_head", np.zeros(3, np.int64)),
+                           node("Reshape", [missing, const("shape_1", np.array([1], np.int64))])], axis=0)
     ids = node("Pad", [ids, pads, const("pad_id", np.array(F.PAD_ID, np.int32))])
 
     mask = node("Not", [node("Equal", [ids, const("pad_id_b", np.array(F.PAD_ID, np.int32))])], ["mask"])
@@ -124,7 +126,6 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     x = node("Gather", [const("source_embedding/embeddings", _array(embedding.embeddings)), ids])  # [B, S, D]
     x = node("Transpose", [x], perm=[1, 0, 2])  # time-major [S, B, D]
 
-    per_state = 2 if cfg.cell == "lstm" else 1
     final_states = []  # per layer: one [B, H * directions] tensor per state (h, then c for LSTMs)
     for i in range(cfg.layers):
         if cfg.bidirectional:
@@ -157,7 +158,6 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
                                           const(f"shape_s_{i}_{j}", np.array([0, count * cfg.hidden], np.int64))]),
                          nonempty])
             for j, s in enumerate(states)])
-        assert len(final_states[-1]) == per_state
     memory = node("Transpose", [x], ["memory"], perm=[1, 0, 2])  # [B, S, dirs * H]
 
     outputs = {"memory": memory, "mask": mask}
