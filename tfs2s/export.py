@@ -383,7 +383,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     graphs = graphs or ONNX_GRAPHS
     encoder = None
     if models is not None:
-        from tfs2s.onnx_encoder import build_encoder
+        import onnx
+
+        from tfs2s.onnx_encoder import build_encoder, compose
 
         encoder = build_encoder(models)
     os.makedirs(output_dir, exist_ok=True)
@@ -392,14 +394,8 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         path = os.path.join(output_dir, filename)
         logger.info("converting %s to ONNX (%d/%d): %s", signature, number, len(graphs), filename)
         if encoder is not None and signature == "encode":
-            import onnx
-
             onnx.save(encoder, path)
         elif encoder is not None and signature in DECODE_FROM_ENCODED:
-            import onnx
-
-            from tfs2s.onnx_encoder import compose
-
             decoder_path = path + ".decoder"
             _convert(saved_model_dir, DECODE_FROM_ENCODED[signature], decoder_path, text_ops, tokenizer_kind)
             onnx.save(compose(encoder, onnx.load(decoder_path)), path)
