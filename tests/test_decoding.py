@@ -122,6 +122,28 @@ def test_per_input_length_limits_make_results_independent_of_the_batch(strategy)
         assert not batched["tokens"][b, :, width:].numpy().any()  # nothing past its own limit
 
 
+def test_stopped_inputs_leave_the_beam_batch():
+    """An input that is done stops costing rows: the step sees a shrinking batch, and results do not change."""
+    seen = []
+
+    def counting(ids, state):
+        seen.append(int(ids.shape[0]))
+        return _step(ids, state)
+
+    options = dict(beam_width=3, length_penalty_alpha=ALPHA, n_best=2)
+    starts, limits = [0, 5, 9, 3], [1, 0, 6, 3]
+    out = D.beam_search(counting, {"h": tf.constant(starts)}, tf.constant(limits), **options)
+    assert seen[0] == 3 * 3  # the input without room (limit 0) never enters the loop
+    assert seen == sorted(seen, reverse=True) and seen[1] == 2 * 3 and seen[-1] <= 3
+    assert len(seen) <= max(limits)
+    assert not out["tokens"][1].numpy().any() and not out["lengths"][1].numpy().any()
+    for b, (h0, limit) in enumerate(zip(starts, limits)):
+        if limit:
+            alone = D.beam_search(_step, {"h": tf.constant([h0])}, limit, **options)
+            np.testing.assert_array_equal(out["tokens"][b, :, :limit].numpy(), alone["tokens"][0].numpy())
+            np.testing.assert_allclose(out["scores"][b].numpy(), alone["scores"][0].numpy(), atol=1e-5)
+
+
 def _repetitive_step(ids, state):
     """Always prefers token 4, then 5, 6, 7, and </s> last: unblocked decoding repeats token 4 forever."""
     logits = tf.constant([-9.0, -9.0, -9.0, 0.0, 5.0, 4.0, 3.0, 2.0])

@@ -418,6 +418,35 @@ def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, to
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not os.path.exists(path):
         raise RuntimeError(f"tf2onnx failed on signature {signature!r}:\n{proc.stderr[-4000:]}")
+    _mend_loop_counters(path)
+
+
+def _mend_loop_counters(path: str) -> None:
+    """Gives every ``Loop`` body's iteration number and condition inputs a scalar shape where tf2onnx left none.
+
+    tf2onnx drops the loop counter's shape when the ``tf.while_loop`` body holds a ``tf.cond`` (beam search's
+    retiring of finished inputs), and onnxruntime then refuses to run the ``Loop`` ("subgraph input 0 has
+    unknown shape"). Both inputs are scalars by the ONNX specification.
+    """
+    import onnx
+
+    def mend(graph) -> int:
+        count = 0
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type != onnx.AttributeProto.GRAPH:
+                    continue
+                if node.op_type == "Loop":
+                    for value in attribute.g.input[:2]:
+                        if not value.type.tensor_type.HasField("shape"):
+                            value.type.tensor_type.shape.SetInParent()  # rank 0
+                            count += 1
+                count += mend(attribute.g)
+        return count
+
+    model = onnx.load(path)
+    if mend(model.graph):
+        onnx.save(model, path)
 
 
 def verify_export(export_dir: str, translator: Translator, sentences: list[str], atol: float = 1e-4) -> dict:
