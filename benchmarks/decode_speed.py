@@ -3,8 +3,11 @@
 Exports a trained run (SavedModel + ONNX) into a temporary folder, then decodes Multi30k test_2016 sources with:
 TF ``tf.function`` (in-memory model), the reloaded SavedModel, ONNX Runtime with the whole loop in the graph, and
 ONNX Runtime driving encoder.onnx + decoder_step.onnx from a numpy loop (greedy only). ONNX Runtime runs in a
-subprocess that never imports TensorFlow. Reports sentences/s and p50/p95 latency per batch call, and the
-parity of ONNX vs TF on all 1,000 test sentences (greedy and beam token ids, teacher-forced logits).
+worker process that never imports TensorFlow. The runtimes are interleaved: every batch is decoded by each of
+them in turn (the order rotating from batch to batch), one at a time, so a change of load on a shared machine
+touches all of them alike and the ratios hold. Reports sentences/s and p50/p95 latency per batch call, the
+ratios to the reloaded SavedModel, and the parity of ONNX vs TF on all 1,000 test sentences (greedy and beam
+token ids, teacher-forced logits).
 
     python benchmarks/decode_speed.py --run-dir runs/benchmark/bahdanau
 """
@@ -27,51 +30,72 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # (batch size, strategy, sentences timed)
 CASES = [(1, "greedy", 60), (32, "greedy", 320), (1, "beam", 40), (32, "beam", 320), (64, "beam", 640)]
+REPLY = "@@"  # marks the worker's replies on its stdout
 
 
-def _batches(ids: np.ndarray, batch: int, count: int):
+def _batches(ids: np.ndarray, batch: int, count: int) -> list:
+    chunks = []
     for start in range(0, min(count, len(ids)), batch):
         chunk = ids[start:start + batch]
         width = max(1, int((chunk != 0).sum(axis=1).max()))
-        yield chunk[:, :width]
+        chunks.append(chunk[:, :width])
+    return chunks
 
 
-def _time(fn, ids, batch, count) -> dict:
-    batches = list(_batches(ids, batch, count))
-    fn(batches[0])  # warm-up (tracing, session init)
-    latencies = []
-    started = time.perf_counter()
-    for chunk in batches:
-        t0 = time.perf_counter()
-        fn(chunk)
-        latencies.append(time.perf_counter() - t0)
-    total = time.perf_counter() - started
-    n = sum(len(c) for c in batches)
-    return {"sentences": n, "sentences_per_second": round(n / total, 1),
+def _summary(latencies: list, sentences: int) -> dict:
+    return {"sentences": sentences, "sentences_per_second": round(sentences / sum(latencies), 1),
             "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
             "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1)}
 
 
-def ort_main(export_dir: str, inputs: str, output: str) -> None:
-    """Runs in the TensorFlow-free subprocess: timings and parity outputs of onnxruntime."""
+def ort_worker(export_dir: str, inputs: str) -> None:
+    """TensorFlow-free worker: times one onnxruntime call per request line; writes the parity outputs."""
     from tfs2s.onnx_runtime import OnnxTranslator
 
     data = np.load(inputs)
     ids = data["ids"]
     t = OnnxTranslator(export_dir)
-    results = {"tensorflow_imported": False}
-    for batch, strategy, count in CASES:
-        results[f"ort_loop/{strategy}/{batch}"] = _time(lambda x: t.translate_ids(x, strategy), ids, batch, count)
-        if strategy == "greedy":
-            results[f"ort_host/{strategy}/{batch}"] = _time(lambda x: t.greedy_host_loop(x), ids, batch, count)
-    parity = {s: np.concatenate([_pad(t.translate_ids(c, s)["tokens"][:, 0], 200) for c in _batches(ids, 100, len(ids))])
-              for s in ("greedy", "beam")}
-    logits = t.session("logits").run(["logits"], {"encoder_token_ids": data["tf_ids"],
-                                                  "decoder_token_ids": data["decoder_ids"]})[0]
-    results["tensorflow_imported"] = "tensorflow" in sys.modules
-    np.savez(output, greedy=parity["greedy"], beam=parity["beam"], logits=logits)
-    with open(output + ".json", "w") as f:
-        json.dump(results, f)
+    runners = {"ort_loop": lambda x, strategy: t.translate_ids(x, strategy),
+               "ort_host": lambda x, strategy: t.greedy_host_loop(x)}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "time":
+            chunk = _batches(ids, request["batch"], request["count"])[request["index"]]
+            started = time.perf_counter()
+            runners[request["runtime"]](chunk, request["strategy"])
+            reply = {"seconds": time.perf_counter() - started}
+        elif request["op"] == "parity":
+            parity = {s: np.concatenate([_pad(t.translate_ids(c, s)["tokens"][:, 0], 200)
+                                         for c in _batches(ids, 100, len(ids))]) for s in ("greedy", "beam")}
+            logits = t.session("logits").run(["logits"], {"encoder_token_ids": data["tf_ids"],
+                                                          "decoder_token_ids": data["decoder_ids"]})[0]
+            np.savez(request["output"], greedy=parity["greedy"], beam=parity["beam"], logits=logits)
+            reply = {"tensorflow_imported": "tensorflow" in sys.modules}
+        else:
+            return
+        print(REPLY + json.dumps(reply), flush=True)
+
+
+class _Worker:
+    """The onnxruntime worker process, driven one request at a time."""
+
+    def __init__(self, export_dir: str, inputs: str):
+        self.process = subprocess.Popen([sys.executable, __file__, "--ort-worker", export_dir, inputs],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        raise SystemExit("the onnxruntime worker stopped; see its messages above")
+
+    def close(self) -> None:
+        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def _pad(tokens: np.ndarray, width: int) -> np.ndarray:
@@ -83,11 +107,12 @@ def _pad(tokens: np.ndarray, width: int) -> np.ndarray:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default=os.path.join(ROOT, "runs", "benchmark", "bahdanau"))
+    parser.add_argument("--data-dir", default=None, help="where Multi30k lies (default: the run's config)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "decode_speed.json"))
-    parser.add_argument("--ort", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--ort-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.ort:
-        ort_main(*args.ort)
+    if args.ort_worker:
+        ort_worker(*args.ort_worker)
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -98,8 +123,8 @@ def main():
 
     translator = load_translator_from_run(args.run_dir)
     cfg = translator.config
-    sources = [s for s, _ in corpora.load_pairs("multi30k", "test", cfg.data.data_dir, cfg.data.source_lang,
-                                                 cfg.data.target_lang)]
+    sources = [s for s, _ in corpora.load_pairs("multi30k", "test", args.data_dir or cfg.data.data_dir,
+                                                 cfg.data.source_lang, cfg.data.target_lang)]
     ids = translator.encode(tf.constant(sources)).numpy()
     work = tempfile.mkdtemp(prefix="tfs2s-decode-speed-")
     started = time.perf_counter()
@@ -113,11 +138,8 @@ def main():
                  "beam": tf.function(lambda x: translator.decode_ids(x, "beam", alignment=False, **beam), input_signature=spec)}
     loaded = tf.saved_model.load(export)
     signatures = {"greedy": loaded.signatures["translate_ids_greedy"], "beam": loaded.signatures["translate_ids"]}
-    results = {}
-    for batch, strategy, count in CASES:
-        results[f"tf_function/{strategy}/{batch}"] = _time(lambda x: functions[strategy](tf.constant(x)), ids, batch, count)
-        results[f"saved_model/{strategy}/{batch}"] = _time(
-            lambda x: signatures[strategy](encoder_token_ids=tf.constant(x)), ids, batch, count)
+    local = {"tf_function": lambda x, strategy: functions[strategy](tf.constant(x)),
+             "saved_model": lambda x, strategy: signatures[strategy](encoder_token_ids=tf.constant(x))}
 
     # Parity inputs: TF outputs on all test sentences, plus teacher-forced logits on 64 of them.
     tf_tokens = {s: np.concatenate([_pad(signatures[s](encoder_token_ids=tf.constant(c))["tokens"].numpy()[:, 0], 200)
@@ -128,30 +150,58 @@ def main():
                                             decoder_token_ids=tf.constant(decoder_ids))["logits"].numpy()
     inputs = os.path.join(work, "inputs.npz")
     np.savez(inputs, ids=ids, tf_ids=tf_ids, decoder_ids=decoder_ids)
+    worker = _Worker(export, inputs)
+
+    results = {}
+    for batch, strategy, count in CASES:
+        batches = _batches(ids, batch, count)
+        runtimes = ["tf_function", "saved_model", "ort_loop"] + (["ort_host"] if strategy == "greedy" else [])
+
+        def call(runtime, index):
+            if runtime in local:
+                started = time.perf_counter()
+                local[runtime](batches[index], strategy)
+                return time.perf_counter() - started
+            return worker.ask(op="time", runtime=runtime, strategy=strategy, batch=batch, count=count,
+                              index=index)["seconds"]
+
+        for runtime in runtimes:
+            call(runtime, 0)  # warm-up (tracing, session initialisation)
+        latencies = {runtime: [] for runtime in runtimes}
+        for index in range(len(batches)):
+            turn = index % len(runtimes)
+            for runtime in runtimes[turn:] + runtimes[:turn]:
+                latencies[runtime].append(call(runtime, index))
+        sentences = sum(len(c) for c in batches)
+        for runtime in runtimes:
+            results[f"{runtime}/{strategy}/{batch}"] = _summary(latencies[runtime], sentences)
+
     ort_out = os.path.join(work, "ort.npz")
-    proc = subprocess.run([sys.executable, __file__, "--ort", export, inputs, ort_out], text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    if proc.returncode:
-        raise SystemExit("onnxruntime subprocess failed")
-    with open(ort_out + ".json") as f:
-        ort_results = json.load(f)
+    tensorflow_imported = worker.ask(op="parity", output=ort_out)["tensorflow_imported"]
+    worker.close()
     got = np.load(ort_out)
-    parity = {"sentences": len(sources), "tensorflow_imported_in_ort_process": ort_results.pop("tensorflow_imported"),
+    parity = {"sentences": len(sources), "tensorflow_imported_in_ort_process": tensorflow_imported,
               "greedy_mismatched_sentences": int((got["greedy"] != tf_tokens["greedy"]).any(axis=1).sum()),
               "beam_mismatched_sentences": int((got["beam"] != tf_tokens["beam"]).any(axis=1).sum()),
               "teacher_forced_max_abs_logit_diff": float(np.abs(got["logits"] - tf_logits).max())}
-    results.update(ort_results)
+    ratios = {key.replace("/", " ", 1): round(r["sentences_per_second"] /
+                                             results["saved_model/" + key.split("/", 1)[1]]["sentences_per_second"], 2)
+              for key, r in results.items() if not key.startswith("saved_model/")}
 
     record = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "command": " ".join(sys.argv), "run_dir": args.run_dir, "export_minutes": round(export_minutes, 2),
-              "model": cfg.model.__dict__, "beam_width": d.beam_width, "results": results, "parity": parity}
+              "timing": "interleaved: each batch decoded by every runtime in turn, one at a time",
+              "model": cfg.model.__dict__, "beam_width": d.beam_width, "results": results,
+              "ratio_to_saved_model": ratios, "parity": parity}
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(record, f, indent=2)
-    print("runtime | strategy | batch | sentences/s | p50 ms | p95 ms")
+    print("runtime | strategy | batch | sentences/s | x SavedModel | p50 ms | p95 ms")
     for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("/")[1], int(kv[0].split("/")[2]), kv[0])):
         runtime, strategy, batch = key.split("/")
-        print(f"{runtime} | {strategy} | {batch} | {r['sentences_per_second']} | {r['p50_ms']} | {r['p95_ms']}")
+        ratio = ratios.get(key.replace("/", " ", 1), 1.0)
+        print(f"{runtime} | {strategy} | {batch} | {r['sentences_per_second']} | {ratio} | {r['p50_ms']} | "
+              f"{r['p95_ms']}")
     print(json.dumps(parity, indent=2))
 
 
