@@ -55,6 +55,12 @@ def test_layout_versions_and_overwrite(exported, translator):
     meta = read_metadata(exported)
     assert meta["requires_tensorflow_text"] is False and "serving_default" in meta["signatures"]
     assert not [n for n in os.listdir(model_dir) if n.startswith(".")]  # no temporary folder left behind
+    # The ids graphs hold the encoder written with ONNX operators; greedy decoding is written too.
+    import onnx
+
+    greedy = onnx.load(os.path.join(exported, "onnx", "translate_ids_greedy.onnx")).graph
+    prefixes = {node.name.split("/")[0] for node in greedy.node}
+    assert {"tfs2s_encoder", "tfs2s_greedy"} <= prefixes, prefixes
     assert next_version(model_dir) == 2
     with pytest.raises(ExportError, match="already exists"):
         export_saved_model(translator, os.path.dirname(model_dir), "tiny", version=1)

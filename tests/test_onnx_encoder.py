@@ -65,3 +65,10 @@ def test_onnx_encoder_refuses_non_token_sources():
     cfg = ModelConfig(embedding_dim=8, hidden=16, input_encoder="vectors", output_head="regression")
     with pytest.raises(UnsupportedEncoder, match="tf2onnx"):
         build_encoder(build_models(cfg, source_features=3, target_features=3))
+
+
+def test_onnx_encoder_answers_an_empty_batch():
+    """ONNX Runtime's recurrent kernels crash on zero rows: the graph pads one and cuts the outputs back."""
+    m = _models(**CASES[1])
+    got = _run(build_encoder(m), np.zeros((0, 4), np.int32))
+    assert got["memory"].shape == (0, 4, 16) and got["state_0_h"].shape == (0, 16) and got["mask"].shape == (0, 4)

@@ -233,7 +233,8 @@ def export_saved_model(translator: Translator, export_root: str, name: str, vers
         _write_extra(tmp, translator.config, translator, module)
         if onnx:
             export_onnx(tmp, os.path.join(tmp, "onnx"), translator.source_tokenizer.kind,
-                        onnx_graphs(translator.source_tokenizer.kind), models=translator.models)
+                        onnx_graphs(translator.source_tokenizer.kind), models=translator.models,
+                        decoding=translator.config.decoding)
 
     return write_version(export_root, name, version, overwrite, write)
 
@@ -360,7 +361,7 @@ DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "transla
 
 
 def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "word",
-                graphs: dict | None = None, models=None) -> dict:
+                graphs: dict | None = None, models=None, decoding=None) -> dict:
     """Converts SavedModel signatures to ONNX with tf2onnx (a subprocess per graph) and returns their paths.
 
     Args:
@@ -371,6 +372,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         models: The exported ``Seq2SeqModels`` (token sources): then ``encoder.onnx`` is their encoder written
             with ONNX's GRU/LSTM operators (``tfs2s.onnx_encoder``), and the ids decoding graphs are that
             encoder joined to the converted ``decode_encoded*`` signatures.
+        decoding: The exported ``DecodingConfig`` (with ``models``): then ``translate_ids_greedy.onnx`` is that
+            encoder joined to greedy decoding written with ONNX operators (``tfs2s.onnx_decoder``), where the
+            model is one it writes (otherwise the converted ``decode_encoded_greedy``).
 
     Raises:
         ExportError: tf2onnx is not installed.
@@ -388,6 +392,7 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         from tfs2s.onnx_encoder import build_encoder, compose
 
         encoder = build_encoder(models)
+    greedy = _written_greedy(models, decoding) if encoder is not None and "translate_ids_greedy" in graphs else None
     os.makedirs(output_dir, exist_ok=True)
     written = {}
     for number, (signature, (filename, text_ops)) in enumerate(graphs.items(), 1):
@@ -395,6 +400,8 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         logger.info("converting %s to ONNX (%d/%d): %s", signature, number, len(graphs), filename)
         if encoder is not None and signature == "encode":
             onnx.save(encoder, path)
+        elif encoder is not None and signature == "translate_ids_greedy" and greedy is not None:
+            onnx.save(compose(encoder, greedy), path)
         elif encoder is not None and signature in DECODE_FROM_ENCODED:
             decoder_path = path + ".decoder"
             _convert(saved_model_dir, DECODE_FROM_ENCODED[signature], decoder_path, text_ops, tokenizer_kind)
@@ -404,6 +411,19 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
             _convert(saved_model_dir, signature, path, text_ops, tokenizer_kind)
         written[signature] = path
     return written
+
+
+def _written_greedy(models, decoding):
+    """Greedy decoding written with ONNX operators, or None where ``tfs2s.onnx_decoder`` does not write it."""
+    if models is None or decoding is None:
+        return None
+    from tfs2s.onnx_decoder import UnsupportedDecoder, build_greedy_decoder
+
+    try:
+        return build_greedy_decoder(models, decoding)
+    except UnsupportedDecoder as error:
+        logger.info("greedy decoding converted by tf2onnx: %s", error)
+        return None
 
 
 def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, tokenizer_kind: str) -> None:

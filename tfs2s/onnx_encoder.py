@@ -11,7 +11,8 @@ the ONNX decoding graphs (``compose``). Parity with the SavedModel is checked by
 Semantics match ``models.build_models`` for right-padded ids (what every tokenizer of tfs2s produces): a row's
 length is its number of non-padding ids. A row of padding only encodes to zero final states, as in Keras.
 Outputs at padding positions are zero here (Keras repeats the last state there); the attention never reads
-them (their weights are exactly 0).
+them (their weights are exactly 0). An empty batch gives empty outputs (one row of padding is run in its place:
+ONNX Runtime's recurrent kernels crash on zero rows).
 """
 
 from __future__ import annotations
@@ -61,6 +62,50 @@ def _check_activations(layer) -> None:
         raise UnsupportedEncoder(f"{layer.name}: activations {names} are not written to ONNX (tanh, sigmoid only)")
 
 
+class GraphBuilder:
+    """Collects the nodes and initialisers of an ONNX graph written by hand.
+
+    Internal names carry ``prefix``, so the graph merges with a converted one without name clashes; names in
+    ``public`` (graph inputs and outputs) are kept as they are.
+    """
+
+    def __init__(self, prefix: str, public=()):
+        self.prefix, self.public = prefix, set(public)
+        self.nodes, self.inits = [], []
+
+    def const(self, name: str, value) -> str:
+        """An initialiser holding ``value``; returns its name."""
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.asarray(value), self.prefix + name))
+        return self.prefix + name
+
+    def node(self, op: str, inputs, outputs=None, **attrs):
+        """Adds a node; returns its output name (or the list of them when it has several)."""
+        from onnx import helper
+
+        # "" is an optional output left out; it keeps no name.
+        outputs = [o if o in self.public or not o else self.prefix + o
+                   for o in (outputs or [f"{op.lower()}_{len(self.nodes)}"])]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=f"{self.prefix}{op}_{len(self.nodes)}", **attrs))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def dense(self, x: str, layer, name: str, extra_bias=None) -> str:
+        """A Keras ``Dense`` layer (linear or tanh) on ``x``; ``extra_bias`` is added to its bias."""
+        y = self.node("MatMul", [x, self.const(f"{name}/kernel", _array(layer.kernel))])
+        bias = _array(layer.bias) if layer.use_bias else None
+        if extra_bias is not None:
+            bias = extra_bias if bias is None else bias + extra_bias
+        if bias is not None:
+            y = self.node("Add", [y, self.const(f"{name}/bias", bias)])
+        act = getattr(layer.activation, "__name__", "linear")
+        if act == "tanh":
+            y = self.node("Tanh", [y])
+        elif act != "linear":
+            raise UnsupportedEncoder(f"{name}: activation {act!r} is not written to ONNX")
+        return y
+
+
 def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     """The encoder of ``models`` (a ``Seq2SeqModels`` with token input) as an ONNX model.
 
@@ -71,7 +116,7 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
         UnsupportedEncoder: Image or vector sources, or recurrent layers configured unlike tfs2s' defaults.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from tfs2s.export import ONNX_OPSET
 
@@ -79,42 +124,26 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     if cfg.input_encoder != "tokens":
         raise UnsupportedEncoder(f"input_encoder {cfg.input_encoder!r} is converted by tf2onnx, not written here")
     encoder = models.encoder
-    nodes, inits = [], []
-    PUBLIC = set(encoder.output)  # noqa: N806 (output names, kept as they are)
-
-    # Internal names carry a prefix, so the graph merges with a converted decoder without name clashes.
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value), PREFIX + name))
-        return PREFIX + name
-
-    def node(op, inputs, outputs=None, **attrs):
-        outputs = [o if o in PUBLIC else PREFIX + o for o in (outputs or [f"{op.lower()}_{len(nodes)}"])]
-        nodes.append(helper.make_node(op, inputs, outputs, name=f"{PREFIX}{op}_{len(nodes)}", **attrs))
-        return outputs[0] if len(outputs) == 1 else outputs
+    g = GraphBuilder(PREFIX, public=set(encoder.output))
+    const, node = g.const, g.node
 
     def dense(x, layer_name):
-        layer = encoder.get_layer(layer_name)
-        y = node("MatMul", [x, const(f"{layer_name}/kernel", _array(layer.kernel))])
-        if layer.use_bias:
-            y = node("Add", [y, const(f"{layer_name}/bias", _array(layer.bias))])
-        act = getattr(layer.activation, "__name__", "linear")
-        if act == "tanh":
-            y = node("Tanh", [y])
-        elif act != "linear":
-            raise UnsupportedEncoder(f"{layer_name}: activation {act!r} is not written to ONNX")
-        return y
+        return g.dense(x, encoder.get_layer(layer_name), layer_name)
 
-    # Ids, padded to at least one column.
+    # Ids, padded to at least one column and one row: ONNX Runtime's recurrent kernels crash on an empty batch
+    # (the outputs are cut back to the input's rows at the end).
     ids = F.ENCODER_TOKEN_IDS
-    width = node("Gather", [node("Shape", [ids]), const("one", np.array(1, np.int64))])
-    missing = node("Max", [node("Sub", [const("one_i64", np.array(1, np.int64)), width]),
-                           const("zero_i64", np.array(0, np.int64))])
+    shape = node("Shape", [ids])
+    rows = node("Slice", [shape, const("zero_1", np.array([0], np.int64)), const("one_1", np.array([1], np.int64))])
+    one, zero = const("one_i64", np.array([1], np.int64)), const("zero_i64", np.array([0], np.int64))
+    missing = node("Max", [node("Sub", [one, node("Slice", [shape, one, const("two_1", np.array([2], np.int64))])]),
+                           zero])
+    missing_rows = node("Max", [node("Sub", [one, rows]), zero])
     # Pad's pads: [begin rows, begin columns, end rows, end columns].
-    pads = node("Concat", [const("pads_head", np.zeros(3, np.int64)),
-                           node("Reshape", [missing, const("shape_1", np.array([1], np.int64))])], axis=0)
+    pads = node("Concat", [const("pads_head", np.zeros(2, np.int64)), missing_rows, missing], axis=0)
     ids = node("Pad", [ids, pads, const("pad_id", np.array(F.PAD_ID, np.int32))])
 
-    mask = node("Not", [node("Equal", [ids, const("pad_id_b", np.array(F.PAD_ID, np.int32))])], ["mask"])
+    mask = node("Not", [node("Equal", [ids, const("pad_id_b", np.array(F.PAD_ID, np.int32))])])
     lengths = node("ReduceSum", [node("Cast", [mask], to=TensorProto.INT32), const("axis_1", np.array([1], np.int64))],
                    keepdims=0)
     # ONNX recurrences want lengths >= 1; a row of padding runs one step and its final states are zeroed below.
@@ -158,7 +187,7 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
                                           const(f"shape_s_{i}_{j}", np.array([0, count * cfg.hidden], np.int64))]),
                          nonempty])
             for j, s in enumerate(states)])
-    memory = node("Transpose", [x], ["memory"], perm=[1, 0, 2])  # [B, S, dirs * H]
+    memory = node("Transpose", [x], perm=[1, 0, 2])  # [B, S, dirs * H]
 
     outputs = {"memory": memory, "mask": mask}
     state_names = list(models.state_names)
@@ -170,18 +199,18 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     else:
         outputs["context"] = dense(final_states[-1][0], "context_projection")
 
-    # Every output gets its final name through an Identity where it does not have it yet.
+    # Every output gets its final name cut back to the input's rows.
     expected = encoder.output
     graph_outputs = []
     for name in sorted(expected):
-        if outputs[name] != name:
-            node("Identity", [outputs[name]], [name])
+        node("Slice", [outputs[name], const(f"start_{name}", np.array([0], np.int64)), rows,
+                       const(f"axes_{name}", np.array([0], np.int64))], [name])
         dtype = TensorProto.BOOL if name == "mask" else TensorProto.FLOAT
         rank = len(expected[name].shape)
         graph_outputs.append(helper.make_tensor_value_info(name, dtype, [None] * rank))
-    graph = helper.make_graph(nodes, "tfs2s_encoder",
+    graph = helper.make_graph(g.nodes, "tfs2s_encoder",
                               [helper.make_tensor_value_info(F.ENCODER_TOKEN_IDS, TensorProto.INT32, [None, None])],
-                              graph_outputs, inits)
+                              graph_outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name="tfs2s")
     onnx.checker.check_model(model)

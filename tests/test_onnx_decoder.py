@@ -1,0 +1,82 @@
+"""The hand-written ONNX greedy decoder decodes what TensorFlow's greedy search decodes."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from tfs2s import decoding
+from tfs2s.config import DecodingConfig, ModelConfig
+from tfs2s.models import build_models
+from tfs2s.onnx_decoder import UnsupportedDecoder, build_greedy_decoder
+from tfs2s.onnx_encoder import build_encoder, compose
+
+ort = pytest.importorskip("onnxruntime")
+
+CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
+         dict(cell="lstm", attention="none", bidirectional=False, layers=2),
+         dict(cell="gru", attention="luong", bidirectional=True, layers=2),
+         dict(cell="lstm", attention="bahdanau", bidirectional=True, layers=1),
+         dict(cell="gru", attention="none", bidirectional=False, layers=1)]
+
+# Rows of different lengths and one of padding only.
+IDS = np.array([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [9, 9, 4, 12, 17, 3]], np.int32)
+
+
+def _models(**kwargs):
+    keras.utils.set_random_seed(0)
+    m = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0, **kwargs), 30, 25)
+    # Large random weights everywhere: outputs of varied lengths, and a misplaced weight or bias shows.
+    rng = np.random.default_rng(1)
+    m.training.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in m.training.get_weights()])
+    return m
+
+
+def _expected(m, ids, dc):
+    state = m.initial_state(tf.constant(ids), alignment=False)
+    lengths = tf.reduce_sum(tf.cast(ids != 0, tf.float32), axis=1)
+    limits = tf.cast(tf.math.ceil(dc.max_length_ratio * lengths), tf.int32) + dc.max_length_offset
+    out = decoding.greedy_search(m.step, state, limits, dc.min_length)
+    return {"tokens": out["tokens"].numpy(), "length": out["lengths"].numpy(), "scores": out["scores"].numpy()}
+
+
+def _run(model, ids):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(["tokens", "length", "scores"], session.run(["tokens", "length", "scores"],
+                                                                {"encoder_token_ids": ids})))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_onnx_greedy_matches_tensorflow(case):
+    m = _models(**case)
+    dc = DecodingConfig(max_length_ratio=1.5, max_length_offset=3, min_length=2)
+    expected = _expected(m, IDS, dc)
+    got = _run(compose(build_encoder(m), build_greedy_decoder(m, dc)), IDS)
+    assert got["tokens"].shape == expected["tokens"].shape
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    np.testing.assert_array_equal(got["length"], expected["length"])
+    np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+    lengths = expected["length"][:, 0]
+    assert len(set(lengths.tolist())) > 1 and (lengths >= 2).all()  # varied outputs; min_length holds
+
+
+def test_onnx_greedy_edge_batches():
+    m = _models(**CASES[0])
+    dc = DecodingConfig(max_length_offset=0, min_length=0)
+    model = compose(build_encoder(m), build_greedy_decoder(m, dc))
+    empty = _run(model, np.zeros((0, 4), np.int32))
+    assert empty["tokens"].shape == (0, 1, 0)
+    # Offset 0: a row of padding only has no room at all, the others decode.
+    got = _run(model, IDS)
+    expected = _expected(m, IDS, dc)
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    assert not got["tokens"][2].any() and got["length"][2, 0] == 0
+
+
+def test_onnx_greedy_refuses_what_it_does_not_write():
+    m = _models(**CASES[0])
+    with pytest.raises(UnsupportedDecoder, match="repeat"):
+        build_greedy_decoder(m, DecodingConfig(no_repeat_ngram_size=2))
+    sampled = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8), 30, 25, sampled_softmax=5)
+    with pytest.raises(UnsupportedDecoder, match="output layer"):
+        build_greedy_decoder(sampled, DecodingConfig())
