@@ -6,8 +6,8 @@ ONNX Runtime driving encoder.onnx + decoder_step.onnx from a numpy loop (greedy 
 worker process that never imports TensorFlow. The runtimes are interleaved, one at a time: each case's batches
 are split into rounds and every runtime decodes a round's batches in turn (the order rotating from round to
 round), so a change of load on a shared machine touches all of them alike and the ratios hold. (Alternating
-every single batch was tried: at batch 1 each process then runs with the other's weights in the cache and its
-idle threads still spinning, which slowed every runtime by up to 2 ×.) Reports sentences/s and p50/p95 latency per batch call, the
+every single batch was tried: at batch 1 every runtime then ran 1.4-1.7 x slower than in a run by rounds right
+after, likely because each call found the other process's weights in the cache and its idle threads spinning.) Reports sentences/s and p50/p95 latency per batch call, the
 ratios to the reloaded SavedModel, and the parity of ONNX vs TF on all 1,000 test sentences (greedy and beam
 token ids, teacher-forced logits).
 
