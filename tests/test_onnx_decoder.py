@@ -13,23 +13,13 @@ from tfs2s.onnx_encoder import build_encoder, compose
 
 ort = pytest.importorskip("onnxruntime")
 
-CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
-         dict(cell="lstm", attention="none", bidirectional=False, layers=2),
-         dict(cell="gru", attention="luong", bidirectional=True, layers=2),
-         dict(cell="lstm", attention="bahdanau", bidirectional=True, layers=1),
-         dict(cell="gru", attention="none", bidirectional=False, layers=1)]
-
-# Rows of different lengths and one of padding only.
-IDS = np.array([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [9, 9, 4, 12, 17, 3]], np.int32)
+# The configurations and ids (rows of different lengths, one of padding only) of the encoder's tests.
+from test_onnx_encoder import CASES, IDS, _models as _encoder_test_models  # noqa: E402
 
 
 def _models(**kwargs):
-    keras.utils.set_random_seed(0)
-    m = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0, **kwargs), 30, 25)
-    # Large random weights everywhere: outputs of varied lengths, and a misplaced weight or bias shows.
-    rng = np.random.default_rng(1)
-    m.training.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in m.training.get_weights()])
-    return m
+    # Large weights: outputs of varied lengths.
+    return _encoder_test_models(scale=0.8, **kwargs)
 
 
 def _expected(m, ids, dc):
@@ -73,10 +63,25 @@ def test_onnx_greedy_edge_batches():
     assert not got["tokens"][2].any() and got["length"][2, 0] == 0
 
 
+def test_onnx_greedy_with_a_sampled_softmax_output_layer():
+    """Sampled-softmax models store the output layer vocabulary-major; the graph holds it transposed."""
+    keras.utils.set_random_seed(0)
+    m = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0), 30, 25,
+                     sampled_softmax=5)
+    rng = np.random.default_rng(2)
+    m.training.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in m.training.get_weights()])
+    dc = DecodingConfig()
+    got = _run(compose(build_encoder(m), build_greedy_decoder(m, dc)), IDS)
+    expected = _expected(m, IDS, dc)
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+
+
 def test_onnx_greedy_refuses_what_it_does_not_write():
     m = _models(**CASES[0])
     with pytest.raises(UnsupportedDecoder, match="repeat"):
         build_greedy_decoder(m, DecodingConfig(no_repeat_ngram_size=2))
-    sampled = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8), 30, 25, sampled_softmax=5)
-    with pytest.raises(UnsupportedDecoder, match="output layer"):
-        build_greedy_decoder(sampled, DecodingConfig())
+    vectors = build_models(ModelConfig(embedding_dim=8, hidden=16, input_encoder="vectors", output_head="regression"),
+                           source_features=3, target_features=3)
+    with pytest.raises(UnsupportedDecoder, match="token-to-token"):
+        build_greedy_decoder(vectors, DecodingConfig())

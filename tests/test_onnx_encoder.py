@@ -20,12 +20,13 @@ CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
 IDS = np.array([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [9, 9, 4, 12, 17, 3]], np.int32)
 
 
-def _models(**kwargs):
+def _models(scale=0.5, **kwargs):
+    """Tiny models with random weights of standard deviation ``scale`` everywhere (the ONNX decoder's tests use
+    them too): non-zero biases, so a bias in the wrong place or a wrong gate order shows."""
     keras.utils.set_random_seed(0)
     m = build_models(ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0, **kwargs), 30, 25)
-    # Non-zero biases everywhere, so a bias in the wrong place or gate order shows.
     rng = np.random.default_rng(1)
-    m.encoder.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in m.encoder.get_weights()])
+    m.training.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in m.training.get_weights()])
     return m
 
 

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from tfs2s import features as F
+from tfs2s.layers.projection import VocabularyProjection
 from tfs2s.onnx_encoder import GraphBuilder, UnsupportedEncoder, _array, _check_activations, _gru_weights, _lstm_weights
 
 PREFIX = "tfs2s_greedy/"
@@ -35,14 +36,16 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     """Greedy decoding of ``models`` (a ``Seq2SeqModels``) as an ONNX model over the encoder's outputs.
 
     Args:
-        models: Token-output models (softmax head, ``Dense`` output layer).
+        models: Token-to-token models (softmax head; a ``Dense`` output layer or the sampled-softmax models'
+            ``VocabularyProjection``).
         decoding: The ``DecodingConfig`` whose ``max_length_ratio``, ``max_length_offset`` and ``min_length``
             the exported greedy signature uses.
 
     Raises:
-        UnsupportedDecoder: Repeat blocking, a sampled-softmax output layer, regression or image models, or
-            recurrent layers configured unlike tfs2s' defaults.
+        UnsupportedDecoder: Repeat blocking, regression or image models, or recurrent layers configured unlike
+            tfs2s' defaults.
     """
+    import keras
     import onnx
     from onnx import TensorProto, helper
 
@@ -55,17 +58,17 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     if getattr(decoding, "no_repeat_ngram_size", 0):
         raise UnsupportedDecoder("repeat blocking is converted by tf2onnx, not written here")
     projection = step.get_layer("output_projection")
-    if type(projection).__name__ != "Dense":
+    if not isinstance(projection, (keras.layers.Dense, VocabularyProjection)):
         raise UnsupportedDecoder(f"output layer {type(projection).__name__} is converted by tf2onnx")
     attention = cfg.attention if cfg.attention in ("bahdanau", "luong") else None
     state_names = list(models.state_names)
     per_layer = 2 if cfg.cell == "lstm" else 1
-    vocab = int(projection.units)
+    vocab = int(projection.vocab_size if isinstance(projection, VocabularyProjection) else projection.units)
 
     inputs = ["memory", "mask"] + (["keys"] if attention else ["context"]) + state_names
     outputs = ["tokens", "length", "scores"]
-    g = GraphBuilder(PREFIX, public=inputs + outputs)
-    b = GraphBuilder(PREFIX + "body/")  # the Loop body: its own nodes and weights
+    g = GraphBuilder(PREFIX, public=inputs + outputs, unsupported=UnsupportedDecoder)
+    b = GraphBuilder(PREFIX + "body/", unsupported=UnsupportedDecoder)  # the Loop body: its nodes and weights
     c, n = g.const, g.node
     i64 = lambda v: np.array(v, np.int64)  # noqa: E731
     i32 = lambda v: np.array(v, np.int32)  # noqa: E731
@@ -150,7 +153,11 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     hidden = b.dense(bn("Concat", [x, context], axis=1), step.get_layer("attentional_hidden"), "attentional_hidden")
     banned = np.zeros(vocab, np.float32)
     banned[[F.PAD_ID, F.BOS_ID]] = _NEG  # models._banned_bias, folded into the output layer's bias
-    logits = b.dense(hidden, projection, "output_projection", extra_bias=banned)
+    if isinstance(projection, VocabularyProjection):  # sampled-softmax models: stored [V, H], transposed once here
+        logits = bn("Add", [bn("MatMul", [hidden, bc("output_projection/kernel", _array(projection.kernel).T.copy())]),
+                            bc("output_projection/bias", _array(projection.bias) + banned)])
+    else:
+        logits = b.dense(hidden, projection, "output_projection", extra_bias=banned)
     min_length = int(getattr(decoding, "min_length", 0) or 0)
     if min_length:
         early = bn("And", [bn("Less", [t, bc("min_length", i32(min_length))]),

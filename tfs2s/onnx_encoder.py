@@ -66,11 +66,11 @@ class GraphBuilder:
     """Collects the nodes and initialisers of an ONNX graph written by hand.
 
     Internal names carry ``prefix``, so the graph merges with a converted one without name clashes; names in
-    ``public`` (graph inputs and outputs) are kept as they are.
+    ``public`` (graph inputs and outputs) are kept as they are. A layer it cannot write raises ``unsupported``.
     """
 
-    def __init__(self, prefix: str, public=()):
-        self.prefix, self.public = prefix, set(public)
+    def __init__(self, prefix: str, public=(), unsupported: type[ValueError] = UnsupportedEncoder):
+        self.prefix, self.public, self.unsupported = prefix, set(public), unsupported
         self.nodes, self.inits = [], []
 
     def const(self, name: str, value) -> str:
@@ -102,7 +102,7 @@ class GraphBuilder:
         if act == "tanh":
             y = self.node("Tanh", [y])
         elif act != "linear":
-            raise UnsupportedEncoder(f"{name}: activation {act!r} is not written to ONNX")
+            raise self.unsupported(f"{name}: activation {act!r} is not written to ONNX")
         return y
 
 

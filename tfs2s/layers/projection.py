@@ -28,7 +28,9 @@ class VocabularyProjection(keras.layers.Layer):
 
     def call(self, inputs):
         flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
-        logits = tf.matmul(flat, self.kernel, transpose_b=True) + self.bias
+        # An explicit transpose rather than matmul(transpose_b=True): inside beam search's while loop (which holds
+        # a tf.cond) tf2onnx dropped the transpose_b and wrote a MatMul onnxruntime refuses to load.
+        logits = tf.matmul(flat, tf.transpose(self.kernel)) + self.bias
         return tf.reshape(logits, tf.concat([tf.shape(inputs)[:-1], [self.vocab_size]], 0))
 
     def compute_output_shape(self, input_shape):
