@@ -139,6 +139,10 @@ def test_export_bad_input(export):
     serve = tf.saved_model.load(path).signatures["serving_default"]
     empty = serve(image_bytes=tf.constant([], tf.string))
     assert empty["text"].shape == (0,)
+    loaded = tf.saved_model.load(path)
+    for strategy in ("greedy", "beam"):
+        out = loaded.signatures[f"caption_image_{strategy}"](encoder_image=tf.zeros([0, 50, 200, 1]))
+        assert out["tokens"].shape[0] == 0 and out["scores"].shape[0] == 0
     wrong = tf.io.encode_png(tf.zeros([50, 100, 1], tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes.*100x50"):
         serve(image_bytes=tf.stack([wrong]))

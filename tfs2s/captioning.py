@@ -308,8 +308,13 @@ class CaptionServingModule(tf.Module):
 
     def _ids(self, pixels, strategy):
         options = self.captioner.options(strategy)[1]
-        result = self.captioner.caption_tensor(pixels, strategy, alignment=False, **options)
-        return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
+        # TF's CPU convolutions fail on an empty batch: one blank image is run in its place and cut off again
+        # (not a tf.cond as in _caption_image: tf2onnx cannot convert convolutions inside one).
+        rows = tf.shape(pixels)[0]
+        blank = tf.zeros(tf.concat([[tf.maximum(1 - rows, 0)], tf.shape(pixels)[1:]], 0), pixels.dtype)
+        result = self.captioner.caption_tensor(tf.concat([pixels, blank], 0), strategy, alignment=False, **options)
+        return {"tokens": result["tokens"][:rows], "length": result["lengths"][:rows],
+                "scores": result["scores"][:rows]}
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve.get_concrete_function(),
