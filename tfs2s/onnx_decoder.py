@@ -3,7 +3,7 @@
 tf2onnx turns the one-step decoder and the ``tf.while_loop`` of ``decoding.greedy_search`` into a ``Loop``
 whose body runs some 150 small nodes per token (Keras' ``Dense`` on 3-D inputs becomes a ``Tensordot`` of
 shape arithmetic, boolean selects become casts and products). At batch 1 that bookkeeping costs as much as
-the matrix products. This module writes the same computation from the trained weights with about 50 nodes per
+the matrix products. This module writes the same computation from the trained weights with about 60 nodes per
 step: the GRU/LSTM cells as ONNX ``GRU`` / ``LSTM`` nodes of one time step, the attention, the output layer
 (with the ``<pad>`` / ``<s>`` ban folded into its bias) and the greedy bookkeeping.
 
