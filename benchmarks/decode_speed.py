@@ -60,10 +60,14 @@ def ort_worker(export_dir: str, inputs: str) -> None:
     t = OnnxTranslator(export_dir)
     runners = {"ort_loop": lambda x, strategy: t.translate_ids(x, strategy),
                "ort_host": lambda x, strategy: t.greedy_host_loop(x)}
+    cases = {}  # (batch, count) -> that case's batches, split once
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "time":
-            chunk = _batches(ids, request["batch"], request["count"])[request["index"]]
+            key = (request["batch"], request["count"])
+            if key not in cases:
+                cases[key] = _batches(ids, *key)
+            chunk = cases[key][request["index"]]
             started = time.perf_counter()
             runners[request["runtime"]](chunk, request["strategy"])
             reply = {"seconds": time.perf_counter() - started}

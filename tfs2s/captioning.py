@@ -84,15 +84,21 @@ class Captioner(tf.Module):
         return images.decode_images(image_bytes, *self.image_shape)
 
     def caption_tensor(self, pixels: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
-        """Graph-friendly: ``[B, H, W, C]`` floats -> the decoding dict plus ``text [B, N]``."""
+        """Graph-friendly: ``[B, H, W, C]`` floats -> the decoding dict plus ``text [B, N]``.
+
+        An empty batch gives empty results: TF's CPU convolutions fail on zero images, so one blank image runs in
+        its place and is cut off again (not a ``tf.cond``: tf2onnx cannot convert convolutions inside one).
+        """
         pixels = tf.convert_to_tensor(pixels, tf.float32)
-        state = self.models.initial_state(pixels, alignment)
+        rows = tf.shape(pixels)[0]
+        blank = tf.zeros(tf.concat([[tf.maximum(1 - rows, 0)], tf.shape(pixels)[1:]], 0), pixels.dtype)
+        state = self.models.initial_state(tf.concat([pixels, blank], 0), alignment)
         result = dict(decoding.decode(self.models.step, state, self.config.data.max_target_length, strategy,
                                       **options))
         tokens = result["tokens"]
         batch, n = tf.shape(tokens)[0], tf.shape(tokens)[1]
         result["text"] = tf.reshape(self.target_tokenizer.detokenize(tf.reshape(tokens, [batch * n, -1])), [batch, n])
-        return result
+        return {name: value[:rows] for name, value in result.items()}
 
     def options(self, strategy: str | None = None) -> tuple[str, dict]:
         """The configured decoding options of ``strategy`` (default: the config's)."""
@@ -297,24 +303,12 @@ class CaptionServingModule(tf.Module):
         return self._caption_image(self.captioner.decode_bytes(image_bytes))
 
     def _caption_image(self, pixels):
-        # TF's CPU convolutions fail on an empty batch after the first layer: answer it without running them.
-        n, columns = self._beam["n_best"], self.captioner.models.encoder.output["memory"].shape[1]
-        empty = {"text": tf.zeros([0], tf.string), "captions": tf.zeros([0, n], tf.string),
-                 "tokens": tf.zeros([0, n, 0], tf.int32), "length": tf.zeros([0, n], tf.int32),
-                 "scores": tf.zeros([0, n], tf.float32), "alignment": tf.zeros([0, n, 0, columns], tf.float32)}
-        return tf.cond(tf.shape(pixels)[0] > 0,
-                       lambda: self._outputs(self.captioner.caption_tensor(pixels, "beam", **self._beam)),
-                       lambda: empty)
+        return self._outputs(self.captioner.caption_tensor(pixels, "beam", **self._beam))
 
     def _ids(self, pixels, strategy):
         options = self.captioner.options(strategy)[1]
-        # TF's CPU convolutions fail on an empty batch: one blank image is run in its place and cut off again
-        # (not a tf.cond as in _caption_image: tf2onnx cannot convert convolutions inside one).
-        rows = tf.shape(pixels)[0]
-        blank = tf.zeros(tf.concat([[tf.maximum(1 - rows, 0)], tf.shape(pixels)[1:]], 0), pixels.dtype)
-        result = self.captioner.caption_tensor(tf.concat([pixels, blank], 0), strategy, alignment=False, **options)
-        return {"tokens": result["tokens"][:rows], "length": result["lengths"][:rows],
-                "scores": result["scores"][:rows]}
+        result = self.captioner.caption_tensor(pixels, strategy, alignment=False, **options)
+        return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve.get_concrete_function(),

@@ -285,16 +285,21 @@ class RegressionTrainingModel(Seq2SeqTrainingModel):
         return {**super().get_config(), "scheduled_sampling": self.scheduled_sampling}
 
 
+def banned_token_bias(vocab: int, dtype=np.float32) -> np.ndarray:
+    """``[vocab]`` logit bias that rules out ``<pad>`` and ``<s>`` (never produced by a decoder)."""
+    bias = np.zeros(vocab, dtype)
+    bias[[F.PAD_ID, F.BOS_ID]] = -1e9
+    return bias
+
+
 def _banned_bias(logits):
-    """``[V]`` bias that rules out ``<pad>`` and ``<s>``: a constant when ``V`` is static (always, for our models),
-    so a decoding loop adds one vector per step instead of rebuilding it (a one-hot and a sum, in ONNX too)."""
+    """``banned_token_bias`` for ``logits``: a constant when ``V`` is static (always, for our models), so a
+    decoding loop adds one vector per step instead of rebuilding it (a one-hot and a sum, in ONNX too)."""
     vocab = logits.shape[-1]
     if vocab is None:
         banned = tf.one_hot([F.PAD_ID, F.BOS_ID], tf.shape(logits)[-1], on_value=-1e9, dtype=logits.dtype)
         return tf.reduce_sum(banned, 0)
-    bias = np.zeros(vocab, logits.dtype.as_numpy_dtype)
-    bias[[F.PAD_ID, F.BOS_ID]] = -1e9
-    return tf.constant(bias)
+    return tf.constant(banned_token_bias(vocab, logits.dtype.as_numpy_dtype))
 
 
 def _rnn(cfg: ModelConfig, name: str):

@@ -21,11 +21,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from tfs2s import features as F
+from tfs2s.decoding import _NEG  # decoding's "impossible" score
+from tfs2s.layers.attention import _NEG_INF  # masked_softmax's
 from tfs2s.layers.projection import VocabularyProjection
+from tfs2s.models import banned_token_bias
 from tfs2s.onnx_encoder import GraphBuilder, UnsupportedEncoder, _array, _check_activations, _gru_weights, _lstm_weights
 
 PREFIX = "tfs2s_greedy/"
-_NEG = -1e9  # decoding's and the attention's "impossible" score
 
 
 class UnsupportedDecoder(ValueError):
@@ -55,7 +57,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     step = models.decoder_step
     if cfg.output_head != "softmax" or cfg.input_encoder != "tokens":
         raise UnsupportedDecoder("only token-to-token models are written to ONNX by hand")
-    if getattr(decoding, "no_repeat_ngram_size", 0):
+    if decoding.no_repeat_ngram_size:
         raise UnsupportedDecoder("repeat blocking is converted by tf2onnx, not written here")
     projection = step.get_layer("output_projection")
     if not isinstance(projection, (keras.layers.Dense, VocabularyProjection)):
@@ -96,7 +98,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     log_probs0 = filled(0.0, TensorProto.FLOAT, batch)
     tokens0 = filled(0, TensorProto.INT32, width)
     keep = n("Cast", ["mask"], to=TensorProto.FLOAT)
-    mask_bias = n("Mul", [n("Sub", [c("one_f", f32(1.0)), keep]), c("neg", f32(_NEG))])  # as masked_softmax
+    mask_bias = n("Mul", [n("Sub", [c("one_f", f32(1.0)), keep]), c("neg", f32(_NEG_INF))])  # as masked_softmax
     keys_t = n("Transpose", ["keys"], perm=[0, 2, 1]) if attention == "luong" else None
 
     # ---------------------------------------------------------------- the loop body
@@ -151,14 +153,13 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     else:
         context = "context"
     hidden = b.dense(bn("Concat", [x, context], axis=1), step.get_layer("attentional_hidden"), "attentional_hidden")
-    banned = np.zeros(vocab, np.float32)
-    banned[[F.PAD_ID, F.BOS_ID]] = _NEG  # models._banned_bias, folded into the output layer's bias
+    banned = banned_token_bias(vocab)  # as Seq2SeqModels.step adds it, folded into the output layer's bias
     if isinstance(projection, VocabularyProjection):  # sampled-softmax models: stored [V, H], transposed once here
         logits = bn("Add", [bn("MatMul", [hidden, bc("output_projection/kernel", _array(projection.kernel).T.copy())]),
                             bc("output_projection/bias", _array(projection.bias) + banned)])
     else:
         logits = b.dense(hidden, projection, "output_projection", extra_bias=banned)
-    min_length = int(getattr(decoding, "min_length", 0) or 0)
+    min_length = int(decoding.min_length)
     if min_length:
         early = bn("And", [bn("Less", [t, bc("min_length", i32(min_length))]),
                            bc("eos", np.arange(vocab) == F.EOS_ID)])
