@@ -47,6 +47,11 @@ def main(argv=None) -> int:
         json.dump(scores, f, indent=2, ensure_ascii=False)
     print(f"perplexity: seq2seq {scores['seq2seq_perplexity']} vs {args.ngram_order}-gram "
           f"{scores['ngram_perplexity']} (ratio {scores['perplexity_ratio']}) on {scores['responses']} responses")
+    for part in ("seen_in_training", "unseen_in_training"):
+        if part in scores:
+            p = scores[part]
+            print(f"  {p['responses']} responses {part.replace('_', ' ')}: seq2seq {p['seq2seq_perplexity']} vs "
+                  f"{p['ngram_perplexity']} (ratio {p['perplexity_ratio']})")
     for strategy in (dc.strategy, "sample"):
         s = scores[strategy]
         print(f"{strategy}: BLEU {s['bleu']}, distinct-1 {s['distinct_1']}, distinct-2 {s['distinct_2']}")

@@ -40,6 +40,12 @@ def test_pipeline_scores_against_the_ngram_baseline(pipeline):
     assert scores["seq2seq_perplexity"] > 1 and scores["ngram_perplexity"] > 1
     assert scores["perplexity_ratio"] == pytest.approx(scores["seq2seq_perplexity"] / scores["ngram_perplexity"],
                                                        rel=1e-2)
+    parts = [scores[k] for k in ("seen_in_training", "unseen_in_training") if k in scores]
+    assert sum(p["responses"] for p in parts) == scores["responses"] and parts
+    for model in ("ngram", "seq2seq"):
+        # The whole is a token-weighted geometric mean of the parts, so it lies between them.
+        values = [p[f"{model}_perplexity"] for p in parts]
+        assert min(values) - 0.01 <= scores[f"{model}_perplexity"] <= max(values) + 0.01, (model, values)
     for strategy in ("beam", "sample"):
         assert 0 <= scores[strategy]["distinct_1"] <= 1 and 0 <= scores[strategy]["distinct_2"] <= 1
     # The pipeline ended by chatting with the export: one reply line per sample message.

@@ -43,6 +43,19 @@ def test_int_is_accepted_for_float_and_json_round_trip(tmp_path):
     assert json.load(open(path))["model"]["hidden"] == cfg.model.hidden
 
 
+def test_exponent_floats_survive_yaml_overrides_and_config_json(tmp_path):
+    """YAML 1.1 reads ``1e-5`` (no dot; json.dumps writes small floats so) as a string."""
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learning_rate: 3e-4\n")
+    assert load_config(path).training.learning_rate == 3e-4
+    cfg = load_config(None, ["training.learning_rate=1e-5"])
+    assert cfg.training.learning_rate == 1e-5
+    assert '"learning_rate": 1e-05' in open(save_config(cfg, tmp_path)).read()
+    assert load_config(tmp_path / "config.json") == cfg
+    with pytest.raises(ConfigError, match="training.learning_rate must be of type float, got 'fast'"):
+        load_config(None, ["training.learning_rate=fast"])
+
+
 def test_replace_returns_new_frozen_config():
     cfg = Config()
     other = cfg.replace(**{"model.hidden": 8})

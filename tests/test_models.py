@@ -118,6 +118,25 @@ PAST = np.random.default_rng(1).standard_normal((3, 12, 2)).astype(np.float32)
 FUTURE = np.random.default_rng(2).standard_normal((3, 5, 2)).astype(np.float32)
 
 
+@pytest.mark.parametrize("sampled", [0, 6], ids=["dense", "vocabulary_projection"])
+def test_unigram_output_bias_makes_the_untrained_model_predict_target_frequencies(sampled):
+    from tfs2s.models import set_unigram_output_bias
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0)
+    m = build_models(cfg, 30, 25, sampled_softmax=sampled)
+    counts = np.random.default_rng(1).integers(0, 500, 25)
+    counts[[F.PAD_ID, F.BOS_ID]] = 0  # never targets
+    set_unigram_output_bias(m, counts)
+    bias = m.teacher_forced.get_layer("output_projection").bias.numpy()
+    np.testing.assert_allclose(np.exp(bias), (counts + 1) / (counts + 1).sum(), rtol=1e-5)
+    # The kernel's share is small next to the bias: the untrained model already prefers frequent words.
+    logits = m.teacher_forced({F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}).numpy()
+    assert np.corrcoef(logits.mean((0, 1)), np.log(counts + 1))[0, 1] > 0.9
+    with pytest.raises(ValueError, match="24 token counts for an output layer of 25 words"):
+        set_unigram_output_bias(m, counts[:24])
+
+
 def _image_models(**kwargs):
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(input_encoder="image", embedding_dim=8, hidden=16, attention_units=8, dropout=0.0,

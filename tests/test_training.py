@@ -4,6 +4,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfs2s.config import load_config
 from tfs2s.training import load_run, train
@@ -58,6 +59,37 @@ def test_resume_after_interruption(data_dir, tmp_path):
     assert cfg2 == cfg
     out = Translator(models, s, t, cfg2).translate(["Ein Mann.", "", "   "], strategy="beam")
     assert out[1] == "" and out[2] == ""
+
+
+@pytest.mark.parametrize("init", ["unigram", "zeros"])
+def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, init):
+    """One step at a negligible learning rate leaves the initial bias in the checkpoint: the log frequencies of
+    the training targets as ``count_target_tokens`` counts them (``</s>`` included, padding not), or zeros."""
+    from tfs2s import corpora, data
+    from tfs2s.training import count_target_tokens
+
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1,
+                             "training.learning_rate": 1e-12, "training.output_bias_init": init})
+    run_dir = str(tmp_path / "run")
+    train(cfg, run_dir, verbose=0)
+    _, models, s, t = load_run(run_dir)
+    bias = models.training.get_layer("output_projection").bias.numpy()
+    if init == "zeros":
+        np.testing.assert_allclose(bias, 0.0, atol=1e-6)
+        return
+    pairs = corpora.load_split(cfg.data, "train", cfg.data.limit)
+    ds = data.make_dataset(pairs, s, t, batch_size=16, max_source_length=cfg.data.max_source_length,
+                           max_target_length=cfg.data.max_target_length)
+    tokens, batches, counts = count_target_tokens(ds, t.vocab_size)
+    # Recounted from the tokenizer alone: each target ends with </s> (id 3); longer targets are dropped.
+    by_hand = np.zeros(t.vocab_size, np.int64)
+    for ids in t.tokenize(tf.constant([target for _, target in pairs])).to_list():
+        if len(ids) + 1 <= cfg.data.max_target_length:
+            np.add.at(by_hand, ids + [3], 1)
+    np.testing.assert_array_equal(counts, by_hand)
+    assert tokens == counts.sum() and batches == 10
+    assert counts[0] == 0 and counts[2] == 0  # <pad>, <s>
+    np.testing.assert_allclose(bias, np.log((counts + 1) / (counts + 1).sum()), atol=1e-5)
 
 
 def test_load_run_errors_name_what_is_missing(tmp_path):

@@ -146,6 +146,10 @@ class TrainingConfig:
         lr_schedule: ``constant``, ``plateau`` (halve on a validation-loss plateau) or ``cosine``.
         warmup_steps: Linear warm-up steps for ``cosine``.
         clipnorm: Clip gradients to this global norm; 0 disables clipping.
+        output_bias_init: ``unigram`` (the output layer's bias starts as the log frequencies of the training
+            targets, so the first steps need not squeeze the unigram distribution out of the hidden state; with
+            a zero bias, Adam's first steps drove every tanh unit of a DailyDialog model into saturation, where
+            it stayed, predicting "." everywhere) or ``zeros``.
         label_smoothing: Label smoothing of the cross-entropy (full softmax only; evaluation always uses it).
         loss: ``cross_entropy`` (full softmax) or ``sampled_softmax`` (Jean et al. 2015: each training step
             normalises over the target word and ``sampled_softmax_samples`` sampled words; validation,
@@ -169,6 +173,7 @@ class TrainingConfig:
     lr_schedule: str = "plateau"
     warmup_steps: int = 500
     clipnorm: float = 1.0
+    output_bias_init: str = "unigram"
     label_smoothing: float = 0.1
     loss: str = "cross_entropy"
     sampled_softmax_samples: int = 1024
@@ -240,6 +245,7 @@ _CHOICES = {
     ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("training", "loss"): ("cross_entropy", "sampled_softmax"),
     ("training", "optimizer"): ("adam", "lazy_adam"),
+    ("training", "output_bias_init"): ("unigram", "zeros"),
     ("decoding", "strategy"): ("greedy", "beam", "sample"),
 }
 
@@ -340,6 +346,12 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         raise ConfigError(f"{dotted} must be true or false, got {value!r}")
     if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if target is float and isinstance(value, str):
+        # YAML 1.1 reads exponents without a dot (1e-5, also as json.dumps writes them) as strings.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if target is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if target is str and isinstance(value, str):

@@ -97,9 +97,13 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
     decoded with the configured strategy and by sampling (the first ``decode_limit`` contexts; 0 = all), and
     scored by BLEU and distinct-1/2.
 
+    Both perplexities are also given apart for the responses that occur verbatim among the training responses
+    (``seen_in_training``) and for the others (``unseen_in_training``).
+
     Returns:
-        ``{"responses", "seq2seq_perplexity", "ngram_perplexity", "perplexity_ratio", "<strategy>": {"bleu",
-        "distinct_1", "distinct_2", "examples"}, "sample": {...}}``.
+        ``{"responses", "seq2seq_perplexity", "ngram_perplexity", "perplexity_ratio", "seen_in_training":
+        {"responses", "ngram_perplexity", "seq2seq_perplexity", "perplexity_ratio"}, "unseen_in_training": {...},
+        "<strategy>": {"bleu", "distinct_1", "distinct_2", "empty_replies", "examples"}, "sample": {...}}``.
     """
     from tfs2s.metrics import distinct_n
     from tfs2s.ngram import NgramLanguageModel
@@ -114,10 +118,22 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
     kept = [p for p, i in zip(pairs, ids) if len(i) <= limit]
     results: dict = {"responses": len(kept), "responses_too_long": len(pairs) - len(kept),
                      "ngram_order": ngram_order}
-    results["ngram_perplexity"] = round(lm.perplexity([i for i in ids if len(i) <= limit]), 3)
+    kept_ids = [i for i in ids if len(i) <= limit]
+    results["ngram_perplexity"] = round(lm.perplexity(kept_ids), 3)
     scored = evaluate_pairs(translator, kept, strategies=(), batch_size=batch_size)
     results["seq2seq_perplexity"] = scored["perplexity"]
     results["perplexity_ratio"] = round(results["seq2seq_perplexity"] / results["ngram_perplexity"], 3)
+    # Dialogue corpora repeat formulaic replies (and DailyDialog whole dialogues) across splits: both models
+    # are also scored apart on the responses that occur verbatim among the training responses and the others.
+    seen = {tuple(i) for i in train_ids}
+    for name, keep in (("seen", True), ("unseen", False)):
+        subset = [(p, i) for p, i in zip(kept, kept_ids) if (tuple(i) in seen) == keep]
+        if not subset:
+            continue
+        ngram = lm.perplexity([i for _, i in subset])
+        seq2seq = evaluate_pairs(translator, [p for p, _ in subset], strategies=(), batch_size=batch_size)["perplexity"]
+        results[f"{name}_in_training"] = {"responses": len(subset), "ngram_perplexity": round(ngram, 3),
+                                          "seq2seq_perplexity": seq2seq, "perplexity_ratio": round(seq2seq / ngram, 3)}
     decoded = kept[:decode_limit] if decode_limit else kept
     sources, references = [s for s, _ in decoded], [t for _, t in decoded]
     results["replies_decoded"] = len(decoded)

@@ -292,6 +292,26 @@ def banned_token_bias(vocab: int, dtype=np.float32) -> np.ndarray:
     return bias
 
 
+def set_unigram_output_bias(models: Seq2SeqModels, counts: np.ndarray) -> None:
+    """Sets the output layer's bias to the log of the add-one smoothed target-token frequencies ``counts``.
+
+    The untrained model then predicts the unigram distribution of the training targets. With a zero bias the
+    first training steps must produce those logits from the hidden state instead; on DailyDialog (word targets,
+    9k words) Adam's first steps did so by driving every tanh unit into saturation, where the gradients vanish
+    and the model stayed, predicting "." at every position (token accuracy 8.6 % after an epoch).
+
+    Raises:
+        ValueError: ``counts`` does not have one entry per output of the model's output layer.
+    """
+    bias = models.teacher_forced.get_layer("output_projection").bias
+    counts = np.asarray(counts, np.float64)
+    if counts.shape != tuple(bias.shape):
+        raise ValueError(f"{counts.shape[0] if counts.ndim == 1 else counts.shape} token counts for an output "
+                         f"layer of {bias.shape[0]} words")
+    smoothed = counts + 1.0
+    bias.assign(np.log(smoothed / smoothed.sum()).astype(bias.dtype))
+
+
 def _banned_bias(logits):
     """``banned_token_bias`` for ``logits``: a constant when ``V`` is static (always, for our models), so a
     decoding loop adds one vector per step instead of rebuilding it (a one-hot and a sum, in ONNX too)."""

@@ -23,13 +23,14 @@ import time
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfs2s import corpora, data
 from tfs2s.config import Config, ConfigError, save_config
 from tfs2s.losses import MaskedCrossEntropy
 from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
-from tfs2s.models import Seq2SeqModels, build_models
+from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
 from tfs2s.optimizers import LazyAdam
 from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
@@ -298,13 +299,17 @@ def run_callbacks(cfg: Config, run_dir: str, clock: TrainingClock,
     return callbacks
 
 
-def count_target_tokens(dataset: tf.data.Dataset) -> tuple[int, int]:
-    """(target tokens, batches) in one pass over a ``(features, targets, sample_weight)`` dataset."""
+def count_target_tokens(dataset: tf.data.Dataset, vocab_size: int) -> tuple[int, int, np.ndarray]:
+    """(target tokens, batches, ``[vocab_size]`` count of each target id) in one pass over a ``(features,
+    targets, sample_weight)`` dataset; padding (weight 0) is not counted."""
     tokens, batches = 0, 0
-    for _, _, weight in dataset:
-        tokens += int(tf.reduce_sum(weight))
+    counts = np.zeros(vocab_size, np.int64)
+    for _, targets, weight in dataset:
+        ids = targets.numpy()[weight.numpy() > 0]
+        counts += np.bincount(ids.ravel(), minlength=vocab_size)[:vocab_size]
+        tokens += ids.size
         batches += 1
-    return tokens, batches
+    return tokens, batches, counts
 
 
 def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
@@ -356,7 +361,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     train_ds = data.make_dataset(train_pairs, source_tok, target_tok, bucket_width=d.bucket_width, training=True,
                                  shuffle_buffer=d.shuffle_buffer, seed=d.seed, **common)
     val_ds = data.make_dataset(val_pairs, source_tok, target_tok, **common).apply(data.no_auto_shard())
-    tokens, batches = count_target_tokens(train_ds)
+    tokens, batches, target_counts = count_target_tokens(train_ds, target_tok.vocab_size)
     tokens_per_step = tokens / max(batches, 1)
     if workers > 1:
         train_ds = train_ds.apply(data.shard_batches(workers, worker, batches))
@@ -371,6 +376,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
 
     with distribution.scope():
         models = build_run_models(cfg, source_tok.vocab_size, target_tok.vocab_size)
+        if t.output_bias_init == "unigram":
+            set_unigram_output_bias(models, target_counts)  # a resumed run's backup overwrites it
         model = compile_model(models, cfg, steps_per_epoch or batches)
         # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.
         model.optimizer.build(model.trainable_variables)
