@@ -24,8 +24,7 @@ def _models(**kwargs):
 
 def _expected(m, ids, dc):
     state = m.initial_state(tf.constant(ids), alignment=False)
-    lengths = tf.reduce_sum(tf.cast(ids != 0, tf.float32), axis=1)
-    limits = tf.cast(tf.math.ceil(dc.max_length_ratio * lengths), tf.int32) + dc.max_length_offset
+    limits = decoding.length_limits(np.sum(ids != 0, axis=1), dc.max_length_ratio, dc.max_length_offset)
     out = decoding.greedy_search(m.step, state, limits, dc.min_length)
     return {"tokens": out["tokens"].numpy(), "length": out["lengths"].numpy(), "scores": out["scores"].numpy()}
 

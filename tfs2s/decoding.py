@@ -36,6 +36,13 @@ def length_penalty(length, alpha: float):
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
 
+def length_limits(source_lengths, ratio: float, offset: int) -> tf.Tensor:
+    """Per-input output length limits ``ceil(ratio * source_length) + offset`` (``[B]`` int32), the
+    ``max_length`` every search takes (``DecodingConfig.max_length_ratio`` / ``max_length_offset``)."""
+    lengths = tf.cast(source_lengths, tf.float32)
+    return tf.cast(tf.math.ceil(ratio * lengths), tf.int32) + offset
+
+
 def _write(buffer, t, values, axis: int = 1):
     """``buffer[..., t, ...] = values`` along ``axis``, as a one-hot sum (XLA- and ONNX-friendly).
 

@@ -52,8 +52,7 @@ class Translator(tf.Module):
     def length_limits(self, source_lengths: tf.Tensor) -> tf.Tensor:
         """``max_length`` from source lengths ``[B]`` (non-padding ids)."""
         dc = self.config.decoding
-        lengths = tf.cast(source_lengths, tf.float32)
-        return tf.cast(tf.math.ceil(dc.max_length_ratio * lengths), tf.int32) + dc.max_length_offset
+        return decoding.length_limits(source_lengths, dc.max_length_ratio, dc.max_length_offset)
 
     def decode_ids(self, source_ids: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
         """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``).
