@@ -23,7 +23,7 @@ import tensorflow as tf
 from tfs2s import decoding, images
 from tfs2s import features as F
 from tfs2s.config import Config, ConfigError
-from tfs2s.models import Seq2SeqModels, build_models
+from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
 from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -225,9 +225,13 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -
     train_ds = images.image_dataset(train_examples, tok, training=True, seed=d.seed, augment=d.augment, **common)
     val_ds = images.image_dataset(val_examples, tok, **common)
     batches = -(-len(train_examples) // d.batch_size)
-    target_tokens = tok.tokenize(tf.constant([e[1] for e in train_examples])).row_lengths()
-    tokens_per_step = float(tf.reduce_sum(target_tokens + 1)) / batches  # each target also ends with </s>
+    target_ids = tok.tokenize(tf.constant([e[1] for e in train_examples]))
+    tokens_per_step = float(tf.reduce_sum(target_ids.row_lengths() + 1)) / batches  # each target also ends with </s>
     models = build_captioner_models(cfg, tok.vocab_size)
+    if t.output_bias_init == "unigram":
+        counts = np.bincount(target_ids.flat_values.numpy(), minlength=tok.vocab_size)[: tok.vocab_size]
+        counts[F.EOS_ID] += len(train_examples)
+        set_unigram_output_bias(models, counts)
     model = compile_model(models, cfg, batches)
     model.optimizer.build(model.trainable_variables)
     clock = TrainingClock(t.max_minutes, tokens_per_step, os.path.join(run_dir, "clock.json"))

@@ -149,7 +149,8 @@ class TrainingConfig:
         output_bias_init: ``unigram`` (the output layer's bias starts as the log frequencies of the training
             targets, so the first steps need not squeeze the unigram distribution out of the hidden state; with
             a zero bias, Adam's first steps drove every tanh unit of a DailyDialog model into saturation, where
-            it stayed, predicting "." everywhere) or ``zeros``.
+            it stayed, predicting "." everywhere) or ``zeros``. Token outputs only (text and image-to-text
+            runs); the regression head starts at zero.
         label_smoothing: Label smoothing of the cross-entropy (full softmax only; evaluation always uses it).
         loss: ``cross_entropy`` (full softmax) or ``sampled_softmax`` (Jean et al. 2015: each training step
             normalises over the target word and ``sampled_softmax_samples`` sampled words; validation,

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfs2s import features as F
 
 StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
-_NEG = -1e9  # "impossible" score; finite so that 0 * _NEG never makes NaN
+IMPOSSIBLE_SCORE = -1e9  # "impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN
 ALIGNMENT = "alignment"
 
 
@@ -72,7 +72,7 @@ def _ban_early_eos(logits, t, min_length):
         eos = tf.equal(tf.range(tf.shape(logits)[-1]), F.EOS_ID)  # not tf.one_hot: see _write
     else:  # a constant: nothing rebuilt at every step of a decoding loop
         eos = tf.constant(np.arange(vocab) == F.EOS_ID)
-    return tf.where(tf.logical_and(t < min_length, eos)[None, :], tf.cast(_NEG, logits.dtype), logits)
+    return tf.where(tf.logical_and(t < min_length, eos)[None, :], tf.cast(IMPOSSIBLE_SCORE, logits.dtype), logits)
 
 
 def _shape_invariants(state: dict) -> dict:
@@ -162,7 +162,7 @@ def sample(step_fn: StepFn, state: dict, max_length, temperature: float = 1.0, t
             k = tf.cast(top_k, tf.int32)
             k = tf.where(k > 0, tf.minimum(k, vocab), vocab)
             kth = tf.math.top_k(logits, k=k).values[:, -1:]
-            logits = tf.where(logits < kth, tf.cast(_NEG, logits.dtype), logits)
+            logits = tf.where(logits < kth, tf.cast(IMPOSSIBLE_SCORE, logits.dtype), logits)
         step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
         return tf.random.stateless_categorical(logits, 1, seed=step_seed, dtype=tf.int32)[:, 0]
 
@@ -209,7 +209,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     state = {name: _tile(value, k) for name, value in state.items()}
     alignment_shape = [batch, k, max_length, source_length] if has_alignment else [batch, k, 0, 0]
     # Only beam 0 is alive at first, so the k beams do not start as k copies of one hypothesis.
-    first_alive = tf.concat([tf.zeros([1]), tf.fill([k - 1], _NEG)], axis=0)
+    first_alive = tf.concat([tf.zeros([1]), tf.fill([k - 1], IMPOSSIBLE_SCORE)], axis=0)
     # Per input still searching ([A, ...], A shrinking as inputs stop); `index` is the input's place in the batch.
     hyps = dict(
         index=tf.range(batch),
@@ -219,8 +219,8 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         alive_log_probs=tf.tile(first_alive[None], [batch, 1]),
         alive_alignment=tf.zeros(alignment_shape),
         finished_seq=tf.zeros([batch, k, max_length], tf.int32),
-        finished_scores=tf.fill([batch, k], _NEG),
-        finished_log_probs=tf.fill([batch, k], _NEG),
+        finished_scores=tf.fill([batch, k], IMPOSSIBLE_SCORE),
+        finished_log_probs=tf.fill([batch, k], IMPOSSIBLE_SCORE),
         finished_lengths=tf.zeros([batch, k], tf.int32),
         finished_alignment=tf.zeros(alignment_shape),
     )
@@ -255,7 +255,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         # Only the n_best returned hypotheses need to be final, not all k kept ones: this stops much earlier.
         best_alive = h["alive_log_probs"][:, 0] / h["max_penalty"]
         last_returned = tf.gather(h["finished_scores"], n_best - 1, axis=1)
-        final = tf.logical_and(last_returned > _NEG / 2, best_alive < last_returned)
+        final = tf.logical_and(last_returned > IMPOSSIBLE_SCORE / 2, best_alive < last_returned)
         done = tf.logical_or(final, t >= h["limits"])
 
         def drop():
@@ -294,7 +294,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
             cand_alignment = tf.zeros([live, tf.shape(cand_beam)[1], 0, 0])
 
         # Alive: the best k candidates that did not end.
-        alive_scores = tf.where(is_eos, _NEG, cand_log_probs)
+        alive_scores = tf.where(is_eos, IMPOSSIBLE_SCORE, cand_log_probs)
         alive_top = tf.math.top_k(alive_scores, k=k)
         alive_idx = alive_top.indices
         new_alive_beam = tf.gather(cand_beam, alive_idx, batch_dims=1)
@@ -305,14 +305,15 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
         ids = tf.reshape(tf.gather(cand_token, alive_idx, batch_dims=1), [-1])
 
         # Finished: merge the candidates that ended with those kept so far, keep the best k.
-        ended_scores = tf.where(is_eos, cand_log_probs / length_penalty(t + 1, length_penalty_alpha), _NEG)
+        ended_scores = tf.where(is_eos, cand_log_probs / length_penalty(t + 1, length_penalty_alpha), IMPOSSIBLE_SCORE)
         all_scores = tf.concat([h["finished_scores"], ended_scores], axis=1)
         fin_top = tf.math.top_k(all_scores, k=k)
         fin_idx = fin_top.indices
         out["finished_scores"] = fin_top.values
         out["finished_seq"] = tf.gather(tf.concat([h["finished_seq"], cand_seq], 1), fin_idx, batch_dims=1)
         out["finished_log_probs"] = tf.gather(
-            tf.concat([h["finished_log_probs"], tf.where(is_eos, cand_log_probs, _NEG)], 1), fin_idx, batch_dims=1)
+            tf.concat([h["finished_log_probs"], tf.where(is_eos, cand_log_probs, IMPOSSIBLE_SCORE)], 1), fin_idx,
+            batch_dims=1)
         out["finished_lengths"] = tf.gather(
             tf.concat([h["finished_lengths"], tf.fill(tf.shape(cand_token), t)], 1), fin_idx, batch_dims=1)
         out["finished_alignment"] = tf.gather(tf.concat([h["finished_alignment"], cand_alignment], 1), fin_idx,
@@ -377,7 +378,7 @@ def block_repeated_ngrams(step_fn: StepFn, state: dict, max_length, n: int) -> t
         vocab = tf.shape(logits)[-1]
         banned = tf.reduce_any(tf.logical_and(match[:, :, None], following[:, :, None] == tf.range(vocab)[None, None, :]),
                                axis=1)
-        logits = tf.where(banned, tf.cast(_NEG, logits.dtype), logits)
+        logits = tf.where(banned, tf.cast(IMPOSSIBLE_SCORE, logits.dtype), logits)
         new_state = dict(new_state, **{_HISTORY: history, _STEP: length})
         return logits, new_state
 

@@ -21,11 +21,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from tfs2s import features as F
-from tfs2s.decoding import _NEG  # decoding's "impossible" score
-from tfs2s.layers.attention import _NEG_INF  # masked_softmax's
+from tfs2s.decoding import IMPOSSIBLE_SCORE
+from tfs2s.layers.attention import MASKED_SCORE
 from tfs2s.layers.projection import VocabularyProjection
 from tfs2s.models import banned_token_bias
-from tfs2s.onnx_encoder import GraphBuilder, UnsupportedEncoder, _array, _check_activations, _gru_weights, _lstm_weights
+from tfs2s.onnx_encoder import (GraphBuilder, UnsupportedEncoder, check_activations, gru_weights, lstm_weights,
+                                weight_array)
 
 PREFIX = "tfs2s_greedy/"
 
@@ -98,7 +99,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     log_probs0 = filled(0.0, TensorProto.FLOAT, batch)
     tokens0 = filled(0, TensorProto.INT32, width)
     keep = n("Cast", ["mask"], to=TensorProto.FLOAT)
-    mask_bias = n("Mul", [n("Sub", [c("one_f", f32(1.0)), keep]), c("neg", f32(_NEG_INF))])  # as masked_softmax
+    mask_bias = n("Mul", [n("Sub", [c("one_f", f32(1.0)), keep]), c("neg", f32(MASKED_SCORE))])  # as masked_softmax
     keys_t = n("Transpose", ["keys"], perm=[0, 2, 1]) if attention == "luong" else None
 
     # ---------------------------------------------------------------- the loop body
@@ -106,7 +107,8 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     names = ["iter", "cond", "ids", "finished", "lengths", "log_probs", "tokens"] + state_names
     body_in = {name: PREFIX + "body/in_" + name for name in names}
     t = bn("Cast", [body_in["iter"]], to=TensorProto.INT32)
-    x = bn("Gather", [bc("target_embedding", _array(step.get_layer("target_embedding").embeddings)), body_in["ids"]])
+    embeddings = weight_array(step.get_layer("target_embedding").embeddings)
+    x = bn("Gather", [bc("target_embedding", embeddings), body_in["ids"]])
     if attention is None:
         x = bn("Concat", [x, "context"], axis=1)
     new_states = []
@@ -114,8 +116,8 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
         # The step model holds the recurrent layers' cells; the weight converters read ``layer.cell``.
         layer = SimpleNamespace(name=f"decoder_rnn_{i}", cell=step.get_layer(f"decoder_rnn_{i}_cell"))
         try:
-            _check_activations(layer)
-            w, r, bias = _lstm_weights(layer) if cfg.cell == "lstm" else _gru_weights(layer)
+            check_activations(layer)
+            w, r, bias = lstm_weights(layer) if cfg.cell == "lstm" else gru_weights(layer)
         except UnsupportedEncoder as error:
             raise UnsupportedDecoder(str(error)) from None
         weights = [bc(f"rnn_{i}/{k}", v[None]) for k, v in (("W", w), ("R", r), ("B", bias))]
@@ -137,10 +139,10 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     if attention:
         layer = step.get_layer("attention")
         if attention == "bahdanau":
-            q = bn("Add", [bn("MatMul", [x, bc("query_kernel", _array(layer.query_dense.kernel))]),
-                           bc("attention_bias", _array(layer.bias))])
+            q = bn("Add", [bn("MatMul", [x, bc("query_kernel", weight_array(layer.query_dense.kernel))]),
+                           bc("attention_bias", weight_array(layer.bias))])
             energies = bn("Tanh", [bn("Add", [bn("Unsqueeze", [q, bc("axis1", i64([1]))]), "keys"])])
-            scores = bn("Squeeze", [bn("MatMul", [energies, bc("v", _array(layer.v)[:, None])]),
+            scores = bn("Squeeze", [bn("MatMul", [energies, bc("v", weight_array(layer.v)[:, None])]),
                                     bc("axis2", i64([2]))])
         else:
             scores = bn("Mul", [bn("Squeeze", [bn("MatMul", [bn("Unsqueeze", [x, bc("axis1", i64([1]))]), keys_t]),
@@ -155,15 +157,16 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     hidden = b.dense(bn("Concat", [x, context], axis=1), step.get_layer("attentional_hidden"), "attentional_hidden")
     banned = banned_token_bias(vocab)  # as Seq2SeqModels.step adds it, folded into the output layer's bias
     if isinstance(projection, VocabularyProjection):  # sampled-softmax models: stored [V, H], transposed once here
-        logits = bn("Add", [bn("MatMul", [hidden, bc("output_projection/kernel", _array(projection.kernel).T.copy())]),
-                            bc("output_projection/bias", _array(projection.bias) + banned)])
+        kernel = weight_array(projection.kernel).T.copy()
+        logits = bn("Add", [bn("MatMul", [hidden, bc("output_projection/kernel", kernel)]),
+                            bc("output_projection/bias", weight_array(projection.bias) + banned)])
     else:
         logits = b.dense(hidden, projection, "output_projection", extra_bias=banned)
     min_length = int(decoding.min_length)
     if min_length:
         early = bn("And", [bn("Less", [t, bc("min_length", i32(min_length))]),
                            bc("eos", np.arange(vocab) == F.EOS_ID)])
-        logits = bn("Where", [early, bc("neg", f32(_NEG)), logits])
+        logits = bn("Where", [early, bc("neg", f32(IMPOSSIBLE_SCORE)), logits])
     log_probs = bn("LogSoftmax", [logits], axis=1)
     choice = bn("Cast", [bn("ArgMax", [logits], axis=1, keepdims=0)], to=TensorProto.INT32)
     active = bn("And", [bn("Not", [body_in["finished"]]), bn("Less", [t, limits])])

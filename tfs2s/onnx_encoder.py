@@ -28,25 +28,26 @@ class UnsupportedEncoder(ValueError):
     """The model's encoder is not one this module writes (only ``input_encoder: tokens``)."""
 
 
-def _array(variable) -> np.ndarray:
+def weight_array(variable) -> np.ndarray:
+    """A Keras variable (or array) as a float32 numpy array."""
     return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
 
 
-def _gru_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gru_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keras GRU (``reset_after``) -> ONNX ``W [3H, D]``, ``R [3H, H]``, ``B [6H]``; both use gate order z, r, h."""
     cell = layer.cell
     if not getattr(cell, "reset_after", False):
         raise UnsupportedEncoder("only GRUs with reset_after=True (the Keras default) are written to ONNX")
-    kernel, recurrent = _array(cell.kernel), _array(cell.recurrent_kernel)
-    bias = _array(cell.bias) if cell.use_bias else np.zeros((2, kernel.shape[1]), np.float32)
+    kernel, recurrent = weight_array(cell.kernel), weight_array(cell.recurrent_kernel)
+    bias = weight_array(cell.bias) if cell.use_bias else np.zeros((2, kernel.shape[1]), np.float32)
     return kernel.T, recurrent.T, bias.reshape(-1)
 
 
-def _lstm_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lstm_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keras LSTM (gates i, f, c, o) -> ONNX ``W [4H, D]``, ``R [4H, H]``, ``B [8H]`` (gates i, o, f, c)."""
     cell = layer.cell
-    kernel, recurrent = _array(cell.kernel), _array(cell.recurrent_kernel)
-    bias = _array(cell.bias) if cell.use_bias else np.zeros(kernel.shape[1], np.float32)
+    kernel, recurrent = weight_array(cell.kernel), weight_array(cell.recurrent_kernel)
+    bias = weight_array(cell.bias) if cell.use_bias else np.zeros(kernel.shape[1], np.float32)
 
     def reorder(w):
         i, f, c, o = np.split(w, 4, axis=-1)
@@ -55,7 +56,8 @@ def _lstm_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return reorder(kernel).T, reorder(recurrent).T, np.concatenate([reorder(bias), np.zeros_like(bias)])
 
 
-def _check_activations(layer) -> None:
+def check_activations(layer) -> None:
+    """Raises ``UnsupportedEncoder`` unless the recurrent layer uses the activations ONNX's cells assume."""
     cell = layer.cell
     names = (getattr(cell.activation, "__name__", ""), getattr(cell.recurrent_activation, "__name__", ""))
     if names != ("tanh", "sigmoid"):
@@ -92,8 +94,8 @@ class GraphBuilder:
 
     def dense(self, x: str, layer, name: str, extra_bias=None) -> str:
         """A Keras ``Dense`` layer (linear or tanh) on ``x``; ``extra_bias`` is added to its bias."""
-        y = self.node("MatMul", [x, self.const(f"{name}/kernel", _array(layer.kernel))])
-        bias = _array(layer.bias) if layer.use_bias else None
+        y = self.node("MatMul", [x, self.const(f"{name}/kernel", weight_array(layer.kernel))])
+        bias = weight_array(layer.bias) if layer.use_bias else None
         if extra_bias is not None:
             bias = extra_bias if bias is None else bias + extra_bias
         if bias is not None:
@@ -152,7 +154,7 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
                                        to=TensorProto.FLOAT), const("axis_m1", np.array([-1], np.int64))])
 
     embedding = encoder.get_layer("source_embedding")
-    x = node("Gather", [const("source_embedding/embeddings", _array(embedding.embeddings)), ids])  # [B, S, D]
+    x = node("Gather", [const("source_embedding/embeddings", weight_array(embedding.embeddings)), ids])  # [B, S, D]
     x = node("Transpose", [x], perm=[1, 0, 2])  # time-major [S, B, D]
 
     final_states = []  # per layer: one [B, H * directions] tensor per state (h, then c for LSTMs)
@@ -164,8 +166,8 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
             directions = [encoder.get_layer(f"encoder_rnn_{i}")]
         weights = []
         for layer in directions:
-            _check_activations(layer)
-            weights.append(_lstm_weights(layer) if cfg.cell == "lstm" else _gru_weights(layer))
+            check_activations(layer)
+            weights.append(lstm_weights(layer) if cfg.cell == "lstm" else gru_weights(layer))
         w, r, b = (const(f"encoder_rnn_{i}/{n}", np.stack([wt[k] for wt in weights]))
                    for k, n in enumerate(("W", "R", "B")))
         direction = "bidirectional" if cfg.bidirectional else "forward"

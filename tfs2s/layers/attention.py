@@ -9,14 +9,14 @@ position ``s``; masked (padding) positions get exactly zero weight.
 import keras
 from keras import ops
 
-_NEG_INF = -1e9
+MASKED_SCORE = -1e9  # score of a masked (padding) key before the softmax; finite, so no NaN in 0 * score
 
 
 def masked_softmax(scores, key_mask):
     """Softmax over the last axis of ``[batch, time, source]`` scores, ignoring masked source positions."""
     if key_mask is not None:
         keep = ops.expand_dims(ops.cast(key_mask, scores.dtype), 1)
-        scores = scores + (1.0 - keep) * _NEG_INF
+        scores = scores + (1.0 - keep) * MASKED_SCORE
         weights = ops.softmax(scores, axis=-1) * keep
         # Renormalise so a row is exactly zero outside the mask (softmax leaves ~1e-9-order leakage).
         return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
