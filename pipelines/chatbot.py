@@ -2,7 +2,7 @@
 response perplexity with a smoothed n-gram model's on the validation responses, score replies (BLEU,
 distinct-1/2, beam search vs sampling), export it (SavedModel + ONNX) and chat with the export.
 
-    python pipelines/chatbot.py                                       # about 35 minutes on 2 CPU cores
+    python pipelines/chatbot.py                                       # about 95 minutes on 2 CPU cores
     python pipelines/chatbot.py --set data.limit=500 --set training.epochs=1 --eval-limit 200   # smoke run
 
 Running it again with the same --run-dir resumes an interrupted training run.
