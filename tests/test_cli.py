@@ -31,7 +31,7 @@ def test_translate_without_a_run_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "not a tfs2s run folder" in err
 
 
-def test_pipeline_smoke_on_multi30k(data_dir, tmp_path):
+def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
     """pipelines/translate.py end to end (train, evaluate, translate) on 300 Multi30k lines."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, os.path.join(ROOT, "pipelines", "translate.py"), "--run-dir", str(run_dir),
@@ -51,6 +51,16 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", *source, "", "   "],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]
+
+    # The finished run goes on only under its own configuration (read from the run without --config) ...
+    code, _, err = _run(capsys, "train", "--run-dir", str(run_dir), "--set", "model.hidden=64")
+    assert code == 2 and "model.hidden: 32 -> 64" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "train", "--run-dir", str(run_dir), "--extend")
+    assert code == 2 and "nothing to extend" in err
+    # ... and trains one more epoch with --extend.
+    code, out, err = _run(capsys, "train", "--run-dir", str(run_dir), "--extend", "--set", "training.epochs=2")
+    assert code == 0, err[-2000:]
+    assert '"epochs_run": 2' in out and (run_dir / "summary.previous.json").exists()
 
 
 def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):

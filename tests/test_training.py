@@ -61,6 +61,75 @@ def test_resume_after_interruption(data_dir, tmp_path):
     assert out[1] == "" and out[2] == ""
 
 
+def _optimizer_steps(run_dir):
+    import h5py
+
+    with h5py.File(os.path.join(run_dir, "checkpoints", "last.weights.h5"), "r") as f:
+        return int(f["optimizer/vars/0"][()])  # Keras optimizers keep `iterations` first
+
+
+def test_extend_a_finished_run(data_dir, tmp_path):
+    from tfs2s.config import ConfigError
+
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 2})
+    run_dir = str(tmp_path / "run")
+    first = train(cfg, run_dir, verbose=0)
+    steps = _optimizer_steps(run_dir)
+    with pytest.raises(ConfigError, match="nothing to extend.*training.epochs=2"):
+        train(cfg, run_dir, verbose=0, extend=True)  # the same budget allows no more
+
+    longer = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 3})
+    summary = train(longer, run_dir, verbose=0, extend=True)
+    assert _epochs(run_dir) == [1, 2, 3]
+    # The optimizer went on from its saved state: a fresh one would count only epoch 3's steps. (Keras counts
+    # one more optimizer iteration per epoch than it trains steps: the call that finds the data exhausted.)
+    assert _optimizer_steps(run_dir) > steps
+    assert summary["train_steps"] > first["train_steps"]
+    assert json.load(open(os.path.join(run_dir, "summary.previous.json"))) == first
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+    assert load_run(run_dir)[0] == longer
+
+    with pytest.raises(ConfigError, match="nothing to extend: .* holds no training run"):
+        train(longer, str(tmp_path / "empty"), verbose=0, extend=True)
+
+
+def test_a_run_goes_on_only_under_its_own_configuration(data_dir, tmp_path):
+    from tfs2s.config import ConfigError
+
+    cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1})
+    run_dir = str(tmp_path / "run")
+    summary = train(cfg, run_dir, verbose=0)
+    other = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1,
+                               "training.steps_per_epoch": 1, "model.hidden": 32, "data.limit": 100})
+    with pytest.raises(ConfigError, match=r"data.limit: 160 -> 100; model.hidden: 16 -> 32"):
+        train(other, run_dir, verbose=0)
+    # Budget, monitoring and decoding may change.
+    same = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1,
+                              "training.max_minutes": 5, "decoding.beam_width": 3, "name": "renamed"})
+    assert train(same, run_dir, verbose=0) == summary
+
+
+def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
+    """Keras' BackupAndRestore counts epochs from 0 in every process, so a resumed run killed again before its
+    first epoch end would have restarted at epoch 0."""
+    from tfs2s.training import ResumableBackup, TrainingClock
+
+    class KillAt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3:
+                raise KeyboardInterrupt
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    backup = str(tmp_path / "backup")
+    callback = ResumableBackup(backup, save_freq=2, clock=TrainingClock(0, 1, str(tmp_path / "clock.json")))
+    x = np.zeros((8, 2), np.float32)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, x[:, :1], batch_size=1, epochs=5, initial_epoch=3, callbacks=[callback, KillAt()], verbose=0)
+    with open(os.path.join(backup, "training_metadata.json")) as f:
+        assert json.load(f)["epoch"] == 3
+
+
 @pytest.mark.parametrize("init", ["unigram", "zeros"])
 def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, init):
     """One step at a negligible learning rate leaves the initial bias in the checkpoint: the log frequencies of

@@ -200,17 +200,19 @@ def _check_config(cfg: Config) -> None:
                           f"{', '.join(IMAGE_CORPORA)}")
 
 
-def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -> dict:
+def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto", extend: bool = False) -> dict:
     """Trains (or resumes) an image-to-sequence model in ``run_dir`` and returns the run summary.
 
     Every image is checked first (a wrong size or an undecodable file fails naming the file). The summary
     holds the validation exact accuracy and character error rate of greedy and beam search.
+ ``extend`` trains a finished run further, as in
+    ``tfs2s.training.train``.
     """
-    from tfs2s.training import TrainingClock, compile_model, open_run, run_callbacks
+    from tfs2s.training import TrainingClock, compile_model, open_run, run_callbacks, trained_epochs
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
-    finished = open_run(cfg, run_dir)
+    finished = open_run(cfg, run_dir, extend)
     if finished is not None:
         return finished
     d, t = cfg.data, cfg.training
@@ -236,13 +238,13 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -
     model.optimizer.build(model.trainable_variables)
     clock = TrainingClock(t.max_minutes, tokens_per_step, os.path.join(run_dir, "clock.json"))
     started = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=run_callbacks(cfg, run_dir, clock),
-                        verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=run_callbacks(cfg, run_dir, clock),
+              verbose=verbose)
     wall = time.perf_counter() - started
     model.load_weights(os.path.join(run_dir, "checkpoints", "best.weights.h5"))
     captioner = Captioner(models, tok, cfg)
     val_metrics = model.evaluate(val_ds, verbose=0, return_dict=True)
-    summary = {"name": cfg.name, "epochs_run": len(history.history.get("loss", [])),
+    summary = {"name": cfg.name, "epochs_run": trained_epochs(os.path.join(run_dir, "history.jsonl")),
                "train_minutes": round(clock.seconds / 60.0, 2), "wall_minutes": round(wall / 60.0, 2),
                "train_images": len(train_examples), "validation_images": len(val_examples),
                "val_loss": round(float(val_metrics["loss"]), 4), "target_vocab_size": tok.vocab_size,

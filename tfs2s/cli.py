@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfs2s", description="RNN sequence-to-sequence toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train (or resume) a model")
-    p.add_argument("--config", help="YAML config (pipelines/configs/*.yaml)")
+    p = sub.add_parser("train", help="train (or resume, or extend) a model")
+    p.add_argument("--config", help="YAML config (pipelines/configs/*.yaml); default: the run folder's "
+                                    "config.json when it has one, else the built-in defaults")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set model.hidden=256 (repeatable)")
     p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cluster from the TF_CONFIG environment variable)")
     p.add_argument("--connect-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="multi_worker: fail if the other workers do not answer within this time (default 120)")
+    p.add_argument("--extend", action="store_true",
+                   help="train a finished run further from its last checkpoint (weights and optimizer state), "
+                        "up to a larger training.max_minutes or training.epochs given with --set")
     _add_run_dir(p)
 
     p = sub.add_parser("evaluate", help="BLEU/chrF/perplexity of a trained model on a split")
@@ -211,13 +215,15 @@ def run(argv=None) -> int:
         from tfs2s.training import train
 
         overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-        cfg = load_config(args.config, overrides)
+        saved = os.path.join(args.run_dir, "config.json")
+        cfg = load_config(args.config or (saved if os.path.exists(saved) else None), overrides)
         if cfg.model.input_encoder != "tokens":
             if args.strategy != "default":
                 raise ValueError(f"--strategy {args.strategy} is available for text models only")
-            summary = _application(cfg.model.input_encoder, "train")(cfg, args.run_dir)
+            summary = _application(cfg.model.input_encoder, "train")(cfg, args.run_dir, extend=args.extend)
         else:
-            summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout)
+            summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout,
+                            extend=args.extend)
         print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
     elif args.command == "evaluate":
         from tfs2s.evaluation import evaluate_split, plot_sentence

@@ -165,17 +165,19 @@ def evaluate_forecaster(forecaster: Forecaster, values: np.ndarray) -> dict:
     return {"windows": len(past), **timeseries.forecast_metrics(forecaster.predict_normalized(past), future)}
 
 
-def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") -> dict:
+def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto", extend: bool = False) -> dict:
     """Trains (or resumes) a forecaster in ``run_dir``; returns the summary with the baselines of the same split.
 
     The summary compares validation and test MSE / MAE (normalised) of the model's autoregressive forecasts with
     persistence, seasonal naive (24 h) and the least-squares linear window model.
+ ``extend`` trains a finished run further, as in
+    ``tfs2s.training.train``.
     """
-    from tfs2s.training import TrainingClock, make_optimizer, open_run, run_callbacks
+    from tfs2s.training import TrainingClock, make_optimizer, open_run, run_callbacks, trained_epochs
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
-    finished = open_run(cfg, run_dir)
+    finished = open_run(cfg, run_dir, extend)
     if finished is not None:
         return finished
     d, t = cfg.data, cfg.training
@@ -214,13 +216,14 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto") 
         logger.info("validation forecast MSE before training: %.4f", start)
     clock = TrainingClock(t.max_minutes, d.batch_size * d.horizon, os.path.join(run_dir, "clock.json"))
     started = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps,
-                        callbacks=run_callbacks(cfg, run_dir, clock), verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps,
+              callbacks=run_callbacks(cfg, run_dir, clock), verbose=verbose)
     wall = time.perf_counter() - started
     model.load_weights(os.path.join(run_dir, "checkpoints", "best.weights.h5"))
     forecaster = Forecaster(models, scaler, cfg, list(series.columns))
     summary = {"name": cfg.name, "columns": list(series.columns), "lookback": d.lookback, "horizon": d.horizon,
-               "epochs_run": len(history.history.get("loss", [])), "train_minutes": round(clock.seconds / 60.0, 2),
+               "epochs_run": trained_epochs(os.path.join(run_dir, "history.jsonl")),
+               "train_minutes": round(clock.seconds / 60.0, 2),
                "wall_minutes": round(wall / 60.0, 2), "parameters": int(model.count_params()),
                # evaluate() forecasts free-running (models.RegressionTrainingModel), as validation during fit did.
                "val_forecast_mse": round(float(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]), 4)}

@@ -11,14 +11,22 @@ A run folder holds everything needed to resume or reuse a model::
       logs/                           TensorBoard
       history.jsonl                   one JSON line per epoch / BLEU evaluation
       summary.json                    figures of the finished run
+      summary.previous.json           the summary before the last ``extend`` (see ``open_run``)
+
+Starting ``train`` again on the same folder resumes an interrupted run from ``backup/``; with ``extend=True``
+(``tfs2s train --extend``) a finished run trains on from ``checkpoints/last.weights.h5`` (weights and optimizer
+state) under a larger ``training.max_minutes`` or ``training.epochs``. Either way the configuration may change
+only in ``RESUMABLE_FIELDS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
+import shutil
 import time
 from typing import Sequence
 
@@ -27,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfs2s import corpora, data
-from tfs2s.config import Config, ConfigError, save_config
+from tfs2s.config import Config, ConfigError, load_config, save_config
 from tfs2s.losses import MaskedCrossEntropy
 from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
 from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
@@ -37,6 +45,13 @@ from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 logger = logging.getLogger(__name__)
 
 SOURCE, TARGET = "source", "target"
+
+# Config fields a resumed or extended run may change: how long it trains, how it is watched, where its data lives
+# and how it decodes (the whole ``decoding`` section). Any other change would not match the vocabularies, weights
+# and optimizer state in the run folder.
+RESUMABLE_FIELDS = ("name", "data.data_dir", "training.epochs", "training.max_minutes",
+                    "training.early_stopping_patience", "training.bleu_every_minutes", "training.bleu_sentences",
+                    "decoding")
 
 
 def _log_jsonl(path: str, record: dict) -> None:
@@ -170,7 +185,9 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` that also backs up at every epoch end and saves the training clock with each backup.
 
     Keras' callback with an integer ``save_freq`` saves only inside epochs, so a run killed early in epoch
-    ``n`` would redo epoch ``n - 1`` entirely; saving at the boundary makes it resume at epoch ``n``.
+    ``n`` would redo epoch ``n - 1`` entirely; saving at the boundary makes it resume at epoch ``n``. It also
+    records the epoch being trained from that epoch's start: Keras' own counter starts at 0 in every process, so
+    a resumed run killed again before its first epoch end would restart at epoch 0.
     """
 
     def __init__(self, backup_dir: str, save_freq: int, clock: TrainingClock):
@@ -180,6 +197,9 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         super()._save_model()
         self.clock.save()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -253,16 +273,90 @@ def _best_val_loss(history_path: str) -> float | None:
     return min(losses) if losses else None
 
 
-def open_run(cfg: Config, run_dir: str) -> dict | None:
-    """Starts or resumes a run folder: the summary of a finished run (which is not trained again), else None
-    after creating the folder, writing ``config.json`` and seeding Keras with ``data.seed``."""
+def _flat_config(cfg: Config) -> dict:
+    return {f"{section}.{key}" if isinstance(values, dict) else section: value
+            for section, values in dataclasses.asdict(cfg).items()
+            for key, value in (values.items() if isinstance(values, dict) else [(None, values)])}
+
+
+def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
+    """Refuses to go on with ``run_dir`` (trained with ``saved``) under ``cfg`` if they differ outside
+    ``RESUMABLE_FIELDS``.
+
+    Raises:
+        ConfigError: Names every changed field with both values.
+    """
+    old, new = _flat_config(saved), _flat_config(cfg)
+    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+               if old.get(key) != new.get(key) and key not in RESUMABLE_FIELDS
+               and key.split(".")[0] not in RESUMABLE_FIELDS]
+    if changed:
+        raise ConfigError(f"{run_dir} was trained with another configuration ({'; '.join(changed)}); go on with "
+                          f"its own (`tfs2s train --run-dir {run_dir}` without --config reads its config.json) or "
+                          "train in a new --run-dir")
+
+
+def trained_epochs(history_path: str) -> int:
+    """Epochs a run folder has logged (the last one may have been cut short by ``training.max_minutes``)."""
+    if not os.path.exists(history_path):
+        return 0
+    with open(history_path, encoding="utf-8") as f:
+        return max((r["epoch"] for r in map(json.loads, f) if r.get("event") == "epoch"), default=0)
+
+
+def _prepare_extension(cfg: Config, run_dir: str) -> None:
+    """Turns a finished run into an interrupted one that resumes from its last checkpoint: the checkpoint (weights
+    and optimizer state) and the epoch count become the backup that ``ResumableBackup`` restores."""
+    t = cfg.training
+    epochs = trained_epochs(os.path.join(run_dir, "history.jsonl"))
+    with open(os.path.join(run_dir, "clock.json"), encoding="utf-8") as f:
+        minutes = json.load(f)["train_seconds"] / 60.0
+    if epochs >= t.epochs or (t.max_minutes and minutes >= t.max_minutes):
+        raise ConfigError(f"nothing to extend: {run_dir} has trained {epochs} epochs and {minutes:.1f} minutes, "
+                          f"and training.epochs={t.epochs}, training.max_minutes={t.max_minutes:g} allow no more; "
+                          "raise them, e.g. --set training.max_minutes=" + f"{max(2 * minutes, 1):.0f}")
+    last = os.path.join(run_dir, "checkpoints", "last.weights.h5")
+    if not os.path.exists(last):
+        raise FileNotFoundError(f"cannot extend {run_dir}: its last checkpoint {last} is missing")
+    backup = os.path.join(run_dir, "backup")
+    os.makedirs(backup, exist_ok=True)
+    shutil.copyfile(last, os.path.join(backup, "latest.weights.h5"))
+    with open(os.path.join(backup, "training_metadata.json"), "w", encoding="utf-8") as f:
+        json.dump({"epoch": epochs, "batch": 0}, f)  # the format of keras.callbacks.BackupAndRestore
+    os.replace(os.path.join(run_dir, "summary.json"), os.path.join(run_dir, "summary.previous.json"))
+    logger.info("extending %s from epoch %d (%.1f training minutes) to training.epochs=%d, training.max_minutes=%g",
+                run_dir, epochs, minutes, t.epochs, t.max_minutes)
+
+
+def open_run(cfg: Config, run_dir: str, extend: bool = False) -> dict | None:
+    """Starts, resumes or extends a run folder; returns the summary of a finished run (which is not trained
+    again unless ``extend``), else None after creating the folder, writing ``config.json`` and seeding Keras with
+    ``data.seed``.
+
+    Args:
+        cfg: The configuration to train under; for an existing folder it may differ from the saved one only in
+            ``RESUMABLE_FIELDS``.
+        run_dir: The run folder.
+        extend: Train a finished run further, from its last checkpoint, up to ``cfg``'s larger
+            ``training.max_minutes`` / ``training.epochs`` (its summary moves to ``summary.previous.json``).
+
+    Raises:
+        ConfigError: ``cfg`` changes more than ``RESUMABLE_FIELDS``, or ``extend`` without a larger budget.
+    """
     summary_path = os.path.join(run_dir, "summary.json")
+    config_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(config_path):
+        check_resumable(load_config(config_path), cfg, run_dir)
     if os.path.exists(summary_path):
-        # A finished run: training it again would start from fresh weights and overwrite its checkpoints.
-        logger.info("%s already holds a finished run; returning its summary (use a new --run-dir to retrain)",
-                    run_dir)
-        with open(summary_path, encoding="utf-8") as f:
-            return json.load(f)
+        if not extend:
+            # Training it again from scratch would overwrite its checkpoints.
+            logger.info("%s already holds a finished run; returning its summary (train it further with --extend "
+                        "and a larger training.max_minutes or training.epochs, or use a new --run-dir)", run_dir)
+            with open(summary_path, encoding="utf-8") as f:
+                return json.load(f)
+        _prepare_extension(cfg, run_dir)
+    elif extend and not os.path.exists(config_path):
+        raise ConfigError(f"nothing to extend: {run_dir} holds no training run")
     os.makedirs(run_dir, exist_ok=True)
     save_config(cfg, run_dir)
     keras.utils.set_random_seed(cfg.data.seed)
@@ -314,11 +408,12 @@ def count_target_tokens(dataset: tf.data.Dataset, vocab_size: int) -> tuple[int,
 
 def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
           extra_callbacks: Sequence[keras.callbacks.Callback] = (), strategy: str = "default",
-          connect_timeout: float = 120.0) -> dict:
+          connect_timeout: float = 120.0, extend: bool = False) -> dict:
     """Trains (or resumes) a model in ``run_dir`` and returns the run summary.
 
     A run killed part-way (Ctrl-C, a lost machine) continues from its last backup when started again with the
-    same ``run_dir``: weights, optimizer state, epoch and training clock are restored.
+    same ``run_dir``: weights, optimizer state, epoch and training clock are restored. A finished run trains
+    further with ``extend`` (see ``open_run``).
 
     Args:
         cfg: The run's configuration.
@@ -331,6 +426,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
             and worker ``i`` keeps its own checkpoints in ``run_dir/workers/i``.
         connect_timeout: ``multi_worker``: seconds to wait for the other workers (and for a collective step)
             before failing.
+        extend: Train a finished run further under ``cfg``'s larger ``training.max_minutes`` /
+            ``training.epochs``, from its last checkpoint.
 
     Returns:
         Summary figures (also written to ``summary.json``).
@@ -347,7 +444,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     if worker:
         run_dir = os.path.join(run_dir, "workers", str(worker))
     summary_path = os.path.join(run_dir, "summary.json")
-    finished = open_run(cfg, run_dir)
+    finished = open_run(cfg, run_dir, extend)
     if finished is not None:
         return finished
     d, t = cfg.data, cfg.training
@@ -392,8 +489,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
 
     started = time.perf_counter()
     try:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
-                            callbacks=callbacks, verbose=verbose)
+        model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
+                  callbacks=callbacks, verbose=verbose)
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
         if workers == 1:
             raise
@@ -412,7 +509,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
         evaluator.evaluate(None)  # a final point at the end of training
     val_metrics = model.evaluate(val_ds, verbose=0, return_dict=True)
     summary = {
-        "name": cfg.name, "epochs_run": len(history.history.get("loss", [])),
+        "name": cfg.name, "epochs_run": trained_epochs(history_path),
         "train_minutes": round(clock.seconds / 60.0, 2), "wall_minutes": round(wall / 60.0, 2),
         "train_steps": clock.steps, "train_tokens_per_second": round(clock.tokens_per_second, 1), "workers": workers,
         "val_loss": round(float(val_metrics["loss"]), 4), "val_perplexity": round(float(val_metrics["perplexity"]), 3),
@@ -434,8 +531,6 @@ def load_run(run_dir: str, weights: str = "best"):
     Raises:
         FileNotFoundError: The folder is not a finished or running training run (names what is missing).
     """
-    from tfs2s.config import load_config
-
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{run_dir} is not a tfs2s run folder: {config_path} is missing")
