@@ -7,6 +7,8 @@ Prints a table and writes ``benchmarks/results/multi30k.json``.
     python benchmarks/multi30k.py --configs bahdanau,cho,sutskever
     python benchmarks/multi30k.py --configs bahdanau --set training.max_minutes=5   # quicker
     python benchmarks/multi30k.py --sweep runs/benchmark/bahdanau    # decoding search on a trained run
+    python benchmarks/multi30k.py --configs small --compare training.output_bias_init=zeros,unigram \
+        --runs-dir runs/output_bias --output benchmarks/results/multi30k_output_bias.json   # an ablation
 
 ``--sweep`` chooses beam width and length penalty on the validation split (greedy BLEU is the baseline) and
 reports the chosen setting once on test; it writes ``benchmarks/results/multi30k_sweep.json``.
@@ -27,20 +29,21 @@ ROOT = os.path.dirname(HERE)
 JOEYNMT_TOKENS_PER_SECOND = 898.0  # peer measured on this kind of machine (see BENCHMARKS.md)
 
 
-def run_one(name: str, overrides: list[str], runs_dir: str) -> dict:
-    """Trains and evaluates one configuration in this process."""
+def run_one(name: str, overrides: list[str], runs_dir: str, run_name: str | None = None) -> dict:
+    """Trains and evaluates one configuration in this process (in ``runs_dir/run_name``, default the config
+    name)."""
     from tfs2s.config import load_config
     from tfs2s.evaluation import evaluate_split
     from tfs2s.training import load_run, train
     from tfs2s.translator import Translator
 
     cfg = load_config(os.path.join(ROOT, "pipelines", "configs", f"multi30k_{name}.yaml"), overrides)
-    run_dir = os.path.join(runs_dir, name)
+    run_dir = os.path.join(runs_dir, run_name or name)
     summary = train(cfg, run_dir, verbose=2)
     cfg, models, source_tok, target_tok = load_run(run_dir)
     translator = Translator(models, source_tok, target_tok, cfg)
     test = evaluate_split(translator, "test", ["greedy", "beam"])
-    return {"config": name, "overrides": overrides, "train": summary, "test": test}
+    return {"config": run_name or name, "overrides": overrides, "train": summary, "test": test}
 
 
 SWEEP = [(1, 0.0), (5, 0.0), (5, 0.6), (5, 1.0), (10, 0.6), (10, 1.0)]
@@ -88,7 +91,10 @@ def main():
     parser.add_argument("--set", action="append", default=[], help="override applied to every config")
     parser.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "benchmark"))
     parser.add_argument("--output", default=os.path.join(HERE, "results", "multi30k.json"))
+    parser.add_argument("--compare", metavar="KEY=V1,V2,...",
+                        help="train each config once per value of KEY, one after the other (an ablation)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--run-name", help=argparse.SUPPRESS)
     parser.add_argument("--sweep", metavar="RUN_DIR", help="decoding search on a trained run (see above)")
     args = parser.parse_args()
 
@@ -97,20 +103,27 @@ def main():
         return
 
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args.set, args.runs_dir)), flush=True)
+        print("RESULT " + json.dumps(run_one(args.one, args.set, args.runs_dir, args.run_name)), flush=True)
         return
 
+    key, _, values = (args.compare or "").partition("=")
+    if args.compare and (not key or not values):
+        parser.error("--compare takes KEY=V1,V2,...")
     rows = []
     for name in [c for c in args.configs.split(",") if c]:
-        cmd = [sys.executable, __file__, "--one", name, "--runs-dir", args.runs_dir] + \
-              [f"--set={s}" for s in args.set]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-        if result is None:
-            print(proc.stdout[-3000:])
-            raise SystemExit(f"{name} failed (exit {proc.returncode})")
-        rows.append(result)
-        print(f"finished {name}", flush=True)
+        for value in [v for v in values.split(",") if v] or [None]:
+            run_name = f"{name}-{value}" if value else name
+            extra = [f"{key}={value}"] if value else []
+            cmd = [sys.executable, __file__, "--one", name, "--run-name", run_name, "--runs-dir", args.runs_dir] + \
+                  [f"--set={s}" for s in args.set + extra]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+            result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")),
+                          None)
+            if result is None:
+                print(proc.stdout[-3000:])
+                raise SystemExit(f"{run_name} failed (exit {proc.returncode})")
+            rows.append(result)
+            print(f"finished {run_name}", flush=True)
 
     record = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "command": " ".join(sys.argv), "results": rows}
