@@ -42,6 +42,14 @@ def test_min_frequency_and_vocab_size(tmp_path):
     assert words == ["a"]  # 4 specials + 1
 
 
+def test_detokenize_reattaches_punctuation_on_both_sides(tmp_path):
+    texts = ["¿Cómo está Tom?", "¡Qué bien!", "Er sagte (leise): ja, 100%."]
+    tok = learn_tokenizer("word", texts, str(tmp_path / "v.txt"), 100)
+    ids = tok.tokenize(tf.constant(texts))
+    assert ids[0].shape[0] == 5  # "¿" and "?" are tokens of their own
+    assert _texts(tok.detokenize(ids.to_tensor())) == texts
+
+
 def test_wordpiece_splits_unseen_words_into_known_pieces(tmp_path):
     corpus = ["spielen spielt spielte Spieler .", "laufen läuft lief Läufer .", "Hunde Hund Hündin ."] * 30
     tok = learn_tokenizer("wordpiece", corpus, str(tmp_path / "wp.txt"), 80)

@@ -24,7 +24,7 @@ from tfs2s import features as F
 # RE2's \w is ASCII-only, so Unicode classes keep umlauts and accents inside words.
 _PUNCT = r"([^\pL\pN\s\p{Z}'])"
 _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
-_DETOK_OPEN = r"([(\[{]) "
+_DETOK_OPEN = r"([(\[{¿¡]) "  # Spanish opening marks attach to the next word: "¿Cómo está?"
 
 
 def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False,

@@ -309,12 +309,17 @@ def _prepare_extension(cfg: Config, run_dir: str) -> None:
     and optimizer state) and the epoch count become the backup that ``ResumableBackup`` restores."""
     t = cfg.training
     epochs = trained_epochs(os.path.join(run_dir, "history.jsonl"))
-    with open(os.path.join(run_dir, "clock.json"), encoding="utf-8") as f:
-        minutes = json.load(f)["train_seconds"] / 60.0
+    clock_path = os.path.join(run_dir, "clock.json")
+    minutes = 0.0
+    if os.path.exists(clock_path):
+        with open(clock_path, encoding="utf-8") as f:
+            minutes = json.load(f)["train_seconds"] / 60.0
     if epochs >= t.epochs or (t.max_minutes and minutes >= t.max_minutes):
+        hint = (f"training.epochs={2 * epochs}" if epochs >= t.epochs
+                else f"training.max_minutes={max(2 * minutes, 1):.0f}")
         raise ConfigError(f"nothing to extend: {run_dir} has trained {epochs} epochs and {minutes:.1f} minutes, "
                           f"and training.epochs={t.epochs}, training.max_minutes={t.max_minutes:g} allow no more; "
-                          "raise them, e.g. --set training.max_minutes=" + f"{max(2 * minutes, 1):.0f}")
+                          f"raise them, e.g. --set {hint}")
     last = os.path.join(run_dir, "checkpoints", "last.weights.h5")
     if not os.path.exists(last):
         raise FileNotFoundError(f"cannot extend {run_dir}: its last checkpoint {last} is missing")
