@@ -205,8 +205,8 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto", e
 
     Every image is checked first (a wrong size or an undecodable file fails naming the file). The summary
     holds the validation exact accuracy and character error rate of greedy and beam search.
- ``extend`` trains a finished run further, as in
-    ``tfs2s.training.train``.
+
+    With ``extend`` a finished run trains further, as in ``tfs2s.training.train``.
     """
     from tfs2s.training import TrainingClock, compile_model, open_run, run_callbacks, trained_epochs
 

@@ -170,8 +170,8 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto", 
 
     The summary compares validation and test MSE / MAE (normalised) of the model's autoregressive forecasts with
     persistence, seasonal naive (24 h) and the least-squares linear window model.
- ``extend`` trains a finished run further, as in
-    ``tfs2s.training.train``.
+
+    With ``extend`` a finished run trains further, as in ``tfs2s.training.train``.
     """
     from tfs2s.training import TrainingClock, make_optimizer, open_run, run_callbacks, trained_epochs
 
