@@ -51,7 +51,7 @@ def run(tmp_path_factory):
     return path, summary, cfg
 
 
-def test_run_summary_and_resume(run):
+def test_run_summary_and_resume(run, tmp_path):
     path, summary, cfg = run
     assert summary["train_images"] == 48 and summary["validation_images"] == 12
     for strategy in ("greedy", "beam"):
@@ -60,6 +60,13 @@ def test_run_summary_and_resume(run):
     assert os.path.exists(os.path.join(path, "target_vocab.txt"))
     # A finished run is not retrained: the same summary comes back.
     assert captioning.train_captioner(cfg, path, verbose=0) == summary
+    # With extend, a copy of it trains one more epoch from its last checkpoint.
+    copy = str(tmp_path / "run")
+    shutil.copytree(path, copy)
+    longer = cfg.replace(**{"training.epochs": 3})
+    extended = captioning.train_captioner(longer, copy, verbose=0, extend=True)
+    assert summary["epochs_run"] == 2 and extended["epochs_run"] == 3
+    assert os.path.exists(os.path.join(copy, "summary.previous.json"))
 
 
 def test_captioner_checks_images(run):
