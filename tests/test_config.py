@@ -62,3 +62,10 @@ def test_replace_returns_new_frozen_config():
     assert other.model.hidden == 8 and cfg.model.hidden != 8
     with pytest.raises(Exception):
         cfg.model.hidden = 3
+
+
+def test_dotted_view_matches_the_override_keys():
+    cfg = load_config(None, {"model.hidden": 64, "decoding.beam_width": 3})
+    flat = cfg.to_dotted()
+    assert flat["model.hidden"] == 64 and flat["decoding.beam_width"] == 3 and flat["name"] == cfg.name
+    assert load_config(None, flat) == cfg  # the same keys rebuild the same config

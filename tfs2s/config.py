@@ -232,6 +232,12 @@ class Config:
         """Plain nested dict (JSON-serialisable)."""
         return dataclasses.asdict(self)
 
+    def to_dotted(self) -> dict:
+        """Flat dict keyed like ``replace`` and ``--set``: ``{"name": ..., "model.hidden": ..., ...}``."""
+        return {f"{section}.{key}" if isinstance(values, dict) else section: value
+                for section, values in self.to_dict().items()
+                for key, value in (values.items() if isinstance(values, dict) else [(None, values)])}
+
     def replace(self, **overrides: Any) -> "Config":
         """Copy with dotted-key overrides, e.g. ``replace(**{"model.hidden": 64})``."""
         return config_from_dict(_apply_overrides(self.to_dict(), overrides))

@@ -21,7 +21,6 @@ only in ``RESUMABLE_FIELDS``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -198,6 +197,16 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         super()._save_model()
         self.clock.save()
 
+    @staticmethod
+    def seed(backup_dir: str, weights_path: str, epochs_done: int) -> None:
+        """Writes ``weights_path`` (weights and optimizer state) into ``backup_dir`` as the backup taken after
+        ``epochs_done`` epochs, in ``BackupAndRestore``'s own file names, for a run to resume from."""
+        keras_backup = keras.callbacks.BackupAndRestore(backup_dir)
+        os.makedirs(backup_dir, exist_ok=True)
+        shutil.copyfile(weights_path, keras_backup._weights_path)
+        with open(keras_backup._training_metadata_path, "w", encoding="utf-8") as f:
+            json.dump({"epoch": epochs_done, "batch": 0}, f)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 
@@ -264,19 +273,17 @@ class EpochLogger(keras.callbacks.Callback):
         _log_jsonl(self.path, record)
 
 
+def _epoch_records(history_path: str) -> list[dict]:
+    """The ``epoch`` lines of a run's ``history.jsonl`` (none before the first epoch ends)."""
+    if not os.path.exists(history_path):
+        return []
+    with open(history_path, encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r.get("event") == "epoch"]
+
+
 def _best_val_loss(history_path: str) -> float | None:
     """Best validation loss logged by earlier epochs of this run (so a resumed run keeps its best checkpoint)."""
-    if not os.path.exists(history_path):
-        return None
-    with open(history_path, encoding="utf-8") as f:
-        losses = [r["val_loss"] for r in map(json.loads, f) if r.get("event") == "epoch" and "val_loss" in r]
-    return min(losses) if losses else None
-
-
-def _flat_config(cfg: Config) -> dict:
-    return {f"{section}.{key}" if isinstance(values, dict) else section: value
-            for section, values in dataclasses.asdict(cfg).items()
-            for key, value in (values.items() if isinstance(values, dict) else [(None, values)])}
+    return min((r["val_loss"] for r in _epoch_records(history_path) if "val_loss" in r), default=None)
 
 
 def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
@@ -286,7 +293,7 @@ def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
     Raises:
         ConfigError: Names every changed field with both values.
     """
-    old, new = _flat_config(saved), _flat_config(cfg)
+    old, new = saved.to_dotted(), cfg.to_dotted()
     changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
                if old.get(key) != new.get(key) and key not in RESUMABLE_FIELDS
                and key.split(".")[0] not in RESUMABLE_FIELDS]
@@ -298,10 +305,7 @@ def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
 
 def trained_epochs(history_path: str) -> int:
     """Epochs a run folder has logged (the last one may have been cut short by ``training.max_minutes``)."""
-    if not os.path.exists(history_path):
-        return 0
-    with open(history_path, encoding="utf-8") as f:
-        return max((r["epoch"] for r in map(json.loads, f) if r.get("event") == "epoch"), default=0)
+    return max((r["epoch"] for r in _epoch_records(history_path)), default=0)
 
 
 def _prepare_extension(cfg: Config, run_dir: str) -> None:
@@ -309,11 +313,7 @@ def _prepare_extension(cfg: Config, run_dir: str) -> None:
     and optimizer state) and the epoch count become the backup that ``ResumableBackup`` restores."""
     t = cfg.training
     epochs = trained_epochs(os.path.join(run_dir, "history.jsonl"))
-    clock_path = os.path.join(run_dir, "clock.json")
-    minutes = 0.0
-    if os.path.exists(clock_path):
-        with open(clock_path, encoding="utf-8") as f:
-            minutes = json.load(f)["train_seconds"] / 60.0
+    minutes = TrainingClock(t.max_minutes, 0.0, os.path.join(run_dir, "clock.json")).seconds / 60.0
     if epochs >= t.epochs or (t.max_minutes and minutes >= t.max_minutes):
         hint = (f"training.epochs={2 * epochs}" if epochs >= t.epochs
                 else f"training.max_minutes={max(2 * minutes, 1):.0f}")
@@ -323,11 +323,7 @@ def _prepare_extension(cfg: Config, run_dir: str) -> None:
     last = os.path.join(run_dir, "checkpoints", "last.weights.h5")
     if not os.path.exists(last):
         raise FileNotFoundError(f"cannot extend {run_dir}: its last checkpoint {last} is missing")
-    backup = os.path.join(run_dir, "backup")
-    os.makedirs(backup, exist_ok=True)
-    shutil.copyfile(last, os.path.join(backup, "latest.weights.h5"))
-    with open(os.path.join(backup, "training_metadata.json"), "w", encoding="utf-8") as f:
-        json.dump({"epoch": epochs, "batch": 0}, f)  # the format of keras.callbacks.BackupAndRestore
+    ResumableBackup.seed(os.path.join(run_dir, "backup"), last, epochs)
     os.replace(os.path.join(run_dir, "summary.json"), os.path.join(run_dir, "summary.previous.json"))
     logger.info("extending %s from epoch %d (%.1f training minutes) to training.epochs=%d, training.max_minutes=%g",
                 run_dir, epochs, minutes, t.epochs, t.max_minutes)
