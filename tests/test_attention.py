@@ -3,6 +3,7 @@ import keras
 import pytest
 
 from tfs2s.layers.attention import BahdanauAttention, LuongAttention
+from tfs2s.layers.projection import TiedEmbedding, VocabularyProjection
 from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, LevelShift, PaddingMask, WindowLinear
 
 
@@ -35,7 +36,9 @@ def test_masked_positions_get_zero_weight_and_do_not_matter(layer):
 
 
 @pytest.mark.parametrize("cls,kwargs", [(BahdanauAttention, {"units": 4}), (LuongAttention, {"scale": 0.25}),
-                                        (PaddingMask, {}), (BroadcastOverTime, {})])
+                                        (PaddingMask, {}), (BroadcastOverTime, {}),
+                                        (VocabularyProjection, {"vocab_size": 7}),
+                                        (TiedEmbedding, {"vocab_size": 7, "dim": 5})])
 def test_config_round_trip(cls, kwargs):
     layer = cls(name="x", **kwargs)
     config = layer.get_config()

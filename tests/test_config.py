@@ -33,6 +33,11 @@ def test_bad_values_are_rejected():
         load_config(None, ["decoding.n_best=9", "decoding.beam_width=3"])
     with pytest.raises(ConfigError, match="KEY|section.key=value"):
         parse_overrides(["model.hidden"])
+    with pytest.raises(ConfigError, match="tie_embeddings needs model.embedding_dim == model.hidden"):
+        load_config(None, ["model.tie_embeddings=true", "model.embedding_dim=256", "model.hidden=512"])
+    with pytest.raises(ConfigError, match="tie_embeddings needs model.output_head=softmax"):
+        load_config(None, ["model.tie_embeddings=true", "model.embedding_dim=64", "model.hidden=64",
+                           "model.input_encoder=vectors", "model.output_head=regression"])
 
 
 def test_int_is_accepted_for_float_and_json_round_trip(tmp_path):

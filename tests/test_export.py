@@ -214,3 +214,33 @@ def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
         session = ort.InferenceSession(os.path.join(path, "onnx", filename), providers=["CPUExecutionProvider"])
         tokens = session.run(["tokens"], {"encoder_token_ids": ids})[0]
         np.testing.assert_array_equal(tokens, served[strategy]["tokens"].numpy())
+
+
+def test_tied_embeddings_export_agrees_in_tf_and_onnx(data_dir, tmp_path):
+    """A model whose target embedding is its output layer exports, relocates, and decodes alike in TF and ONNX."""
+    from tfs2s.onnx_runtime import OnnxTranslator
+
+    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 200, "data.batch_size": 16,
+                             "data.min_frequency": 1, "model.hidden": 24, "model.embedding_dim": 24,
+                             "model.tie_embeddings": True, "model.attention_units": 16, "training.epochs": 1,
+                             "training.bleu_sentences": 0, "training.early_stopping_patience": 0, "name": "tied"})
+    run = str(tmp_path / "run")
+    train(cfg, run, verbose=0)
+    _, models, s, t = load_run(run)
+    translator = Translator(models, s, t, cfg)
+    path = export_saved_model(translator, str(tmp_path / "exports"), "tied", onnx=True, max_beam_width=8)
+    moved = str(tmp_path / "moved")
+    shutil.move(path, moved)
+    assert verify_export(moved, translator, SENTENCES)["translate_ids"]["sentences"] == len(SENTENCES)
+    loaded = tf.saved_model.load(moved)
+    ids = translator.encode(tf.constant(SENTENCES)).numpy()
+    onnx = OnnxTranslator(moved)
+    for signature, strategy in (("translate_ids_greedy", "greedy"), ("translate_ids", "beam")):
+        served = loaded.signatures[signature](encoder_token_ids=tf.constant(ids))
+        got = onnx.translate_ids(ids, strategy)
+        np.testing.assert_array_equal(got["tokens"], served["tokens"].numpy())
+        np.testing.assert_allclose(got["scores"], served["scores"].numpy(), atol=1e-4)
+    assert onnx.translate(SENTENCES) == [x.decode() for x in
+                                         loaded.signatures["translate_text"](text=tf.constant(SENTENCES))[
+                                             "translation"].numpy()]
+

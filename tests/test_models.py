@@ -111,6 +111,83 @@ def test_sampled_softmax_training_model(tmp_path):
         build_models(cfg, 30, 25, sampled_softmax=25)
 
 
+# ---------------------------------------------------------------- tied target embedding and output layer
+
+def _tied_models(tie=True, **kwargs):
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(embedding_dim=16, hidden=16, attention_units=8, dropout=0.0, tie_embeddings=tie)
+    return build_models(cfg, 30, 25, **kwargs)
+
+
+def test_tied_embeddings_use_one_matrix_for_input_words_and_output_scores(tmp_path):
+    from tfs2s.layers import TiedEmbedding
+    from tfs2s.models import output_layer, target_embedding_layer
+
+    m = _tied_models()
+    tied = output_layer(m.training)
+    assert isinstance(tied, TiedEmbedding)
+    assert target_embedding_layer(m.decoder_step) is tied and output_layer(m.teacher_forced) is tied
+    names = {layer.name for layer in m.training.layers}
+    assert not names & {"target_embedding", "output_projection"}
+    # One [V, E] matrix in the whole model; untied has a second vocabulary-sized kernel.
+    untied = _tied_models(tie=False)
+    assert untied.training.count_params() - m.training.count_params() == 25 * 16
+    # Both roles read the same matrix: the embedding of a word is its row, the logits are rows . hidden + bias.
+    kernel = tied.embeddings.numpy()
+    np.testing.assert_allclose(tied(DEC, mode="embed").numpy(), kernel[DEC])
+    hidden = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    np.testing.assert_allclose(tied(hidden).numpy(), hidden @ kernel.T + tied.bias.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="mode must be"):
+        tied(hidden, mode="other")
+    # The step decoder reproduces the teacher-forced logits.
+    inputs = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}
+    logits = m.training(inputs).numpy()
+    state = m.initial_state(tf.constant(SRC))
+    for t in range(DEC.shape[1]):
+        step_logits, state = m.step(tf.constant(DEC[:, t]), state)
+        expected = logits[:, t].copy()
+        expected[:, [F.PAD_ID, F.BOS_ID]] -= 1e9
+        np.testing.assert_allclose(step_logits.numpy(), expected, atol=1e-4)
+    # Changing one word's row changes what the model does after reading it (embedding) and its score (output).
+    row = 7
+    reads_row = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: np.array([[2, row], [2, 9]], np.int32)}
+    before = m.training(reads_row).numpy()
+    tied.embeddings.assign(tf.tensor_scatter_nd_add(tied.embeddings, [[row]], [np.full(16, 0.5, np.float32)]))
+    after = m.training(reads_row).numpy()
+    others = np.arange(25) != row
+    # First position: only the word's own score moves; second (after reading it as input): every score moves.
+    np.testing.assert_allclose(after[:, 0, others], before[:, 0, others], atol=1e-6)
+    assert not np.allclose(after[:, 0, row], before[:, 0, row])
+    assert not np.allclose(after[0, 1, others], before[0, 1, others])
+    np.testing.assert_allclose(after[1, 1, others], before[1, 1, others], atol=1e-6)  # row 1 never reads it
+    # A .keras file revives the layer in both roles.
+    m.training.save(str(tmp_path / "tied.keras"))
+    restored = keras.saving.load_model(str(tmp_path / "tied.keras"))
+    np.testing.assert_allclose(restored(inputs).numpy(), m.training(inputs).numpy(), atol=1e-5)
+    assert sum(1 for w in restored.weights if tuple(w.shape) == (25, 16)) == 1
+
+
+def test_tied_embeddings_train_with_a_sampled_softmax():
+    from tfs2s.losses import MaskedCrossEntropy
+    from tfs2s.models import output_layer, set_unigram_output_bias
+
+    m = _tied_models(sampled_softmax=6)
+    tied = output_layer(m.training)
+    assert m.training.projection is tied
+    counts = np.arange(25)
+    set_unigram_output_bias(m, counts)
+    np.testing.assert_allclose(np.exp(tied.bias.numpy()), (counts + 1) / (counts + 1).sum(), rtol=1e-5)
+    inputs = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}
+    targets = np.array([[5, 6, 7, 3], [9, 4, 3, 0]], np.int32)
+    m.training.compile("adam", loss=MaskedCrossEntropy())
+    before = tied.embeddings.numpy().copy()
+    m.training.fit(inputs, targets, sample_weight=(targets != 0).astype("float32"), epochs=2, batch_size=2,
+                   verbose=0)
+    moved = np.any(tied.embeddings.numpy() != before, axis=1)
+    # Rows of decoder input words (<s> = 2, never a target) move through the embedding role.
+    assert moved[F.BOS_ID] and moved[[5, 6, 9]].all()
+
+
 # ---------------------------------------------------------------- image input, regression head
 
 IMAGE = np.random.default_rng(0).random((2, 16, 32, 1), dtype=np.float32)

@@ -84,3 +84,19 @@ def test_onnx_greedy_refuses_what_it_does_not_write():
                            source_features=3, target_features=3)
     with pytest.raises(UnsupportedDecoder, match="token-to-token"):
         build_greedy_decoder(vectors, DecodingConfig())
+
+
+def test_onnx_greedy_matches_tensorflow_with_tied_embeddings():
+    """One matrix embeds the input word (Gather) and scores the output words (MatMul of its transpose)."""
+    keras.utils.set_random_seed(0)
+    m = build_models(ModelConfig(embedding_dim=16, hidden=16, attention_units=8, dropout=0.0, tie_embeddings=True),
+                     30, 25)
+    rng = np.random.default_rng(1)
+    m.training.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in m.training.get_weights()])
+    dc = DecodingConfig(max_length_ratio=1.5, max_length_offset=3, min_length=2)
+    expected = _expected(m, IDS, dc)
+    got = _run(compose(build_encoder(m), build_greedy_decoder(m, dc)), IDS)
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    np.testing.assert_array_equal(got["length"], expected["length"])
+    np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+    assert len(set(expected["length"][:, 0].tolist())) > 1

@@ -290,6 +290,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("decoding.temperature must be positive")
     if cfg.model.tie_embeddings and cfg.model.embedding_dim != cfg.model.hidden:
         raise ConfigError("model.tie_embeddings needs model.embedding_dim == model.hidden")
+    if cfg.model.tie_embeddings and cfg.model.output_head != "softmax":
+        raise ConfigError("model.tie_embeddings needs model.output_head=softmax (a vocabulary to share)")
     pairing = (cfg.model.input_encoder, cfg.model.output_head)
     if pairing not in _PAIRINGS:
         raise ConfigError(f"model.input_encoder={pairing[0]!r} with model.output_head={pairing[1]!r} is not "

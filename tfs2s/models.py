@@ -37,11 +37,24 @@ from tfs2s import features as F
 from tfs2s.config import ModelConfig
 from tfs2s.decoding import regress
 from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LevelShift, LuongAttention,
-                          PaddingMask, VocabularyProjection, WindowLinear)
+                          PaddingMask, TiedEmbedding, VocabularyProjection, WindowLinear)
 
 MEMORY, KEYS, MASK, CONTEXT = "memory", "keys", "mask", "context"
 BASELINE, LAST_VALUES = "baseline", "last_values"  # regression head: linear forecast, last observed values
 VALUES = "values"  # the regression step's output
+TIED_EMBEDDING = "tied_embedding"  # model.tie_embeddings: the target embedding that is also the output layer
+
+
+def output_layer(model: keras.Model) -> keras.layers.Layer:
+    """``model``'s output layer: ``output_projection``, or the ``TiedEmbedding`` with ``tie_embeddings``."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(TIED_EMBEDDING if TIED_EMBEDDING in names else "output_projection")
+
+
+def target_embedding_layer(model: keras.Model) -> keras.layers.Layer:
+    """``model``'s target embedding (``.embeddings`` is its ``[V, E]`` matrix), tied or not."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(TIED_EMBEDDING if TIED_EMBEDDING in names else "target_embedding")
 
 
 @dataclasses.dataclass
@@ -303,7 +316,7 @@ def set_unigram_output_bias(models: Seq2SeqModels, counts: np.ndarray) -> None:
     Raises:
         ValueError: ``counts`` does not have one entry per output of the model's output layer.
     """
-    bias = models.teacher_forced.get_layer("output_projection").bias
+    bias = output_layer(models.teacher_forced).bias
     counts = np.asarray(counts, np.float64)
     if counts.shape != tuple(bias.shape):
         raise ValueError(f"{counts.shape[0] if counts.ndim == 1 else counts.shape} token counts for an output "
@@ -413,8 +426,14 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
     encoder = keras.Model(source, encoder_outputs, name="encoder")
 
     # ---------------------------------------------------------------- decoder layers (shared)
+    tied = None
     if regression:
         target_embedding = L.Dense(cfg.embedding_dim, name="target_projection")  # previous values -> input
+    elif cfg.tie_embeddings:
+        tied = TiedEmbedding(target_vocab_size, cfg.embedding_dim, name=TIED_EMBEDDING)
+
+        def target_embedding(ids):
+            return tied(ids, mode="embed")
     else:
         target_embedding = L.Embedding(target_vocab_size, cfg.embedding_dim, name="target_embedding")
     target_dropout = L.Dropout(cfg.dropout, name="target_dropout")
@@ -427,6 +446,8 @@ def build_models(cfg: ModelConfig, source_vocab_size: int | None = None, target_
         # Zero-initialised: the model starts as its linear part (or as persistence with subtract_last), and the
         # recurrent part grows from there instead of adding noise to a good forecast.
         projection = L.Dense(target_features, kernel_initializer="zeros", name="output_projection")
+    elif tied is not None:
+        projection = tied  # word-major like VocabularyProjection, so a sampled softmax reads it the same way
     elif sampled_softmax:
         projection = VocabularyProjection(target_vocab_size, name="output_projection")
     else:

@@ -24,7 +24,7 @@ from tfs2s import features as F
 from tfs2s.decoding import IMPOSSIBLE_SCORE
 from tfs2s.layers.attention import MASKED_SCORE
 from tfs2s.layers.projection import VocabularyProjection
-from tfs2s.models import banned_token_bias
+from tfs2s.models import banned_token_bias, output_layer, target_embedding_layer
 from tfs2s.onnx_encoder import (GraphBuilder, UnsupportedEncoder, check_activations, gru_weights, lstm_weights,
                                 weight_array)
 
@@ -60,7 +60,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
         raise UnsupportedDecoder("only token-to-token models are written to ONNX by hand")
     if decoding.no_repeat_ngram_size:
         raise UnsupportedDecoder("repeat blocking is converted by tf2onnx, not written here")
-    projection = step.get_layer("output_projection")
+    projection = output_layer(step)
     if not isinstance(projection, (keras.layers.Dense, VocabularyProjection)):
         raise UnsupportedDecoder(f"output layer {type(projection).__name__} is converted by tf2onnx")
     attention = cfg.attention if cfg.attention in ("bahdanau", "luong") else None
@@ -107,7 +107,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     names = ["iter", "cond", "ids", "finished", "lengths", "log_probs", "tokens"] + state_names
     body_in = {name: PREFIX + "body/in_" + name for name in names}
     t = bn("Cast", [body_in["iter"]], to=TensorProto.INT32)
-    embeddings = weight_array(step.get_layer("target_embedding").embeddings)
+    embeddings = weight_array(target_embedding_layer(step).embeddings)
     x = bn("Gather", [bc("target_embedding", embeddings), body_in["ids"]])
     if attention is None:
         x = bn("Concat", [x, "context"], axis=1)
@@ -156,7 +156,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
         context = "context"
     hidden = b.dense(bn("Concat", [x, context], axis=1), step.get_layer("attentional_hidden"), "attentional_hidden")
     banned = banned_token_bias(vocab)  # as Seq2SeqModels.step adds it, folded into the output layer's bias
-    if isinstance(projection, VocabularyProjection):  # sampled-softmax models: stored [V, H], transposed once here
+    if isinstance(projection, VocabularyProjection):  # sampled softmax / tied: stored [V, H], transposed once here
         kernel = weight_array(projection.kernel).T.copy()
         logits = bn("Add", [bn("MatMul", [hidden, bc("output_projection/kernel", kernel)]),
                             bc("output_projection/bias", weight_array(projection.bias) + banned)])

@@ -38,3 +38,48 @@ class VocabularyProjection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size}
+
+
+@keras.saving.register_keras_serializable(package="tfs2s")
+class TiedEmbedding(VocabularyProjection):
+    """A target embedding that is also the output layer (Press & Wolf 2017; Inan et al. 2017).
+
+    One ``[vocab_size, dim]`` matrix embeds the decoder's input words (``mode="embed"``) and, with a bias of
+    its own, scores the output words (``mode="logits"``, the default, so the layer stands wherever a
+    ``VocabularyProjection`` does: sampled softmax, the hand-written ONNX decoder). Sharing the matrix halves
+    the vocabulary-sized parameters and trains each word's row from both sides, which regularises the rare
+    words of small corpora.
+
+    Args:
+        vocab_size: Target vocabulary size.
+        dim: Embedding size, which is also the size of the hidden vectors it scores.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, **kwargs):
+        super().__init__(vocab_size, **kwargs)
+        self.dim = dim
+
+    def build(self, input_shape=None):
+        # Built from the constructor's sizes: the first call may be either mode, so the input shape says nothing.
+        self.kernel = self.add_weight(name="embeddings", shape=(self.vocab_size, self.dim),
+                                      initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+        self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
+
+    @property
+    def embeddings(self):
+        """The shared matrix, under the name a ``keras.layers.Embedding`` gives it."""
+        return self.kernel
+
+    def call(self, inputs, mode: str = "logits"):
+        if mode == "embed":
+            return tf.gather(self.kernel, tf.cast(inputs, "int32"))
+        if mode != "logits":
+            raise ValueError(f"mode must be 'embed' or 'logits', got {mode!r}")
+        return super().call(inputs)
+
+    def compute_output_spec(self, inputs, mode: str = "logits"):
+        shape = (*inputs.shape, self.dim) if mode == "embed" else (*inputs.shape[:-1], self.vocab_size)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
