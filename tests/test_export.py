@@ -244,3 +244,29 @@ def test_tied_embeddings_export_agrees_in_tf_and_onnx(data_dir, tmp_path):
                                          loaded.signatures["translate_text"](text=tf.constant(SENTENCES))[
                                              "translation"].numpy()]
 
+
+def test_onnx_text_graph_in_a_process_that_loaded_tensorflow_first(exported):
+    """onnxruntime-extensions' regex op called TensorFlow's RE2 there and did nothing (text came out unnormalised
+    and with the padding's spaces); the runner loads the library so that it works, or says why it cannot."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        tf.strings.regex_replace(tf.constant(["a  b"]), " +", " ")  # TensorFlow's RE2 in use
+        if sys.argv[1] == "late":
+            import onnxruntime_extensions  # imported by the user after TensorFlow: cannot be mended
+        from tfs2s.onnx_runtime import OnnxTranslator
+        try:
+            print(json.dumps(OnnxTranslator({exported!r}).translate({SENTENCES + BAD!r})))
+        except RuntimeError as e:
+            print(json.dumps(str(e)))
+    """)
+    expected = tf.saved_model.load(exported).signatures["translate_text"](text=tf.constant(SENTENCES + BAD))
+    for case in ("runner_first", "late"):
+        proc = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True, timeout=600,
+                              cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        if case == "late":
+            assert "imported after TensorFlow" in got
+        else:
+            assert got == [t.decode() for t in expected["translation"].numpy()]

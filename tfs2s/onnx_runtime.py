@@ -34,6 +34,51 @@ def _clean_text(text) -> str:
     return str(text).encode("utf-8", errors="replace").decode("utf-8")
 
 
+def _string_ops_library() -> str:
+    """Path of onnxruntime-extensions' op library, loaded first (on Linux) so that its ops call its own RE2.
+
+    The library exports the RE2 it is built with, and so does TensorFlow. Loaded into a process that has loaded
+    TensorFlow, its calls bind to TensorFlow's RE2 and ``StringRegexReplace`` returns its input unchanged, for
+    every pattern and without an error (onnxruntime-extensions 0.15.2 with TensorFlow 2.21): a text graph then
+    skips its normalisation and detokenisation. Loading the library with ``RTLD_DEEPBIND`` before Python imports
+    it binds its calls to its own symbols (Python's later import finds the library already loaded).
+    """
+    import sys
+
+    if "onnxruntime_extensions" not in sys.modules and hasattr(os, "RTLD_DEEPBIND"):
+        import ctypes
+        import glob
+        import importlib.util
+
+        spec = importlib.util.find_spec("onnxruntime_extensions")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for path in glob.glob(os.path.join(folder, "_extensions_pydll*.so")):
+                ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_DEEPBIND)
+    from onnxruntime_extensions import get_library_path
+
+    return get_library_path()
+
+
+def _check_string_ops(ort, options) -> None:
+    """Runs one ``StringRegexReplace``; raises ``RuntimeError`` where it does nothing (see ``_string_ops_library``)."""
+    from onnx import TensorProto, helper  # a dependency of onnxruntime-extensions
+
+    node = helper.make_node("StringRegexReplace", ["text", "pattern", "rewrite"], ["out"], domain="ai.onnx.contrib")
+    graph = helper.make_graph(
+        [node], "regex_probe", [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("out", TensorProto.STRING, [None])],
+        [helper.make_tensor("pattern", TensorProto.STRING, [1], [b" +"]),
+         helper.make_tensor("rewrite", TensorProto.STRING, [1], [b" "])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.contrib", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if session.run(["out"], {"text": np.array(["a   b"], dtype=object)})[0].tolist() != ["a b"]:
+        raise RuntimeError(
+            "onnxruntime-extensions' regex op does not work in this process: onnxruntime_extensions was imported "
+            "after TensorFlow, and calls TensorFlow's RE2. Create the ONNX runner before importing "
+            "onnxruntime_extensions yourself, or run ONNX text graphs in a process without TensorFlow.")
+
+
 class _OnnxExport:
     """An export's metadata and its ONNX sessions (``string_ops``: with onnxruntime-extensions' ops)."""
 
@@ -51,9 +96,8 @@ class _OnnxExport:
             raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
         self._options = ort.SessionOptions()
         if string_ops:  # onnxruntime-extensions' string ops (text graphs)
-            from onnxruntime_extensions import get_library_path
-
-            self._options.register_custom_ops_library(get_library_path())
+            self._options.register_custom_ops_library(_string_ops_library())
+            _check_string_ops(ort, self._options)
         if threads:
             self._options.intra_op_num_threads = threads
         self._ort = ort
