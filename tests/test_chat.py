@@ -26,7 +26,7 @@ def pipeline(tmp_path_factory, data_dir):
         status = chatbot.main(["--run-dir", run_dir, "--export-dir", export_dir, "--data-dir", data_dir,
                                "--eval-limit", "60", "--set", "data.limit=400", "--set", "training.epochs=2",
                                "--set", "training.max_minutes=0", "--set", "model.hidden=32",
-                               "--set", "model.embedding_dim=16", "--set", "model.attention_units=16",
+                               "--set", "model.embedding_dim=32", "--set", "model.attention_units=16",
                                "--set", "training.bleu_sentences=10", "--set", "data.min_frequency=1"])
     assert status == 0, out.getvalue()[-3000:]
     with open(os.path.join(run_dir, "export.json")) as f:
