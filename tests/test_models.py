@@ -23,16 +23,23 @@ def _models(**kwargs):
     return build_models(cfg, 30, 25)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_step_decoder_reproduces_teacher_forced_logits(case):
-    m = _models(**case)
-    logits = m.training({F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}).numpy()
-    state = m.initial_state(tf.constant(SRC))
+def _check_step_matches_teacher_forcing(m, source, source_name=F.ENCODER_TOKEN_IDS):
+    """Step by step, the one-step decoder gives the teacher-forced logits (with <pad> and <s> banned); returns
+    the last step's state."""
+    logits = m.training({source_name: source, F.DECODER_TOKEN_IDS: DEC}).numpy()
+    state = m.initial_state(tf.constant(source))
     for t in range(DEC.shape[1]):
         step_logits, state = m.step(tf.constant(DEC[:, t]), state)
         expected = logits[:, t].copy()
         expected[:, [F.PAD_ID, F.BOS_ID]] -= 1e9  # the step bans <pad> and <s>
         np.testing.assert_allclose(step_logits.numpy(), expected, atol=1e-4)
+    return state
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_step_decoder_reproduces_teacher_forced_logits(case):
+    m = _models(**case)
+    state = _check_step_matches_teacher_forcing(m, SRC)
     assert ("alignment" in state) == (case["attention"] != "none")
 
 
@@ -139,15 +146,8 @@ def test_tied_embeddings_use_one_matrix_for_input_words_and_output_scores(tmp_pa
     np.testing.assert_allclose(tied(hidden).numpy(), hidden @ kernel.T + tied.bias.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="mode must be"):
         tied(hidden, mode="other")
-    # The step decoder reproduces the teacher-forced logits.
+    _check_step_matches_teacher_forcing(m, SRC)
     inputs = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}
-    logits = m.training(inputs).numpy()
-    state = m.initial_state(tf.constant(SRC))
-    for t in range(DEC.shape[1]):
-        step_logits, state = m.step(tf.constant(DEC[:, t]), state)
-        expected = logits[:, t].copy()
-        expected[:, [F.PAD_ID, F.BOS_ID]] -= 1e9
-        np.testing.assert_allclose(step_logits.numpy(), expected, atol=1e-4)
     # Changing one word's row changes what the model does after reading it (embedding) and its score (output).
     row = 7
     reads_row = {F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: np.array([[2, row], [2, 9]], np.int32)}
@@ -242,13 +242,7 @@ def test_image_encoder_reads_columns_and_step_matches_teacher_forcing(attention)
     m = _image_models(attention=attention)
     # Two 2x2 poolings: 32 columns -> 8 memory positions, one per 4-pixel-wide strip, left to right.
     assert m.encoder.output["memory"].shape[1] == 8 and m.source_name == F.ENCODER_IMAGE
-    logits = m.training({F.ENCODER_IMAGE: IMAGE, F.DECODER_TOKEN_IDS: DEC}).numpy()
-    state = m.initial_state(tf.constant(IMAGE))
-    for t in range(DEC.shape[1]):
-        step_logits, state = m.step(tf.constant(DEC[:, t]), state)
-        expected = logits[:, t].copy()
-        expected[:, [F.PAD_ID, F.BOS_ID]] -= 1e9
-        np.testing.assert_allclose(step_logits.numpy(), expected, atol=1e-4)
+    _check_step_matches_teacher_forcing(m, IMAGE, F.ENCODER_IMAGE)
     # Columns are read in order: changing only the rightmost strip changes only the last memory position's
     # convolutional input (the bidirectional RNN then spreads it, so compare the projected columns).
     columns = keras.Model(m.encoder.input, m.encoder.get_layer("source_projection").output)

@@ -45,16 +45,19 @@ VALUES = "values"  # the regression step's output
 TIED_EMBEDDING = "tied_embedding"  # model.tie_embeddings: the target embedding that is also the output layer
 
 
+def _tied_or(model: keras.Model, name: str) -> keras.layers.Layer:
+    tied = [layer for layer in model.layers if layer.name == TIED_EMBEDDING]
+    return tied[0] if tied else model.get_layer(name)
+
+
 def output_layer(model: keras.Model) -> keras.layers.Layer:
     """``model``'s output layer: ``output_projection``, or the ``TiedEmbedding`` with ``tie_embeddings``."""
-    names = {layer.name for layer in model.layers}
-    return model.get_layer(TIED_EMBEDDING if TIED_EMBEDDING in names else "output_projection")
+    return _tied_or(model, "output_projection")
 
 
 def target_embedding_layer(model: keras.Model) -> keras.layers.Layer:
     """``model``'s target embedding (``.embeddings`` is its ``[V, E]`` matrix), tied or not."""
-    names = {layer.name for layer in model.layers}
-    return model.get_layer(TIED_EMBEDDING if TIED_EMBEDDING in names else "target_embedding")
+    return _tied_or(model, "target_embedding")
 
 
 @dataclasses.dataclass
