@@ -1,4 +1,8 @@
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import tensorflow as tf
 
@@ -15,6 +19,49 @@ def test_normalize_splits_punctuation_keeps_umlauts_and_repairs_utf8():
     assert out == ["Größe : 5 % !", "l'homme ( vite )", "bad \ufffd byte", ""]
     # RE2's \s misses Unicode separators; Multi30k has U+00A0, which must not become a token.
     assert _texts(normalize(tf.constant(["a\u00a0b\u2003c\td\x00e"]))) == ["a b c d e"]
+
+
+CONTRACTIONS = ["I ’ m fine , don ’ t worry .", "It’s Chris’s, we’ve, I’LL", "‘ Yes ’ said the boys’ dad",
+                "rock ’ n ’ roll", "ʼ s t’", "I'm"]
+FOLDED = ["I'm fine , don't worry .", "It's Chris's , we've , I'LL", "‘ Yes ’ said the boys ’ dad",
+          "rock ’ n ’ roll", "ʼ s t ’", "I'm"]
+
+
+def test_typographic_apostrophes_in_contractions_become_ascii():
+    """DailyDialog writes "I ’ m" beside "I'm", phones type "I’m": one token each, and replies read "i'm" (not
+    "i ’ m"); a ’ that is not inside a contraction (a closing quote) stays punctuation."""
+    assert _texts(normalize(tf.constant(CONTRACTIONS))) == FOLDED
+    assert _texts(normalize(tf.constant(CONTRACTIONS), portable=True)) == FOLDED
+    assert _texts(normalize(tf.constant(["It’s"]), lowercase=True)) == ["it's"]
+
+
+def test_normalisation_converts_to_onnx_and_agrees(tmp_path):
+    """The exported text graphs normalise with onnxruntime-extensions' RE2: same text as TensorFlow's."""
+    from tfs2s.export import _convert
+
+    module = tf.Module()
+    module.normalize = tf.function(lambda text: {"normalized": normalize(text, portable=True)},
+                                   input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    saved = str(tmp_path / "saved")
+    tf.saved_model.save(module, saved, signatures={"normalize": module.normalize})
+    path = str(tmp_path / "normalize.onnx")
+    _convert(saved, "normalize", path, text_ops=True, tokenizer_kind="word")
+    texts = CONTRACTIONS + ["  Größe: 5%!  ", "l'homme (vite)", "a\u00a0b\u2003c\td", ""]
+    script = textwrap.dedent(f"""
+        import json
+        import numpy as np
+        import onnxruntime as ort
+        from tfs2s.onnx_runtime import _string_ops_library
+        options = ort.SessionOptions()
+        options.register_custom_ops_library(_string_ops_library())
+        session = ort.InferenceSession({path!r}, options, providers=["CPUExecutionProvider"])
+        out = session.run(None, {{"text": np.array({texts!r}, dtype=object)}})[0]
+        print(json.dumps([t.decode() if isinstance(t, bytes) else str(t) for t in out]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == _texts(normalize(tf.constant(texts), portable=True))
 
 
 def test_word_round_trip_unknown_words_and_special_token_text(tmp_path):

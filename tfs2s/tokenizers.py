@@ -23,6 +23,9 @@ from tfs2s import features as F
 # Punctuation (anything that is neither a letter, a digit, whitespace nor an apostrophe) becomes its own token.
 # RE2's \w is ASCII-only, so Unicode classes keep umlauts and accents inside words.
 _PUNCT = r"([^\pL\pN\s\p{Z}'])"
+# Typographic apostrophes in English contractions ("I’m", DailyDialog's "I ’ m", phone keyboards' smart quotes)
+# become the ASCII one, so "I’m" and "I'm" are one token; a ’ elsewhere (a closing quote) stays punctuation.
+_CONTRACTION = r"(\pL) ?[\x{2019}\x{02BC}] ?((?i:s|t|m|d|ll|re|ve|clock))\b"
 _DETOK_CLOSE = r" ([.,!?;:%)\]}])"
 _DETOK_OPEN = r"([(\[{¿¡]) "  # Spanish opening marks attach to the next word: "¿Cómo está?"
 
@@ -42,6 +45,7 @@ def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False,
     # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
     texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
     if split_punctuation:
+        texts = tf.strings.regex_replace(texts, _CONTRACTION, r"\1'\2")
         texts = tf.strings.regex_replace(texts, _PUNCT, r" \1 ")
         texts = tf.strings.regex_replace(texts, r" +", " ")
     # `tf.strings.strip` does not convert to ONNX; a regex does.
