@@ -130,6 +130,37 @@ def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
         assert json.load(f)["epoch"] == 3
 
 
+def test_plateau_and_early_stopping_go_on_counting_after_a_resume(tmp_path):
+    """Keras resets both in on_train_begin: a resumed run took its first epoch for an improvement whatever its
+    loss. Logged: 3.0, 2.5, 2.6 (plateau: learning rate halved), 2.7 (halved again); patience 3 has 2 left."""
+    from tfs2s.training import monitor_callbacks
+
+    history = tmp_path / "history.jsonl"
+    with open(history, "w") as f:
+        for epoch, loss in enumerate([3.0, 2.5, 2.6, 2.7], 1):
+            f.write(json.dumps({"event": "epoch", "epoch": epoch, "val_loss": loss}) + "\n")
+            f.write(json.dumps({"event": "bleu", "epoch": epoch, "greedy_bleu": 1.0}) + "\n")
+    cfg = load_config(None, {"training.lr_schedule": "plateau", "training.early_stopping_patience": 3})
+
+    def resume(losses):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.Adam(1e-3), "mse")
+        plateau, stopping = monitor_callbacks(cfg.training, str(history))
+        for callback in (plateau, stopping):
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch, loss in enumerate(losses, 4):
+            for callback in (plateau, stopping):
+                callback.on_epoch_end(epoch, {"val_loss": loss})
+        return float(model.optimizer.learning_rate), plateau.best, model.stop_training
+
+    assert resume([2.8]) == (pytest.approx(5e-4), 2.5, True)  # no better than 2.5: halved, and out of patience
+    assert resume([2.4]) == (pytest.approx(1e-3), 2.4, False)
+    assert resume([2.45, 2.6]) == (pytest.approx(5e-4), 2.45, False)  # an improvement resets both counts
+    history.unlink()  # a fresh run: the first epoch is the best so far
+    assert resume([2.8]) == (pytest.approx(1e-3), 2.8, False)
+
+
 @pytest.mark.parametrize("init", ["unigram", "zeros"])
 def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, init):
     """One step at a negligible learning rate leaves the initial bias in the checkpoint: the log frequencies of

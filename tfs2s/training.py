@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfs2s import corpora, data
-from tfs2s.config import Config, ConfigError, load_config, save_config
+from tfs2s.config import Config, ConfigError, TrainingConfig, load_config, save_config
 from tfs2s.losses import MaskedCrossEntropy
 from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
 from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
@@ -281,9 +281,14 @@ def _epoch_records(history_path: str) -> list[dict]:
         return [r for r in map(json.loads, f) if r.get("event") == "epoch"]
 
 
+def _logged_val_losses(history_path: str) -> list[float]:
+    """Validation losses of the epochs logged so far, in order."""
+    return [r["val_loss"] for r in _epoch_records(history_path) if "val_loss" in r]
+
+
 def _best_val_loss(history_path: str) -> float | None:
     """Best validation loss logged by earlier epochs of this run (so a resumed run keeps its best checkpoint)."""
-    return min((r["val_loss"] for r in _epoch_records(history_path) if "val_loss" in r), default=None)
+    return min(_logged_val_losses(history_path), default=None)
 
 
 def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
@@ -387,11 +392,60 @@ def run_callbacks(cfg: Config, run_dir: str, clock: TrainingClock,
         *extra,
         EpochLogger(history_path),
     ]
+    return callbacks + monitor_callbacks(t, history_path)
+
+
+def monitor_callbacks(t: TrainingConfig, history_path: str) -> list[keras.callbacks.Callback]:
+    """The learning-rate plateau and early stopping of ``t``, both counting from the epochs already logged in
+    ``history_path`` (so an interrupted, resumed or extended run keeps its best validation loss and patience)."""
+    callbacks: list[keras.callbacks.Callback] = []
     if t.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5))
+        callbacks.append(ResumedPlateau(history_path, monitor="val_loss", mode="min", factor=0.5, patience=1,
+                                        min_lr=1e-5))
     if t.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=t.early_stopping_patience))
+        callbacks.append(ResumedEarlyStopping(history_path, monitor="val_loss", mode="min",
+                                              patience=t.early_stopping_patience))
     return callbacks
+
+
+class ResumedPlateau(keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` that starts from the epochs a run has already logged.
+
+    Keras resets the best loss and the patience count in ``on_train_begin``, so after a resume the first epoch
+    counted as an improvement whatever its loss, and a plateau went unnoticed for ``patience`` more epochs. The
+    logged validation losses are replayed instead; the reductions they caused are already in the restored
+    optimizer's learning rate, so replaying only moves the counters.
+    """
+
+    def __init__(self, history_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = history_path
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for loss in _logged_val_losses(self.history_path):
+            if self.best is None or loss < self.best - abs(self.min_delta):
+                self.best, self.wait = loss, 0
+            else:
+                self.wait += 1
+                if self.wait >= self.patience:
+                    self.wait = 0
+
+
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """``EarlyStopping`` that starts from the epochs a run has already logged (see ``ResumedPlateau``): a run
+    resumed or extended after ``k`` epochs without improvement stops after ``patience - k`` more."""
+
+    def __init__(self, history_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = history_path
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for loss in _logged_val_losses(self.history_path):
+            self.wait += 1
+            if self.best is None or loss < self.best - abs(self.min_delta):
+                self.best, self.wait = loss, 0
 
 
 def count_target_tokens(dataset: tf.data.Dataset, vocab_size: int) -> tuple[int, int, np.ndarray]:
