@@ -408,14 +408,9 @@ def monitor_callbacks(t: TrainingConfig, history_path: str) -> list[keras.callba
     return callbacks
 
 
-class ResumedPlateau(keras.callbacks.ReduceLROnPlateau):
-    """``ReduceLROnPlateau`` that starts from the epochs a run has already logged.
-
-    Keras resets the best loss and the patience count in ``on_train_begin``, so after a resume the first epoch
-    counted as an improvement whatever its loss, and a plateau went unnoticed for ``patience`` more epochs. The
-    logged validation losses are replayed instead; the reductions they caused are already in the restored
-    optimizer's learning rate, so replaying only moves the counters.
-    """
+class _ReplaysLoggedEpochs:
+    """Mixin for Keras' monitoring callbacks, which reset their best value and patience count in
+    ``on_train_begin``: after that reset, the run's logged validation losses are replayed through ``_replay``."""
 
     def __init__(self, history_path: str, **kwargs):
         super().__init__(**kwargs)
@@ -424,28 +419,37 @@ class ResumedPlateau(keras.callbacks.ReduceLROnPlateau):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         for loss in _logged_val_losses(self.history_path):
-            if self.best is None or loss < self.best - abs(self.min_delta):
-                self.best, self.wait = loss, 0
-            else:
-                self.wait += 1
-                if self.wait >= self.patience:
-                    self.wait = 0
+            self._replay(loss)
+
+    def _improves(self, loss: float) -> bool:
+        return self.best is None or loss < self.best - abs(self.min_delta)
 
 
-class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+class ResumedPlateau(_ReplaysLoggedEpochs, keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` that starts from the epochs a run has already logged.
+
+    Keras' own started every resumed run afresh: its first epoch counted as an improvement whatever its loss, and a
+    plateau went unnoticed for ``patience`` more epochs. Replaying only moves the counters: the reductions the
+    logged epochs caused are already in the restored optimizer's learning rate.
+    """
+
+    def _replay(self, loss: float) -> None:
+        if self._improves(loss):
+            self.best, self.wait = loss, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.wait = 0
+
+
+class ResumedEarlyStopping(_ReplaysLoggedEpochs, keras.callbacks.EarlyStopping):
     """``EarlyStopping`` that starts from the epochs a run has already logged (see ``ResumedPlateau``): a run
     resumed or extended after ``k`` epochs without improvement stops after ``patience - k`` more."""
 
-    def __init__(self, history_path: str, **kwargs):
-        super().__init__(**kwargs)
-        self.history_path = history_path
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        for loss in _logged_val_losses(self.history_path):
-            self.wait += 1
-            if self.best is None or loss < self.best - abs(self.min_delta):
-                self.best, self.wait = loss, 0
+    def _replay(self, loss: float) -> None:
+        self.wait += 1
+        if self._improves(loss):
+            self.best, self.wait = loss, 0
 
 
 def count_target_tokens(dataset: tf.data.Dataset, vocab_size: int) -> tuple[int, int, np.ndarray]:
