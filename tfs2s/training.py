@@ -418,11 +418,13 @@ class _ReplaysLoggedEpochs:
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        if self.monitor_op is None:  # Keras sets it on the first epoch end; the replay needs it now
+            self._set_monitor_op()
         for loss in _logged_val_losses(self.history_path):
             self._replay(loss)
 
     def _improves(self, loss: float) -> bool:
-        return self.best is None or loss < self.best - abs(self.min_delta)
+        return bool(self._is_improvement(loss, self.best))  # Keras' own test (mode, min_delta)
 
 
 class ResumedPlateau(_ReplaysLoggedEpochs, keras.callbacks.ReduceLROnPlateau):
