@@ -92,7 +92,7 @@ def ctc_recipe(args) -> dict:
 
 
 def _load_cfg(args):
-    from tfs2s.config import load_config, parse_overrides
+    from tfs2s.core.config import load_config, parse_overrides
 
     overrides = {"data.data_dir": args.data_dir}
     overrides.update(parse_overrides(args.set))
@@ -112,7 +112,7 @@ def _decode_pixels(examples, height: int, width: int):
     import numpy as np
     import tensorflow as tf
 
-    from tfs2s.images import decode_images
+    from tfs2s.data.images import decode_images
 
     chunks = []
     for start in range(0, len(examples), 256):
@@ -178,8 +178,8 @@ def run_ctc(train, val, cfg, args, run_dir: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tfs2s.captioning import caption_scores
-    from tfs2s.training import TrainingClock
+    from tfs2s.tasks.image.task import caption_scores
+    from tfs2s.training.run import TrainingClock
 
     recipe = ctc_recipe(args)
     keras.utils.set_random_seed(cfg.data.seed)
@@ -249,7 +249,7 @@ def _best_epoch(run_dir: str):
 
 
 def run_tfs2s(cfg, run_dir: str) -> dict:
-    from tfs2s.captioning import train_captioner
+    from tfs2s.tasks.image.task import train_captioner
 
     summary = train_captioner(cfg, run_dir, verbose=2)
     summary["best_epoch"] = _best_epoch(run_dir)
@@ -283,8 +283,8 @@ def main():
     import keras
     import tensorflow as tf
 
-    from tfs2s import captioning
-    from tfs2s.corpora import default_data_dir
+    from tfs2s.tasks.image import task as captioning
+    from tfs2s.data.corpora import default_data_dir
 
     args.data_dir = args.data_dir or default_data_dir()
     if not args.data_dir:
@@ -324,7 +324,7 @@ def main():
               "data_dir": os.path.abspath(args.data_dir),
               "split": {"images": len(examples), "train": len(train), "validation": len(val),
                         "validation_fraction": cfg.data.validation_fraction, "seed": cfg.data.seed,
-                        "limit": cfg.data.limit, "source": "tfs2s.captioning.split"},
+                        "limit": cfg.data.limit, "source": "tfs2s.tasks.image.task.split"},
               "anchor": ANCHOR,
               "configs": {"keras_io_ctc": ctc_recipe(args),
                           "tfs2s": {"file": os.path.relpath(CONFIG, ROOT), "overrides": args.set,

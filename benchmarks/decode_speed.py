@@ -53,7 +53,7 @@ def _summary(latencies: list, sentences: int) -> dict:
 
 def ort_worker(export_dir: str, inputs: str) -> None:
     """TensorFlow-free worker: times one onnxruntime call per request line; writes the parity outputs."""
-    from tfs2s.onnx_runtime import OnnxTranslator
+    from tfs2s.export.onnx.runtime import OnnxTranslator
 
     data = np.load(inputs)
     ids = data["ids"]
@@ -125,8 +125,8 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from tfs2s import corpora
-    from tfs2s.export import export_saved_model, load_translator_from_run
+    from tfs2s.data import corpora
+    from tfs2s.export.savedmodel import export_saved_model, load_translator_from_run
 
     translator = load_translator_from_run(args.run_dir)
     cfg = translator.config

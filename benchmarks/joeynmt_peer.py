@@ -59,7 +59,7 @@ def install(venv: str) -> None:
 
 def write_data(work: str, data_dir: str | None) -> str:
     """Writes Multi30k as JoeyNMT's plain files (``train.de``/``train.en``...), read through tfs2s's reader."""
-    from tfs2s import corpora
+    from tfs2s.data import corpora
 
     out = os.path.join(work, "data")
     os.makedirs(out, exist_ok=True)

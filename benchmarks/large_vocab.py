@@ -37,7 +37,7 @@ VARIANTS = {"full": ["training.loss=cross_entropy"], "sampled": ["training.loss=
 
 
 def _config(variant: str, args):
-    from tfs2s.config import load_config
+    from tfs2s.core.config import load_config
 
     overrides = VARIANTS[variant] + [f"training.epochs={max(1, args.epochs)}", f"data.limit={args.limit}"] + args.set
     if args.data_dir:
@@ -53,8 +53,9 @@ def child_throughput(variant: str, args) -> dict:
     """Times ``args.steps`` training steps after ``args.warmup`` untimed ones."""
     import keras
 
-    from tfs2s import corpora, data
-    from tfs2s.training import build_run_models, compile_model, prepare_tokenizers
+    from tfs2s.data import corpora
+    from tfs2s.core import text_data as data
+    from tfs2s.training.run import build_run_models, compile_model, prepare_tokenizers
 
     cfg = _config(variant, args)
     d = cfg.data
@@ -82,9 +83,9 @@ def child_throughput(variant: str, args) -> dict:
 
 def child_quality(variant: str, args) -> dict:
     """Trains one variant on the whole training split and evaluates it on test."""
-    from tfs2s.evaluation import evaluate_split
-    from tfs2s.training import load_run, train
-    from tfs2s.translator import Translator
+    from tfs2s.apps.evaluation import evaluate_split
+    from tfs2s.training.run import load_run, train
+    from tfs2s.tasks.text.predictor import Translator
 
     cfg = _config(variant, args)
     run_dir = os.path.join(args.work_dir, variant)

@@ -32,10 +32,10 @@ JOEYNMT_TOKENS_PER_SECOND = 898.0  # peer measured on this kind of machine (see 
 def run_one(name: str, overrides: list[str], runs_dir: str, run_name: str | None = None) -> dict:
     """Trains and evaluates one configuration in this process (in ``runs_dir/run_name``, default the config
     name)."""
-    from tfs2s.config import load_config
-    from tfs2s.evaluation import evaluate_split
-    from tfs2s.training import load_run, train
-    from tfs2s.translator import Translator
+    from tfs2s.core.config import load_config
+    from tfs2s.apps.evaluation import evaluate_split
+    from tfs2s.training.run import load_run, train
+    from tfs2s.tasks.text.predictor import Translator
 
     cfg = load_config(os.path.join(ROOT, "pipelines", "configs", f"multi30k_{name}.yaml"), overrides)
     run_dir = os.path.join(runs_dir, run_name or name)
@@ -51,11 +51,11 @@ SWEEP = [(1, 0.0), (5, 0.0), (5, 0.6), (5, 1.0), (10, 0.6), (10, 1.0)]
 
 def sweep(run_dir: str, output: str) -> dict:
     """Beam width x length penalty on validation; the best setting evaluated on test."""
-    from tfs2s import corpora
-    from tfs2s.evaluation import evaluate_pairs
-    from tfs2s.metrics import bleu_scores
-    from tfs2s.training import load_run
-    from tfs2s.translator import Translator
+    from tfs2s.data import corpora
+    from tfs2s.apps.evaluation import evaluate_pairs
+    from tfs2s.core.metrics import bleu_scores
+    from tfs2s.training.run import load_run
+    from tfs2s.tasks.text.predictor import Translator
 
     cfg, models, source_tok, target_tok = load_run(run_dir)
     translator = Translator(models, source_tok, target_tok, cfg)

@@ -42,7 +42,8 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from tfs2s import captioning, images
+    from tfs2s.tasks.image import task as captioning
+    from tfs2s.data import images
 
     captioner = captioning.load_captioner(args.run_dir)
     cfg = captioner.config.replace(**({"data.data_dir": args.data_dir} if args.data_dir else {}))
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     report = {"export": exported, "samples": [
         {"reference": e[1], "served": t.decode("utf-8")} for e, t in zip(sample, served["text"].numpy())]}
     if not args.no_onnx:
-        from tfs2s.onnx_runtime import OnnxCaptioner
+        from tfs2s.export.onnx.runtime import OnnxCaptioner
 
         onnx = OnnxCaptioner(exported)
         report["onnx_equals_savedmodel"] = {

@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from tfs2s import forecasting, timeseries
-    from tfs2s import features as F
+    from tfs2s.tasks.series import task as forecasting
+    from tfs2s.data import timeseries
+    from tfs2s.core import features as F
 
     forecaster = forecasting.load_forecaster(args.run_dir)
     cfg = forecaster.config.replace(**({"data.data_dir": args.data_dir} if args.data_dir else {}))
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         **{F.ENCODER_VALUES: tf.constant(past)})["forecast"].numpy()
     report = {"export": exported, "windows": len(past)}
     if not args.no_onnx:
-        from tfs2s.onnx_runtime import OnnxForecaster
+        from tfs2s.export.onnx.runtime import OnnxForecaster
 
         onnx_out = OnnxForecaster(exported).forecast(past)
         report["onnx_vs_savedmodel_max_normalized_diff"] = float(

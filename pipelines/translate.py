@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     status = pipeline.train(args)
     if status:
         return status
-    from tfs2s.config import load_config
+    from tfs2s.core.config import load_config
 
     samples = SAMPLES.get(load_config(os.path.join(args.run_dir, "config.json")).data.source_lang, SAMPLES["de"])
     status = pipeline.cli(

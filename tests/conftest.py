@@ -4,7 +4,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from tfs2s.corpora import default_data_dir  # noqa: E402
+from tfs2s.data.corpora import default_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def data_dir():
 @pytest.fixture
 def tiny_vocab(tmp_path):
     """A word tokenizer pair learned from a handful of sentences."""
-    from tfs2s.tokenizers import learn_tokenizer
+    from tfs2s.core.tokenizers import learn_tokenizer
 
     src = ["ein mann fährt", "zwei hunde spielen", "ein hund läuft schnell", "eine frau singt"]
     tgt = ["a man drives", "two dogs play", "a dog runs fast", "a woman sings"]

@@ -2,9 +2,9 @@ import numpy as np
 import keras
 import pytest
 
-from tfs2s.layers.attention import BahdanauAttention, LuongAttention
-from tfs2s.layers.projection import TiedEmbedding, VocabularyProjection
-from tfs2s.layers.sequence import BroadcastOverTime, FullMask, LastStep, LevelShift, PaddingMask, WindowLinear
+from tfs2s.core.layers.attention import BahdanauAttention, LuongAttention
+from tfs2s.core.layers.projection import TiedEmbedding, VocabularyProjection
+from tfs2s.core.layers.sequence import BroadcastOverTime, FullMask, LastStep, LevelShift, PaddingMask, WindowLinear
 
 
 def _inputs(seed=0):

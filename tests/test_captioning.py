@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s import captioning, images
-from tfs2s.config import ConfigError, load_config
-from tfs2s.corpora import default_data_dir
-from tfs2s.export import ExportError
+from tfs2s.tasks.image import task as captioning
+from tfs2s.data import images
+from tfs2s.core.config import ConfigError, load_config
+from tfs2s.data.corpora import default_data_dir
+from tfs2s.export.savedmodel import ExportError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,7 +116,7 @@ def test_export_layout_and_parity(export, run, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from tfs2s.onnx_runtime import OnnxCaptioner
+        from tfs2s.export.onnx.runtime import OnnxCaptioner
         c = OnnxCaptioner({moved!r})
         pixels = np.load({str(tmp_path / "pixels.npy")!r})
         out = {{s: c.caption_ids(pixels, s)["tokens"].tolist() for s in ("greedy", "beam")}}

@@ -53,7 +53,7 @@ def test_pipeline_scores_against_the_ngram_baseline(pipeline):
 
 
 def test_exported_chatbot_keeps_context_and_answers_odd_messages(pipeline):
-    from tfs2s.chat import Conversation
+    from tfs2s.apps.chat import Conversation
 
     chat = Conversation(pipeline["export"])
     for message in ["Hi , how are you ?"] + ODD:
@@ -83,7 +83,7 @@ def test_exported_chatbot_answers_in_onnxruntime(pipeline):
     expected = tf.saved_model.load(pipeline["export"]).signatures["translate_text"](text=tf.constant(contexts))
     script = textwrap.dedent(f"""
         import json, sys
-        from tfs2s.onnx_runtime import OnnxTranslator
+        from tfs2s.export.onnx.runtime import OnnxTranslator
         replies = OnnxTranslator({pipeline["export"]!r}).translate({contexts!r})
         print(json.dumps({{"replies": replies, "tensorflow_imported": "tensorflow" in sys.modules}}))
     """)

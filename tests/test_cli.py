@@ -95,7 +95,7 @@ def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):
 
 
 def _shared(*parts):
-    from tfs2s.corpora import default_data_dir
+    from tfs2s.data.corpora import default_data_dir
 
     data = default_data_dir()
     if data is None or not os.path.exists(os.path.join(data, *parts)):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tfs2s.config import Config, ConfigError, load_config, parse_overrides, save_config
+from tfs2s.core.config import Config, ConfigError, load_config, parse_overrides, save_config
 
 
 def test_defaults_and_yaml_overrides(tmp_path):

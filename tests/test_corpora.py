@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
-from tfs2s import corpora
-from tfs2s.corpora import DataError, load_pairs, read_parallel, read_tsv_pairs
+from tfs2s.data import corpora
+from tfs2s.data.corpora import DataError, load_pairs, read_parallel, read_tsv_pairs
 
 
 def _write(path, lines, gz=False):

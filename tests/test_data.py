@@ -1,8 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import data
-from tfs2s import features as F
+from tfs2s.core import text_data as data
+from tfs2s.core import features as F
 
 
 def test_reverse_rows_and_prepare_source():
@@ -61,7 +61,7 @@ def test_filter_and_seeded_shuffle(tiny_vocab):
 def test_shard_batches_splits_an_epoch_without_overlap(tmp_path):
     import pytest
 
-    from tfs2s.tokenizers import learn_tokenizer
+    from tfs2s.core.tokenizers import learn_tokenizer
 
     pairs = [(f"w{i} " + "x " * (i % 5), "a b") for i in range(50)]  # each source has its own first word
     s = learn_tokenizer("word", [p[0] for p in pairs], str(tmp_path / "s.txt"), 100, min_frequency=1)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s import decoding as D
-from tfs2s import features as F
+from tfs2s.core import decoding as D
+from tfs2s.core import features as F
 
 V, L, ALPHA = 4, 3, 0.8
 TABLE = (np.random.default_rng(0).normal(size=(200, V)) * 2).astype(np.float32)

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from tfs2s import dialogue
-from tfs2s.corpora import DataError
+from tfs2s.data import dialogue
+from tfs2s.data.corpora import DataError
 
 
 def test_dailydialog_reader_and_examples(tmp_path):
@@ -56,8 +56,8 @@ def test_real_dailydialog_validation(data_dir):
 
 
 def test_dialogue_corpora_through_the_config(data_dir):
-    from tfs2s import corpora
-    from tfs2s.config import ConfigError, load_config
+    from tfs2s.data import corpora
+    from tfs2s.core.config import ConfigError, load_config
 
     cfg = load_config(None, [f"data.corpus=dailydialog", f"data.data_dir={data_dir}", "data.source_lang=context",
                              "data.target_lang=response", "data.context_turns=2"])

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tfs2s.distribute import DistributeError, read_tf_config
+from tfs2s.training.distribute import DistributeError, read_tf_config
 
 TINY = ["data.limit=160", "data.batch_size=16", "data.min_frequency=1", "model.hidden=16", "model.embedding_dim=8",
         "model.attention_units=8", "training.bleu_sentences=10", "training.early_stopping_patience=0",
@@ -87,9 +87,10 @@ def test_two_workers_train_in_step_and_the_chief_checkpoint_reloads(data_dir, tm
     assert model_keys and chief.keys() == other.keys()
     for key in chief:
         np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
-    from tfs2s import corpora, data
-    from tfs2s.training import load_run
-    from tfs2s.translator import Translator
+    from tfs2s.data import corpora
+    from tfs2s.core import text_data as data
+    from tfs2s.training.run import load_run
+    from tfs2s.tasks.text.predictor import Translator
 
     cfg, models, s, t = load_run(str(run_dir))
     assert Translator(models, s, t, cfg).translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
@@ -129,8 +130,8 @@ def test_multi_worker_mistakes_are_one_line_cli_errors(tf_config, extra, message
 def test_mirrored_strategy_trains_on_the_local_devices(data_dir, tmp_path):
     import tensorflow as tf
 
-    from tfs2s.config import load_config
-    from tfs2s.training import load_run, train
+    from tfs2s.core.config import load_config
+    from tfs2s.training.run import load_run, train
 
     overrides = dict(item.split("=", 1) for item in TINY)
     cfg = load_config(None, {**{k: int(v) for k, v in overrides.items()}, "data.data_dir": data_dir,

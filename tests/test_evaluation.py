@@ -1,10 +1,10 @@
 import keras
 import pytest
 
-from tfs2s.config import load_config
-from tfs2s.evaluation import evaluate_pairs, plot_sentence
-from tfs2s.models import build_models
-from tfs2s.translator import Translator
+from tfs2s.core.config import load_config
+from tfs2s.apps.evaluation import evaluate_pairs, plot_sentence
+from tfs2s.core.models import build_models
+from tfs2s.tasks.text.predictor import Translator
 
 
 def _translator(tiny_vocab, attention="bahdanau", reverse=False):

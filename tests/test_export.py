@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s import features as F
-from tfs2s.config import load_config
-from tfs2s.export import ExportError, export_saved_model, next_version, read_metadata, verify_export
-from tfs2s.training import load_run, train
-from tfs2s.translator import Translator
+from tfs2s.core import features as F
+from tfs2s.core.config import load_config
+from tfs2s.export.savedmodel import ExportError, export_saved_model, next_version, read_metadata, verify_export
+from tfs2s.training.run import load_run, train
+from tfs2s.tasks.text.predictor import Translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau mit einem Hut.", "Kinder."]
@@ -153,7 +153,7 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from tfs2s.onnx_runtime import OnnxTranslator
+        from tfs2s.export.onnx.runtime import OnnxTranslator
         t = OnnxTranslator({exported!r})
         data = np.load({str(tmp_path / "inputs.npz")!r})
         ids = data["ids"]
@@ -193,7 +193,7 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
 
 
 def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
-    from tfs2s.export import ONNX_GRAPHS, export_onnx
+    from tfs2s.export.savedmodel import ONNX_GRAPHS, export_onnx
 
     cfg = translator.config.replace(**{"decoding.no_repeat_ngram_size": 1})
     blocked = Translator(translator.models, translator.source_tokenizer, translator.target_tokenizer, cfg)
@@ -218,7 +218,7 @@ def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
 
 def test_tied_embeddings_export_agrees_in_tf_and_onnx(data_dir, tmp_path):
     """A model whose target embedding is its output layer exports, relocates, and decodes alike in TF and ONNX."""
-    from tfs2s.onnx_runtime import OnnxTranslator
+    from tfs2s.export.onnx.runtime import OnnxTranslator
 
     cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 200, "data.batch_size": 16,
                              "data.min_frequency": 1, "model.hidden": 24, "model.embedding_dim": 24,
@@ -254,7 +254,7 @@ def test_onnx_text_graph_in_a_process_that_loaded_tensorflow_first(exported):
         tf.strings.regex_replace(tf.constant(["a  b"]), " +", " ")  # TensorFlow's RE2 in use
         if sys.argv[1] == "late":
             import onnxruntime_extensions  # imported by the user after TensorFlow: cannot be mended
-        from tfs2s.onnx_runtime import OnnxTranslator
+        from tfs2s.export.onnx.runtime import OnnxTranslator
         try:
             print(json.dumps(OnnxTranslator({exported!r}).translate({SENTENCES + BAD!r})))
         except RuntimeError as e:

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s import decoding, forecasting, timeseries
-from tfs2s import features as F
-from tfs2s.config import ConfigError, load_config
-from tfs2s.corpora import default_data_dir
-from tfs2s.export import ExportError
+from tfs2s.core import decoding
+from tfs2s.tasks.series import task as forecasting
+from tfs2s.data import timeseries
+from tfs2s.core import features as F
+from tfs2s.core.config import ConfigError, load_config
+from tfs2s.data.corpora import default_data_dir
+from tfs2s.export.savedmodel import ExportError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,7 +45,7 @@ def test_regress_feeds_predictions_back():
 def test_linear_skip_starts_as_the_least_squares_fit(subtract_last):
     """Before training, the forecaster (zero output layer) forecasts exactly what the closed-form linear model
     fitted on the same windows does."""
-    from tfs2s.config import ModelConfig
+    from tfs2s.core.config import ModelConfig
 
     rng = np.random.default_rng(0)
     values = np.cumsum(rng.standard_normal((300, 2)), axis=0).astype(np.float32) / 10
@@ -137,7 +139,7 @@ def test_export_original_units_relocation_and_onnx(run, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from tfs2s.onnx_runtime import OnnxForecaster
+        from tfs2s.export.onnx.runtime import OnnxForecaster
         o = OnnxForecaster({moved!r})
         np.save({str(tmp_path / "onnx.npy")!r}, o.forecast(np.load({str(tmp_path / "past.npy")!r})))
         out = {{"empty": list(o.forecast(np.zeros((0, 48, 7), np.float32)).shape)}}

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s import features as F
-from tfs2s.corpora import default_data_dir
-from tfs2s.images import (ImageDataError, check_image, decode_images, image_dataset, plot_alignment, read_captcha,
+from tfs2s.core import features as F
+from tfs2s.data.corpora import default_data_dir
+from tfs2s.data.images import (ImageDataError, check_image, decode_images, image_dataset, plot_alignment, read_captcha,
                           read_captions, split_examples)
-from tfs2s.tokenizers import WordTokenizer
+from tfs2s.core.tokenizers import WordTokenizer
 
 H, W = 50, 200
 CAPTCHA_ALPHABET = set("2345678bcdefgmnpwxy")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tfs2s.losses import MaskedCrossEntropy
+from tfs2s.core.losses import MaskedCrossEntropy
 
 
 def _log_softmax(x):
@@ -40,7 +40,7 @@ def test_sampled_softmax_equals_tensorflow_reference():
     """Same value and gradients as tf.nn.sampled_softmax_loss given the same candidates (accidental hits too)."""
     import tensorflow as tf
 
-    from tfs2s.losses import sampled_softmax_loss
+    from tfs2s.core.losses import sampled_softmax_loss
 
     rng = np.random.default_rng(2)
     hidden = tf.constant(rng.normal(size=(7, 5)).astype("float32"))
@@ -63,7 +63,7 @@ def test_sampled_softmax_approaches_full_softmax_when_sampling_everything():
     """Sampling every other word with a uniform proposal gives exactly the full cross-entropy."""
     import tensorflow as tf
 
-    from tfs2s.losses import sampled_softmax_loss
+    from tfs2s.core.losses import sampled_softmax_loss
 
     rng = np.random.default_rng(4)
     hidden = rng.normal(size=(6, 5)).astype("float32")

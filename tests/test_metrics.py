@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores, plot_alignment
+from tfs2s.core.metrics import Perplexity, TokenAccuracy, bleu_scores, plot_alignment
 
 
 def test_perplexity_and_accuracy_ignore_padding():

@@ -3,9 +3,9 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfs2s import features as F
-from tfs2s.config import ModelConfig
-from tfs2s.models import build_models
+from tfs2s.core import features as F
+from tfs2s.core.config import ModelConfig
+from tfs2s.core.models import build_models
 
 CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
          dict(cell="lstm", attention="none", bidirectional=False, layers=2),
@@ -72,8 +72,8 @@ def test_keras_file_round_trip(case, tmp_path):
 
 def test_sampled_softmax_training_model(tmp_path):
     """The sampled model outputs the output layer's inputs, trains the shared projection, evaluates in full."""
-    from tfs2s.losses import MaskedCrossEntropy
-    from tfs2s.metrics import Perplexity
+    from tfs2s.core.losses import MaskedCrossEntropy
+    from tfs2s.core.metrics import Perplexity
 
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0)
@@ -127,8 +127,8 @@ def _tied_models(tie=True, **kwargs):
 
 
 def test_tied_embeddings_use_one_matrix_for_input_words_and_output_scores(tmp_path):
-    from tfs2s.layers import TiedEmbedding
-    from tfs2s.models import output_layer, target_embedding_layer
+    from tfs2s.core.layers import TiedEmbedding
+    from tfs2s.core.models import output_layer, target_embedding_layer
 
     m = _tied_models()
     tied = output_layer(m.training)
@@ -168,8 +168,8 @@ def test_tied_embeddings_use_one_matrix_for_input_words_and_output_scores(tmp_pa
 
 
 def test_tied_embeddings_train_with_a_sampled_softmax():
-    from tfs2s.losses import MaskedCrossEntropy
-    from tfs2s.models import output_layer, set_unigram_output_bias
+    from tfs2s.core.losses import MaskedCrossEntropy
+    from tfs2s.core.models import output_layer, set_unigram_output_bias
 
     m = _tied_models(sampled_softmax=6)
     tied = output_layer(m.training)
@@ -197,7 +197,7 @@ FUTURE = np.random.default_rng(2).standard_normal((3, 5, 2)).astype(np.float32)
 
 @pytest.mark.parametrize("sampled", [0, 6], ids=["dense", "vocabulary_projection"])
 def test_unigram_output_bias_makes_the_untrained_model_predict_target_frequencies(sampled):
-    from tfs2s.models import set_unigram_output_bias
+    from tfs2s.core.models import set_unigram_output_bias
 
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(embedding_dim=8, hidden=16, attention_units=8, dropout=0.0)
@@ -301,7 +301,7 @@ def test_new_models_keras_file_round_trip(kind, tmp_path):
 def test_scheduled_sampling_and_validation_forecast_free_running():
     """Sampling 1 in training, and every validation pass, feed the decoder its own predictions: the loss is then
     the forecast's (``decoding.regress``), not the teacher-forced one; sampling 0 trains teacher-forced."""
-    from tfs2s import decoding
+    from tfs2s.core import decoding
 
     m = _regression_models(linear_skip=True)
     model = m.training

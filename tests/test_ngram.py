@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from tfs2s import features as F
-from tfs2s.metrics import distinct_n
-from tfs2s.ngram import NgramLanguageModel
+from tfs2s.core import features as F
+from tfs2s.core.metrics import distinct_n
+from tfs2s.apps.ngram import NgramLanguageModel
 
 TRAIN = [s.split() for s in ["i am fine", "i am here", "you are fine", "we are here", "i am"]]
 

@@ -5,11 +5,11 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tfs2s import decoding
-from tfs2s.config import DecodingConfig, ModelConfig
-from tfs2s.models import build_models
-from tfs2s.onnx_decoder import UnsupportedDecoder, build_greedy_decoder
-from tfs2s.onnx_encoder import build_encoder, compose
+from tfs2s.core import decoding
+from tfs2s.core.config import DecodingConfig, ModelConfig
+from tfs2s.core.models import build_models
+from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
+from tfs2s.export.onnx.encoder import build_encoder, compose
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import keras
 
-from tfs2s.config import ModelConfig
-from tfs2s.models import build_models
-from tfs2s.onnx_encoder import UnsupportedEncoder, build_encoder
+from tfs2s.core.config import ModelConfig
+from tfs2s.core.models import build_models
+from tfs2s.export.onnx.encoder import UnsupportedEncoder, build_encoder
 
 ort = pytest.importorskip("onnxruntime")
 

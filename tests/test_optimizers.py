@@ -2,7 +2,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from tfs2s.optimizers import LazyAdam
+from tfs2s.core.optimizers import LazyAdam
 
 
 def test_dense_gradients_update_as_keras_adam():

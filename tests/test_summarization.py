@@ -4,8 +4,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from tfs2s import corpora
-from tfs2s import summarization as S
+from tfs2s.data import corpora
+from tfs2s.data import summarization as S
 
 
 def _tar(path, members):
@@ -112,7 +112,7 @@ def test_exported_summarizer_in_tf_and_onnxruntime(pipeline):
     expected = tf.saved_model.load(pipeline["export"]).signatures["translate_text"](text=tf.constant(documents))
     script = textwrap.dedent(f"""
         import json, sys
-        from tfs2s.onnx_runtime import OnnxTranslator
+        from tfs2s.export.onnx.runtime import OnnxTranslator
         print(json.dumps(OnnxTranslator({pipeline["export"]!r}).translate({documents!r})))
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from tfs2s.timeseries import (LinearWindowModel, SeriesError, Standardizer, baseline_scores, ett_split,
+from tfs2s.data.timeseries import (LinearWindowModel, SeriesError, Standardizer, baseline_scores, ett_split,
                               forecast_metrics, make_windows, persistence, read_csv_series, seasonal_naive,
                               window_dataset)
 

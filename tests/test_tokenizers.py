@@ -6,8 +6,8 @@ import textwrap
 
 import tensorflow as tf
 
-from tfs2s import features as F
-from tfs2s.tokenizers import WordPieceTokenizer, WordTokenizer, learn_tokenizer, load_tokenizer, normalize
+from tfs2s.core import features as F
+from tfs2s.core.tokenizers import WordPieceTokenizer, WordTokenizer, learn_tokenizer, load_tokenizer, normalize
 
 
 def _texts(t):
@@ -37,7 +37,7 @@ def test_typographic_apostrophes_in_contractions_become_ascii():
 
 def test_normalisation_converts_to_onnx_and_agrees(tmp_path):
     """The exported text graphs normalise with onnxruntime-extensions' RE2: same text as TensorFlow's."""
-    from tfs2s.export import _convert
+    from tfs2s.export.savedmodel import _convert
 
     module = tf.Module()
     module.normalize = tf.function(lambda text: {"normalized": normalize(text, portable=True)},
@@ -51,7 +51,7 @@ def test_normalisation_converts_to_onnx_and_agrees(tmp_path):
         import json
         import numpy as np
         import onnxruntime as ort
-        from tfs2s.onnx_runtime import _string_ops_library
+        from tfs2s.export.onnx.runtime import _string_ops_library
         options = ort.SessionOptions()
         options.register_custom_ops_library(_string_ops_library())
         session = ort.InferenceSession({path!r}, options, providers=["CPUExecutionProvider"])
@@ -132,7 +132,7 @@ def test_a_new_tokenizer_never_reads_an_old_tokenizers_table(tmp_path):
 
 
 def test_char_tokenizer_round_trip(tmp_path):
-    from tfs2s.tokenizers import learn_tokenizer, load_tokenizer
+    from tfs2s.core.tokenizers import learn_tokenizer, load_tokenizer
 
     tok = learn_tokenizer("char", ["2b827", "a b.c"], str(tmp_path / "target_vocab.txt"), 100, name="t")
     tok.save(str(tmp_path), "target")

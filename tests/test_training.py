@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s.config import load_config
-from tfs2s.training import load_run, train
-from tfs2s.translator import Translator
+from tfs2s.core.config import load_config
+from tfs2s.training.run import load_run, train
+from tfs2s.tasks.text.predictor import Translator
 
 TINY = {"data.limit": 160, "data.batch_size": 16, "data.min_frequency": 1, "model.hidden": 16,
         "model.embedding_dim": 8, "model.attention_units": 8, "training.bleu_sentences": 20,
@@ -69,7 +69,7 @@ def _optimizer_steps(run_dir):
 
 
 def test_extend_a_finished_run(data_dir, tmp_path):
-    from tfs2s.config import ConfigError
+    from tfs2s.core.config import ConfigError
 
     cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 2})
     run_dir = str(tmp_path / "run")
@@ -94,7 +94,7 @@ def test_extend_a_finished_run(data_dir, tmp_path):
 
 
 def test_a_run_goes_on_only_under_its_own_configuration(data_dir, tmp_path):
-    from tfs2s.config import ConfigError
+    from tfs2s.core.config import ConfigError
 
     cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1})
     run_dir = str(tmp_path / "run")
@@ -112,7 +112,7 @@ def test_a_run_goes_on_only_under_its_own_configuration(data_dir, tmp_path):
 def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
     """Keras' BackupAndRestore counts epochs from 0 in every process, so a resumed run killed again before its
     first epoch end would have restarted at epoch 0."""
-    from tfs2s.training import ResumableBackup, TrainingClock
+    from tfs2s.training.run import ResumableBackup, TrainingClock
 
     class KillAt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -133,7 +133,7 @@ def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
 def test_plateau_and_early_stopping_go_on_counting_after_a_resume(tmp_path):
     """Keras resets both in on_train_begin: a resumed run took its first epoch for an improvement whatever its
     loss. Logged: 3.0, 2.5, 2.6 (plateau: learning rate halved), 2.7 (halved again); patience 3 has 2 left."""
-    from tfs2s.training import monitor_callbacks
+    from tfs2s.training.run import monitor_callbacks
 
     history = tmp_path / "history.jsonl"
     with open(history, "w") as f:
@@ -165,8 +165,9 @@ def test_plateau_and_early_stopping_go_on_counting_after_a_resume(tmp_path):
 def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, init):
     """One step at a negligible learning rate leaves the initial bias in the checkpoint: the log frequencies of
     the training targets as ``count_target_tokens`` counts them (``</s>`` included, padding not), or zeros."""
-    from tfs2s import corpora, data
-    from tfs2s.training import count_target_tokens
+    from tfs2s.data import corpora
+    from tfs2s.core import text_data as data
+    from tfs2s.training.run import count_target_tokens
 
     cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1,
                              "training.learning_rate": 1e-12, "training.output_bias_init": init})
@@ -202,9 +203,9 @@ def test_load_run_errors_name_what_is_missing(tmp_path):
 def test_convergence_on_synthetic_reversal(tmp_path, loss):
     """The model must learn to reverse digit strings (a quality floor on a task with one right answer), with the
     full softmax and with a sampled one (8 of the 24 words per step, lazy Adam)."""
-    from tfs2s import data
-    from tfs2s.tokenizers import learn_tokenizer
-    from tfs2s.training import build_run_models, compile_model
+    from tfs2s.core import text_data as data
+    from tfs2s.core.tokenizers import learn_tokenizer
+    from tfs2s.training.run import build_run_models, compile_model
 
     rng = np.random.default_rng(0)
     words = [str(d) for d in range(10)] + list("abcdefghij")
@@ -252,7 +253,7 @@ def test_sampled_softmax_run_trains_evaluates_and_reloads(data_dir, tmp_path):
 
 
 def test_sampled_softmax_needs_fewer_samples_than_words(data_dir, tmp_path):
-    from tfs2s.config import ConfigError
+    from tfs2s.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="sampled_softmax_samples .* data.target_vocab_size"):
         load_config(None, {"training.loss": "sampled_softmax", "training.sampled_softmax_samples": 20000})

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _chat(args) -> int:
     """``tfs2s chat``: one-shot replies with ``--say``, else an interactive prompt (``/reset``, ``/quit``)."""
-    from tfs2s.chat import Conversation
+    from tfs2s.apps.chat import Conversation
 
     conversation = Conversation(args.model, args.strategy, args.temperature, args.top_k, args.seed, args.beam_width)
     if args.say:
@@ -144,7 +144,7 @@ def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: b
     """Translates with an exported SavedModel (``translate_options`` signature: beam search)."""
     import tensorflow as tf
 
-    from tfs2s.export import read_metadata
+    from tfs2s.export.savedmodel import read_metadata
 
     meta = read_metadata(path)
     if meta["requires_tensorflow_text"]:
@@ -177,10 +177,10 @@ def _run_input(run_dir: str) -> str:
 def _application(input_encoder: str, what: str):
     """``train`` / ``load`` / ``export`` / ``verify`` of the image (captioning) or vectors (forecasting) runs."""
     if input_encoder == "image":
-        from tfs2s import captioning as m
+        from tfs2s.tasks.image import task as m
 
         return {"train": m.train_captioner, "load": m.load_captioner, "export": m.export_captioner}[what]
-    from tfs2s import forecasting as m
+    from tfs2s.tasks.series import task as m
 
     return {"train": m.train_forecaster, "load": m.load_forecaster, "export": m.export_forecaster}[what]
 
@@ -194,11 +194,11 @@ def _export_application(args, input_encoder: str) -> dict:
                                                   args.version, overwrite=args.overwrite, onnx=args.onnx)
     rng = np.random.default_rng(0)
     if input_encoder == "image":
-        from tfs2s.captioning import verify_caption_export
+        from tfs2s.tasks.image.task import verify_caption_export
 
         verified = verify_caption_export(path, model, rng.random((3, *model.image_shape), np.float32))
     else:
-        from tfs2s.forecasting import verify_forecast_export
+        from tfs2s.tasks.series.task import verify_forecast_export
 
         window = rng.standard_normal((3, model.lookback, len(model.columns))).astype(np.float32)
         verified = verify_forecast_export(path, model, window * model.standardizer.std + model.standardizer.mean)
@@ -211,8 +211,8 @@ def run(argv=None) -> int:
     _quiet_tensorflow()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "train":
-        from tfs2s.config import load_config
-        from tfs2s.training import train
+        from tfs2s.core.config import load_config
+        from tfs2s.training.run import train
 
         overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
         saved = os.path.join(args.run_dir, "config.json")
@@ -226,7 +226,7 @@ def run(argv=None) -> int:
                             extend=args.extend)
         print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
     elif args.command == "evaluate":
-        from tfs2s.evaluation import evaluate_split, plot_sentence
+        from tfs2s.apps.evaluation import evaluate_split, plot_sentence
 
         translator = _load_translator(args.run_dir, args.data_dir)
         results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
@@ -243,7 +243,7 @@ def run(argv=None) -> int:
             with open(args.info, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
     elif args.command == "export":
-        from tfs2s.export import export_saved_model, verify_export
+        from tfs2s.export.savedmodel import export_saved_model, verify_export
 
         translator = _load_translator(args.run_dir)
         path = export_saved_model(translator, args.export_dir, args.name or translator.config.name, args.version,
@@ -274,10 +274,10 @@ def run(argv=None) -> int:
 
 def main(argv=None) -> None:
     """Entry point: user mistakes end with a one-line error and exit status 2, not a traceback."""
-    from tfs2s.config import ConfigError
-    from tfs2s.corpora import DataError
-    from tfs2s.distribute import DistributeError
-    from tfs2s.export import ExportError
+    from tfs2s.core.config import ConfigError
+    from tfs2s.data.corpora import DataError
+    from tfs2s.training.distribute import DistributeError
+    from tfs2s.export.savedmodel import ExportError
 
     try:
         status = run(argv)

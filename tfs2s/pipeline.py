@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 
-from tfs2s.translator import Translator
+from tfs2s.tasks.text.predictor import Translator
 
 
 def parser(description: str, config: str, run_dir: str) -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def train(args) -> int:
 
 def load_translator(run_dir: str, data_dir: str | None = None) -> Translator:
     """A ``Translator`` over a run's best checkpoint, optionally reading corpora from ``data_dir``."""
-    from tfs2s.training import load_run
+    from tfs2s.training.run import load_run
 
     cfg, models, source_tok, target_tok = load_run(run_dir)
     if data_dir:

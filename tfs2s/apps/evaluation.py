@@ -7,9 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
-from tfs2s import corpora, data
-from tfs2s.metrics import bleu_scores, plot_alignment
-from tfs2s.translator import Translator
+from tfs2s.data import corpora
+from tfs2s.core import text_data as data
+from tfs2s.core.metrics import bleu_scores, plot_alignment
+from tfs2s.tasks.text.predictor import Translator
 
 
 def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
@@ -29,7 +30,7 @@ def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
                            reverse_source=d.reverse_source)
     model = translator.models.training
     if not model.compiled:
-        from tfs2s.training import compile_model
+        from tfs2s.training.run import compile_model
 
         compile_model(translator.models, cfg, 1)
     metrics = model.evaluate(ds, verbose=0, return_dict=True)
@@ -105,8 +106,8 @@ def evaluate_dialogue(translator: Translator, train_pairs: Sequence[tuple[str, s
         {"responses", "ngram_perplexity", "seq2seq_perplexity", "perplexity_ratio"}, "unseen_in_training": {...},
         "<strategy>": {"bleu", "distinct_1", "distinct_2", "empty_replies", "examples"}, "sample": {...}}``.
     """
-    from tfs2s.metrics import distinct_n
-    from tfs2s.ngram import NgramLanguageModel
+    from tfs2s.core.metrics import distinct_n
+    from tfs2s.apps.ngram import NgramLanguageModel
 
     cfg = translator.config
     limit = cfg.data.max_target_length - 1  # room for </s>
@@ -165,7 +166,7 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
         ``{"documents", "lead_words", "model": {...}, "model_unk_replaced": {...}, "lead": {...},
         "random_sentence": {...}, "examples"}``; each score dict is ``{"rouge1", "rouge2", "rougeL"}``.
     """
-    from tfs2s import summarization as S
+    from tfs2s.data import summarization as S
 
     documents, references = [d for d, _ in pairs], [s for _, s in pairs]
     lengths = sorted(len(s.split()) for _, s in train_pairs) or [1]

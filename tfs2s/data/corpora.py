@@ -166,7 +166,7 @@ def _require_sides(corpus: Corpus, source: str, target: str) -> None:
 def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
                     context_turns: int = 1, turn_separator: str = "SEP", **options) -> list[Pair]:
     """(context -> response) pairs of a dialogue corpus (see ``tfs2s.dialogue``)."""
-    from tfs2s import dialogue
+    from tfs2s.data import dialogue
 
     _require_sides(corpus, source, target)
     read = {"dailydialog": dialogue.read_dailydialog, "topical_chat": dialogue.read_topical_chat,
@@ -183,7 +183,7 @@ def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target
 def _read_summaries(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
                     **options) -> list[Pair]:
     """(document -> summary) pairs of a summarization corpus (see ``tfs2s.summarization``)."""
-    from tfs2s import summarization as S
+    from tfs2s.data import summarization as S
 
     _require_sides(corpus, source, target)
     if corpus.name == "aeslc":

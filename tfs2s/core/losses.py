@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")

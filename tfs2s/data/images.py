@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import features as F
-from tfs2s.data import add_bos, add_eos
-from tfs2s.tokenizers import Tokenizer
+from tfs2s.core import features as F
+from tfs2s.core.text_data import add_bos, add_eos
+from tfs2s.core.tokenizers import Tokenizer
 
 AUTOTUNE = tf.data.AUTOTUNE
 Example = tuple[bytes, str]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 PREFIX = "tfs2s_encoder/"
 
@@ -120,7 +120,7 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     import onnx
     from onnx import TensorProto, helper
 
-    from tfs2s.export import ONNX_OPSET
+    from tfs2s.export.savedmodel import ONNX_OPSET
 
     cfg = models.config
     if cfg.input_encoder != "tokens":

@@ -8,7 +8,7 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 
 class _MaskedTokenMean(keras.metrics.Metric):

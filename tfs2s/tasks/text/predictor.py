@@ -7,11 +7,12 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import data, decoding
-from tfs2s import features as F
-from tfs2s.config import Config
-from tfs2s.models import Seq2SeqModels
-from tfs2s.tokenizers import Tokenizer
+from tfs2s.core import text_data as data
+from tfs2s.core import decoding
+from tfs2s.core import features as F
+from tfs2s.core.config import Config
+from tfs2s.core.models import Seq2SeqModels
+from tfs2s.core.tokenizers import Tokenizer
 
 
 class Translator(tf.Module):
@@ -141,8 +142,8 @@ class Translator(tf.Module):
 
     def _replace_unknown(self, texts: Sequence[str], out: dict) -> list[str]:
         """The best outputs of ``translate_batch`` with ``<unk>`` replaced from the source (see ``translate``)."""
-        from tfs2s.summarization import replace_unknown_words
-        from tfs2s.tokenizers import join_tokens, normalize, split_words
+        from tfs2s.data.summarization import replace_unknown_words
+        from tfs2s.core.tokenizers import join_tokens, normalize, split_words
 
         d = self.config.data
         words = split_words(normalize(tf.constant(list(texts)), self.source_tokenizer.lowercase)).to_list()

@@ -45,10 +45,11 @@ from typing import Callable
 
 import tensorflow as tf
 
-from tfs2s import data, decoding
-from tfs2s import features as F
-from tfs2s.config import Config
-from tfs2s.translator import Translator
+from tfs2s.core import text_data as data
+from tfs2s.core import decoding
+from tfs2s.core import features as F
+from tfs2s.core.config import Config
+from tfs2s.tasks.text.predictor import Translator
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class ServingModule(tf.Module):
         tr = self.translator
         source_ids = tr.encode(text)
         limit = tf.where(max_length > 0, max_length, tr.max_length(source_ids))
-        from tfs2s import decoding
+        from tfs2s.core import decoding
 
         state = tr.models.initial_state(source_ids)
         result = decoding.decode(tr.models.step, state, limit, "beam", beam_width=width, n_best=n,
@@ -389,7 +390,7 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     if models is not None:
         import onnx
 
-        from tfs2s.onnx_encoder import build_encoder, compose
+        from tfs2s.export.onnx.encoder import build_encoder, compose
 
         encoder = build_encoder(models)
     greedy = _written_greedy(models, decoding) if encoder is not None and "translate_ids_greedy" in graphs else None
@@ -417,7 +418,7 @@ def _written_greedy(models, decoding):
     """Greedy decoding written with ONNX operators, or None where ``tfs2s.onnx_decoder`` does not write it."""
     if models is None or decoding is None:
         return None
-    from tfs2s.onnx_decoder import UnsupportedDecoder, build_greedy_decoder
+    from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
 
     try:
         return build_greedy_decoder(models, decoding)
@@ -503,7 +504,7 @@ def verify_export(export_dir: str, translator: Translator, sentences: list[str],
 
 def load_translator_from_run(run_dir: str) -> Translator:
     """A ``Translator`` over a training run's best checkpoint."""
-    from tfs2s.training import load_run
+    from tfs2s.training.run import load_run
 
     cfg, models, source_tok, target_tok = load_run(run_dir)
     return Translator(models, source_tok, target_tok, cfg)

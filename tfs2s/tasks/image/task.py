@@ -20,11 +20,12 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import decoding, images
-from tfs2s import features as F
-from tfs2s.config import Config, ConfigError
-from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
-from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
+from tfs2s.core import decoding
+from tfs2s.data import images
+from tfs2s.core import features as F
+from tfs2s.core.config import Config, ConfigError
+from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
+from tfs2s.core.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def load_examples(cfg: Config) -> list[tuple[bytes, str]]:
     ``captcha``: ``<data_dir>/captcha-images-v2`` (a tar.gz or folder of ``<label>.png``); ``image_captions``: a
     Flickr8k-style ``<data_dir>/Images`` folder with ``<data_dir>/captions.txt`` (or ``Flickr8k.token.txt``).
     """
-    from tfs2s.corpora import resolve_data_dir
+    from tfs2s.data.corpora import resolve_data_dir
 
     d = cfg.data
     root = resolve_data_dir(d.data_dir)
@@ -208,7 +209,7 @@ def train_captioner(cfg: Config, run_dir: str, *, verbose: int | str = "auto", e
 
     With ``extend`` a finished run trains further, as in ``tfs2s.training.train``.
     """
-    from tfs2s.training import TrainingClock, compile_model, open_run, run_callbacks, trained_epochs
+    from tfs2s.training.run import TrainingClock, compile_model, open_run, run_callbacks, trained_epochs
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
@@ -261,7 +262,7 @@ def load_captioner(run_dir: str, weights: str = "best") -> Captioner:
     Raises:
         FileNotFoundError: The folder is not an image run, or has no such checkpoint (names what is missing).
     """
-    from tfs2s.config import load_config
+    from tfs2s.core.config import load_config
 
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
@@ -333,7 +334,7 @@ def export_captioner(captioner: Captioner, export_root: str, name: str, version:
 
     ``onnx=True`` also converts ``caption_image_greedy`` and ``caption_image_beam`` into ``<version>/onnx/``.
     """
-    from tfs2s.export import export_onnx, save_module, write_version
+    from tfs2s.export.savedmodel import export_onnx, save_module, write_version
 
     def write(tmp: str) -> None:
         save_module(tmp, CaptionServingModule(captioner), captioner.config, {

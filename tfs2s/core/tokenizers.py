@@ -18,7 +18,7 @@ from typing import Iterable
 
 import tensorflow as tf
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 # Punctuation (anything that is neither a letter, a digit, whitespace nor an apostrophe) becomes its own token.
 # RE2's \w is ASCII-only, so Unicode classes keep umlauts and accents inside words.

@@ -12,7 +12,7 @@ import collections
 import math
 from typing import Iterable, Sequence
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 
 class NgramLanguageModel:

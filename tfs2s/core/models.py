@@ -33,10 +33,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as L
 
-from tfs2s import features as F
-from tfs2s.config import ModelConfig
-from tfs2s.decoding import regress
-from tfs2s.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LevelShift, LuongAttention,
+from tfs2s.core import features as F
+from tfs2s.core.config import ModelConfig
+from tfs2s.core.decoding import regress
+from tfs2s.core.layers import (BahdanauAttention, BroadcastOverTime, FullMask, LastStep, LevelShift, LuongAttention,
                           PaddingMask, TiedEmbedding, VocabularyProjection, WindowLinear)
 
 MEMORY, KEYS, MASK, CONTEXT = "memory", "keys", "mask", "context"
@@ -226,7 +226,7 @@ class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not training:
             return super().compute_loss(x, y, self.projection(y_pred), sample_weight, training)
-        from tfs2s.losses import sampled_softmax_loss
+        from tfs2s.core.losses import sampled_softmax_loss
 
         keep = tf.not_equal(y, F.PAD_ID)
         if sample_weight is not None:

@@ -20,12 +20,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tfs2s import features as F
-from tfs2s.decoding import IMPOSSIBLE_SCORE
-from tfs2s.layers.attention import MASKED_SCORE
-from tfs2s.layers.projection import VocabularyProjection
-from tfs2s.models import banned_token_bias, output_layer, target_embedding_layer
-from tfs2s.onnx_encoder import (GraphBuilder, UnsupportedEncoder, check_activations, gru_weights, lstm_weights,
+from tfs2s.core import features as F
+from tfs2s.core.decoding import IMPOSSIBLE_SCORE
+from tfs2s.core.layers.attention import MASKED_SCORE
+from tfs2s.core.layers.projection import VocabularyProjection
+from tfs2s.core.models import banned_token_bias, output_layer, target_embedding_layer
+from tfs2s.export.onnx.encoder import (GraphBuilder, UnsupportedEncoder, check_activations, gru_weights, lstm_weights,
                                 weight_array)
 
 PREFIX = "tfs2s_greedy/"
@@ -52,7 +52,7 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     import onnx
     from onnx import TensorProto, helper
 
-    from tfs2s.export import ONNX_OPSET
+    from tfs2s.export.savedmodel import ONNX_OPSET
 
     cfg = models.config
     step = models.decoder_step

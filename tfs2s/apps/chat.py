@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from tfs2s.config import load_config
-from tfs2s.export import read_metadata
+from tfs2s.core.config import load_config
+from tfs2s.export.savedmodel import read_metadata
 
 
 class Conversation:

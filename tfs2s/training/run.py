@@ -33,13 +33,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import corpora, data
-from tfs2s.config import Config, ConfigError, TrainingConfig, load_config, save_config
-from tfs2s.losses import MaskedCrossEntropy
-from tfs2s.metrics import Perplexity, TokenAccuracy, bleu_scores
-from tfs2s.models import Seq2SeqModels, build_models, set_unigram_output_bias
-from tfs2s.optimizers import LazyAdam
-from tfs2s.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
+from tfs2s.data import corpora
+from tfs2s.core import text_data as data
+from tfs2s.core.config import Config, ConfigError, TrainingConfig, load_config, save_config
+from tfs2s.core.losses import MaskedCrossEntropy
+from tfs2s.core.metrics import Perplexity, TokenAccuracy, bleu_scores
+from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
+from tfs2s.core.optimizers import LazyAdam
+from tfs2s.core.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -493,8 +494,8 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     Returns:
         Summary figures (also written to ``summary.json``).
     """
-    from tfs2s.distribute import make_strategy, worker_index
-    from tfs2s.translator import Translator
+    from tfs2s.training.distribute import make_strategy, worker_index
+    from tfs2s.tasks.text.predictor import Translator
 
     if strategy == "multi_worker" and cfg.training.max_minutes:
         # Each worker would stop on its own clock, at different steps, and the others would wait forever.
@@ -555,7 +556,7 @@ def train(cfg: Config, run_dir: str, *, verbose: int | str = "auto",
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as err:
         if workers == 1:
             raise
-        from tfs2s.distribute import DistributeError
+        from tfs2s.training.distribute import DistributeError
 
         raise DistributeError(f"worker {worker}: another worker stopped answering during training "
                               f"({type(err).__name__}); start all workers again with the same command to resume "

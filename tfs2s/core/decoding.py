@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import features as F
+from tfs2s.core import features as F
 
 StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
 IMPOSSIBLE_SCORE = -1e9  # "impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN

@@ -22,10 +22,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfs2s import decoding, timeseries
-from tfs2s import features as F
-from tfs2s.config import Config, ConfigError
-from tfs2s.models import LAST_VALUES, Seq2SeqModels, build_models
+from tfs2s.core import decoding
+from tfs2s.data import timeseries
+from tfs2s.core import features as F
+from tfs2s.core.config import Config, ConfigError
+from tfs2s.core.models import LAST_VALUES, Seq2SeqModels, build_models
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def load_series(cfg: Config) -> timeseries.Series:
     Raises:
         ConfigError: Unknown corpus. SeriesError: bad file or column (names the file, line and column).
     """
-    from tfs2s.corpora import resolve_data_dir
+    from tfs2s.data.corpora import resolve_data_dir
 
     d = cfg.data
     if d.corpus not in SERIES_CORPORA:
@@ -173,7 +174,7 @@ def train_forecaster(cfg: Config, run_dir: str, *, verbose: int | str = "auto", 
 
     With ``extend`` a finished run trains further, as in ``tfs2s.training.train``.
     """
-    from tfs2s.training import TrainingClock, make_optimizer, open_run, run_callbacks, trained_epochs
+    from tfs2s.training.run import TrainingClock, make_optimizer, open_run, run_callbacks, trained_epochs
 
     _check_config(cfg)
     summary_path = os.path.join(run_dir, "summary.json")
@@ -241,7 +242,7 @@ def load_forecaster(run_dir: str, weights: str = "best") -> Forecaster:
     Raises:
         FileNotFoundError: The folder is not a forecasting run or lacks the checkpoint (names what is missing).
     """
-    from tfs2s.config import load_config
+    from tfs2s.core.config import load_config
 
     paths = {"config": os.path.join(run_dir, "config.json"), "statistics": os.path.join(run_dir, STANDARDIZER_FILE),
              "checkpoint": os.path.join(run_dir, "checkpoints", f"{weights}.weights.h5")}
@@ -296,7 +297,7 @@ def export_forecaster(forecaster: Forecaster, export_root: str, name: str, versi
     The training statistics are in the graph and in the metadata, so served forecasts are in original units.
     ``onnx=True`` also converts the ``forecast`` signature to ``<version>/onnx/forecast.onnx``.
     """
-    from tfs2s.export import export_onnx, save_module, write_version
+    from tfs2s.export.savedmodel import export_onnx, save_module, write_version
 
     def write(tmp: str) -> None:
         save_module(tmp, ForecastServingModule(forecaster), forecaster.config, {

@@ -20,7 +20,7 @@ import logging
 import os
 from typing import Iterable, Sequence
 
-from tfs2s.corpora import DataError
+from tfs2s.data.corpora import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
-from tfs2s import features as F
-from tfs2s.tokenizers import Tokenizer
+from tfs2s.core import features as F
+from tfs2s.core.tokenizers import Tokenizer
 
 Transform = Callable[[tf.data.Dataset], tf.data.Dataset]
 AUTOTUNE = tf.data.AUTOTUNE

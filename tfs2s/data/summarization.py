@@ -16,7 +16,7 @@ import re
 import tarfile
 from typing import Sequence
 
-from tfs2s.corpora import DataError
+from tfs2s.data.corpora import DataError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

@@ -1,0 +1,301 @@
+"""Run the ONNX graphs of an export in onnxruntime, without TensorFlow: translate, caption, forecast.
+
+This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.features``), so it runs where only
+``numpy``, ``onnxruntime`` and ``onnxruntime-extensions`` are installed::
+
+    from tfs2s.export.onnx.runtime import OnnxTranslator
+    translator = OnnxTranslator("saved_models/multi30k_small/1")
+    translator.translate(["Ein Mann fährt Fahrrad."])            # text graph (beam search)
+    translator.translate_ids(ids, strategy="greedy")             # ids graphs, whole loop inside ONNX
+    translator.greedy_host_loop(ids)                             # encoder.onnx + decoder_step.onnx, numpy loop
+    OnnxCaptioner("saved_models/captcha/1").caption(pixels)     # float images [B, 50, 200, 1] -> text
+    OnnxForecaster("saved_models/etth1/1").forecast(window)     # [B, 96, 7] past -> [B, 96, 7] future
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from tfs2s.core import features as F
+
+GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx",
+               "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
+               "logits": "teacher_forced.onnx"}
+
+
+def _clean_text(text) -> str:
+    """Valid UTF-8 text for the graph: bytes are decoded with replacement characters, lone surrogates replaced."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return str(text).encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _string_ops_library() -> str:
+    """Path of onnxruntime-extensions' op library, loaded first (on Linux) so that its ops call its own RE2.
+
+    The library exports the RE2 it is built with, and so does TensorFlow. Loaded into a process that has loaded
+    TensorFlow, its calls bind to TensorFlow's RE2 and ``StringRegexReplace`` returns its input unchanged, for
+    every pattern and without an error (onnxruntime-extensions 0.15.2 with TensorFlow 2.21): a text graph then
+    skips its normalisation and detokenisation. Loading the library with ``RTLD_DEEPBIND`` before Python imports
+    it binds its calls to its own symbols (Python's later import finds the library already loaded).
+    """
+    import sys
+
+    if "onnxruntime_extensions" not in sys.modules and hasattr(os, "RTLD_DEEPBIND"):
+        import ctypes
+        import glob
+        import importlib.util
+
+        spec = importlib.util.find_spec("onnxruntime_extensions")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for path in glob.glob(os.path.join(folder, "_extensions_pydll*.so")):
+                ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_DEEPBIND)
+    from onnxruntime_extensions import get_library_path
+
+    return get_library_path()
+
+
+def _check_string_ops(ort, options) -> None:
+    """Runs one ``StringRegexReplace``; raises ``RuntimeError`` where it does nothing (see ``_string_ops_library``)."""
+    from onnx import TensorProto, helper  # a dependency of onnxruntime-extensions
+
+    node = helper.make_node("StringRegexReplace", ["text", "pattern", "rewrite"], ["out"], domain="ai.onnx.contrib")
+    graph = helper.make_graph(
+        [node], "regex_probe", [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("out", TensorProto.STRING, [None])],
+        [helper.make_tensor("pattern", TensorProto.STRING, [1], [b" +"]),
+         helper.make_tensor("rewrite", TensorProto.STRING, [1], [b" "])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("ai.onnx.contrib", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if session.run(["out"], {"text": np.array(["a   b"], dtype=object)})[0].tolist() != ["a b"]:
+        raise RuntimeError(
+            "onnxruntime-extensions' regex op does not work in this process: onnxruntime_extensions was imported "
+            "after TensorFlow, and calls TensorFlow's RE2. Create the ONNX runner before importing "
+            "onnxruntime_extensions yourself, or run ONNX text graphs in a process without TensorFlow.")
+
+
+class _OnnxExport:
+    """An export's metadata and its ONNX sessions (``string_ops``: with onnxruntime-extensions' ops)."""
+
+    def __init__(self, export_dir: str, threads: int | None = None, string_ops: bool = False):
+        import onnxruntime as ort
+
+        meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
+        with open(meta_path, encoding="utf-8") as f:
+            self.metadata = json.load(f)
+        self.export_dir = export_dir
+        self.onnx_dir = os.path.join(export_dir, "onnx")
+        if not os.path.isdir(self.onnx_dir):
+            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
+        self._options = ort.SessionOptions()
+        if string_ops:  # onnxruntime-extensions' string ops (text graphs)
+            self._options.register_custom_ops_library(_string_ops_library())
+            _check_string_ops(ort, self._options)
+        if threads:
+            self._options.intra_op_num_threads = threads
+        self._ort = ort
+        self._sessions: dict = {}
+
+    def session(self, filename: str):
+        if filename not in self._sessions:
+            path = os.path.join(self.onnx_dir, filename)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"ONNX graph {path} is missing")
+            self._sessions[filename] = self._ort.InferenceSession(path, self._options,
+                                                                  providers=["CPUExecutionProvider"])
+        return self._sessions[filename]
+
+
+class OnnxTranslator(_OnnxExport):
+    """Runs an export's ``onnx/`` graphs.
+
+    Args:
+        export_dir: A version folder written by ``tfs2s export --onnx``.
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    Raises:
+        FileNotFoundError: The folder holds no ONNX graphs or no export metadata.
+    """
+
+    def __init__(self, export_dir: str, threads: int | None = None):
+        super().__init__(export_dir, threads, string_ops=True)
+
+    def session(self, graph: str):
+        """The onnxruntime session of ``graph`` (``text``, ``greedy``, ``beam``, ``encoder``, ``decoder_step``)."""
+        path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
+        if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" and not os.path.exists(path):
+            raise FileNotFoundError(f"ONNX graph {path} is missing (WordPiece exports have no ONNX text graph: "
+                                    "tokenize on the host and use translate_ids)")
+        return super().session(GRAPH_FILES[graph])
+
+    def translate(self, texts: Sequence[str | bytes]) -> list[str]:
+        """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``."""
+        if len(texts) == 0:
+            return []
+        texts = [_clean_text(t) for t in texts]
+        if self.metadata.get("text_graph_input", {}).get("lowercased"):
+            texts = [t.lower() for t in texts]  # the model lowercases; the graph leaves it to its host
+        batch = np.array(texts, dtype=object)
+        translation, _ = self.session("text").run(["translation", "score"], {F.SOURCE_TEXT: batch})
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in translation]
+
+    def translate_ids(self, ids: np.ndarray, strategy: str = "greedy") -> dict:
+        """Decodes padded ``[B, S]`` int32 encoder ids with the whole decoding loop in ONNX.
+
+        Returns:
+            ``{"tokens" [B, 1, L], "length" [B, 1], "scores" [B, 1]}``.
+        """
+        if strategy not in ("greedy", "beam"):
+            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+        ids = np.asarray(ids, dtype=np.int32)
+        if ids.ndim != 2:
+            raise ValueError(f"ids must be [batch, time], got shape {ids.shape}")
+        if ids.shape[0] == 0:
+            return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
+                    "scores": np.zeros((0, 1), np.float32)}
+        tokens, length, scores = self.session(strategy).run(["tokens", "length", "scores"],
+                                                            {F.ENCODER_TOKEN_IDS: ids})
+        return {"tokens": tokens, "length": length, "scores": scores}
+
+    def max_length(self, ids: np.ndarray) -> np.ndarray:
+        """Decoding length limit of each input ``[B]``, computed as the exported graphs do."""
+        d = self.metadata["decoding"]
+        lengths = (np.asarray(ids) != F.PAD_ID).sum(axis=1)
+        return (np.ceil(d["max_length_ratio"] * lengths) + d["max_length_offset"]).astype(np.int32)
+
+    def greedy_host_loop(self, ids: np.ndarray, max_length: int | np.ndarray | None = None) -> dict:
+        """Greedy decoding driven from Python over ``encoder.onnx`` and ``decoder_step.onnx``.
+
+        Returns:
+            ``{"tokens" [B, L], "length" [B], "scores" [B]}`` (sum of token log-probabilities).
+        """
+        ids = np.asarray(ids, dtype=np.int32)
+        batch = ids.shape[0]
+        limits = np.broadcast_to(self.max_length(ids) if max_length is None else max_length, (batch,))
+        max_length = int(limits.max(initial=0))
+        tokens = np.zeros((batch, max_length), np.int32)
+        scores = np.zeros(batch, np.float32)
+        lengths = np.zeros(batch, np.int32)
+        if batch == 0:
+            return {"tokens": tokens, "length": lengths, "scores": scores}
+        encoder = self.session("encoder")
+        encoded = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {F.ENCODER_TOKEN_IDS: ids})))
+        step = self.session("decoder_step")
+        feed = {name: encoded[name] for name in self.metadata["step_inputs"] if name in encoded}
+        previous = np.full(batch, F.BOS_ID, np.int32)
+        # The exported graphs' no_repeat_ngram_size rule (tfs2s.decoding.block_repeated_ngrams), on the host.
+        repeat_n = int(self.metadata["decoding"].get("no_repeat_ngram_size", 0))
+        min_length = int(self.metadata["decoding"].get("min_length", 0))
+        history = [[F.BOS_ID] for _ in range(batch)]
+        finished = np.zeros(batch, bool)
+        step_outputs = [o.name for o in step.get_outputs()]
+        for t in range(max_length):
+            out = dict(zip(step_outputs, step.run(None, {F.DECODER_TOKEN_IDS: previous, **feed})))
+            logits = out["logits"]
+            if t < min_length:
+                logits = logits.copy()
+                logits[:, F.EOS_ID] = -1e9
+            if repeat_n:
+                logits = logits.copy()
+                for row in range(batch):
+                    for token in _banned_continuations(history[row], repeat_n):
+                        logits[row, token] = -1e9
+            log_probs = logits - logits.max(-1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+            active = ~finished & (t < limits)
+            chosen = np.where(active, logits.argmax(-1), F.PAD_ID).astype(np.int32)
+            scores += np.where(active, log_probs[np.arange(batch), chosen], 0.0)
+            lengths += (active & (chosen != F.EOS_ID)).astype(np.int32)
+            tokens[:, t] = chosen
+            finished |= active & (chosen == F.EOS_ID)
+            for name in self.metadata["state_names"]:
+                feed[name] = out[f"next_{name}"]
+            previous = chosen
+            for row in range(batch):
+                history[row].append(int(chosen[row]))
+            if (finished | (t + 1 >= limits)).all():
+                tokens = tokens[:, : t + 1]
+                break
+        return {"tokens": tokens, "length": lengths, "scores": scores}
+
+
+def _banned_continuations(history: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already in ``history``."""
+    suffix = history[len(history) - n + 1:] if n > 1 else []
+    return {history[j + n - 1] for j in range(len(history) - n + 1) if history[j:j + n - 1] == suffix}
+
+
+class OnnxCaptioner(_OnnxExport):
+    """Captions float images with an image export's ONNX graphs (``caption_image_greedy/beam.onnx``).
+
+    Images are ``[B, H, W, C]`` float32 pixel values divided by 255 (the export's ``image_shape``); ids become
+    text with the export's ``assets/target_vocab.txt`` on the host.
+    """
+
+    def __init__(self, export_dir: str, threads: int | None = None):
+        super().__init__(export_dir, threads)
+        with open(os.path.join(export_dir, "assets", "target_vocab.txt"), encoding="utf-8") as f:
+            self.vocab = f.read().split("\n")
+        self.image_shape = tuple(self.metadata["image_shape"])
+
+    def caption_ids(self, pixels: np.ndarray, strategy: str = "greedy") -> dict:
+        """``{"tokens" [B, N, L], "length" [B, N], "scores" [B, N]}`` with the decoding loop inside ONNX.
+
+        Raises:
+            ValueError: ``pixels`` is not ``[batch, *image_shape]`` (the message names the input and both shapes).
+        """
+        if strategy not in ("greedy", "beam"):
+            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+        pixels = np.asarray(pixels, np.float32)
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.image_shape:
+            raise ValueError(f"{F.ENCODER_IMAGE} must have shape [batch, {', '.join(map(str, self.image_shape))}] "
+                             f"(height, width, channels), got {list(pixels.shape)}")
+        if pixels.shape[0] == 0:
+            return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
+                    "scores": np.zeros((0, 1), np.float32)}
+        tokens, length, scores = self.session(f"caption_image_{strategy}.onnx").run(
+            ["tokens", "length", "scores"], {F.ENCODER_IMAGE: pixels})
+        return {"tokens": tokens, "length": length, "scores": scores}
+
+    def caption(self, pixels: np.ndarray, strategy: str = "greedy") -> list[str]:
+        """Best caption of each image."""
+        out = self.caption_ids(pixels, strategy)
+        char = self.metadata.get("tokenizer") == "char"
+        texts = []
+        for ids, n in zip(out["tokens"][:, 0], out["length"][:, 0]):
+            tokens = [self.vocab[i] for i in ids[:n] if i >= len(F.SPECIAL_TOKENS) or i == F.UNK_ID]
+            texts.append("".join(tokens).replace("\u2581", " ") if char else " ".join(tokens))
+        return texts
+
+
+class OnnxForecaster(_OnnxExport):
+    """Forecasts with a forecasting export's ``forecast.onnx``: past values in original units -> future values.
+
+    Normalisation and de-normalisation are inside the graph (the export stores the training statistics).
+    """
+
+    def forecast(self, window: np.ndarray) -> np.ndarray:
+        """``[B, lookback, F]`` past values -> ``[B, horizon, F]`` predictions, in original units.
+
+        Raises:
+            ValueError: Wrong shape (names the input, the expected and the given shapes) or non-finite values.
+        """
+        meta = self.metadata
+        window = np.asarray(window, np.float32)
+        expected = (meta["lookback"], len(meta["columns"]))
+        if window.ndim != 3 or tuple(window.shape[1:]) != expected:
+            raise ValueError(f"{F.ENCODER_VALUES} must have shape [batch, {expected[0]}, {expected[1]}] "
+                             f"(lookback, columns {', '.join(meta['columns'])}), got {list(window.shape)}")
+        if not np.isfinite(window).all():
+            raise ValueError(f"{F.ENCODER_VALUES} holds missing or infinite values")
+        if window.shape[0] == 0:
+            return np.zeros((0, meta["horizon"], expected[1]), np.float32)
+        (forecast,) = self.session("forecast.onnx").run(["forecast"], {F.ENCODER_VALUES: window})
+        return forecast
