@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tfs2s.data import corpora
+from tfs2s.core.decoding.unk import replace_unknown_words
 from tfs2s.data import summarization as S
 
 
@@ -58,7 +59,7 @@ def test_unknown_words_are_copied_from_the_attended_source_word(reverse):
     alignment = np.zeros((2, 5))
     alignment[0, 1 if reverse else 2] = 0.9
     alignment[1, 2 if reverse else 0] = 0.9
-    out = S.replace_unknown_words(["<unk>", "meeting"], alignment, words, reversed_source=reverse)
+    out = replace_unknown_words(["<unk>", "meeting"], alignment, words, reversed_source=reverse)
     assert out == ["Skilling", "meeting"]
 
 

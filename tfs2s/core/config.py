@@ -14,9 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid (unknown key, bad value or type)."""
+from tfs2s.core.errors import ConfigError  # noqa: F401  (raised here; importable from here)
 
 
 @dataclasses.dataclass(frozen=True)

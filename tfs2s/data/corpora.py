@@ -14,13 +14,11 @@ import logging
 import os
 from typing import Callable, Sequence
 
+from tfs2s.core.errors import DataError  # noqa: F401  (raised here; importable from here)
+
 logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
-
-
-class DataError(ValueError):
-    """A corpus is missing or malformed; the message names the files involved."""
 
 
 def default_data_dir() -> str | None:
@@ -28,8 +26,8 @@ def default_data_dir() -> str | None:
     env = os.environ.get("TFS2S_DATA_DIR")
     if env:
         return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    for base in (os.getcwd(), os.path.dirname(here)):
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfs2s/data/ -> root
+    for base in (os.getcwd(), checkout):
         candidate = os.path.normpath(os.path.join(base, "..", "shared", "data"))
         if os.path.isdir(candidate):
             return candidate

@@ -18,15 +18,12 @@ import tensorflow as tf
 from tfs2s.core import features as F
 from tfs2s.core.text_data import add_bos, add_eos
 from tfs2s.core.tokenizers import Tokenizer
+from tfs2s.core.errors import ImageDataError  # noqa: F401  (raised here; importable from here)
 
 AUTOTUNE = tf.data.AUTOTUNE
 Example = tuple[bytes, str]
 _TARS = (".tar.gz", ".tgz", ".tar")
 _MAX_SHIFT = 3  # pixels of random translation: keeps every captcha character inside the 200x50 frame
-
-
-class ImageDataError(ValueError):
-    """Bad image data: names the file (and line, for captions files)."""
 
 
 # --------------------------------------------------------------------------- reading

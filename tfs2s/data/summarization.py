@@ -1,5 +1,5 @@
 """Summarization corpora (document -> short summary), ROUGE, the lead and random-sentence baselines, and
-unknown-word replacement from attention alignments (Jean et al. 2015; Luong et al. 2015).
+unknown-word replacement: tfs2s.core.decoding.unk.
 
 Corpora (registered in ``tfs2s.corpora`` with languages ``("document", "summary")``):
 
@@ -103,28 +103,4 @@ def random_sentence(documents: Sequence[str], seed: int = 0) -> list[str]:
     for document in documents:
         sentences = [s for s in _SENTENCE_END.split(document) if s.strip()] or [""]
         out.append(rng.choice(sentences))
-    return out
-
-
-def replace_unknown_words(output_tokens: Sequence[str], alignment, source_words: Sequence[str],
-                          unk: str = "<unk>", reversed_source: bool = False) -> list[str]:
-    """Replaces each ``<unk>`` output token by the source word it attends to most.
-
-    Args:
-        output_tokens: The decoded tokens (without ``</s>``).
-        alignment: ``[output_length, encoder_length]`` attention weights of those tokens.
-        source_words: The normalised source words as the encoder read them, before any reversal (the encoder
-            input is these words, truncated, possibly reversed, then ``</s>``).
-        unk: The unknown-word token.
-        reversed_source: Whether the encoder read the words reversed.
-    """
-    words = list(source_words)
-    out = []
-    for t, token in enumerate(output_tokens):
-        if token != unk or not words:
-            out.append(token)
-            continue
-        row = list(alignment[t][: len(words)])
-        position = max(range(len(row)), key=row.__getitem__)
-        out.append(words[len(words) - 1 - position] if reversed_source else words[position])
     return out

@@ -16,13 +16,11 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfs2s.core.errors import SeriesError  # noqa: F401  (raised here; importable from here)
+
 # Informer's split of ETTh1/ETTh2 (hourly): 12 months train, 4 validation, 4 test (30-day months).
 ETT_HOURLY_BORDERS = {"train": (0, 12 * 30 * 24), "validation": (12 * 30 * 24, 16 * 30 * 24),
                       "test": (16 * 30 * 24, 20 * 30 * 24)}
-
-
-class SeriesError(ValueError):
-    """A time-series file or window request is unusable (names the file, row and column)."""
 
 
 @dataclasses.dataclass(frozen=True)

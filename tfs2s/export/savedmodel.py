@@ -50,16 +50,13 @@ from tfs2s.core import decoding
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
 from tfs2s.tasks.text.predictor import Translator
+from tfs2s.core.errors import ExportError  # noqa: F401  (raised here; importable from here)
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 1
 METADATA_FILE = "tfs2s_export.json"
 ONNX_OPSET = 17
-
-
-class ExportError(ValueError):
-    """The export cannot be written (existing version without ``overwrite``, bad name or version)."""
 
 
 class ServingModule(tf.Module):

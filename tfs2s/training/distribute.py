@@ -24,13 +24,11 @@ import time
 
 import tensorflow as tf
 
+from tfs2s.core.errors import DistributeError  # noqa: F401  (raised here; importable from here)
+
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-
-
-class DistributeError(RuntimeError):
-    """``TF_CONFIG`` is malformed, or the cluster it names cannot be reached."""
 
 
 @dataclasses.dataclass(frozen=True)

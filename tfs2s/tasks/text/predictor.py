@@ -9,10 +9,13 @@ import tensorflow as tf
 
 from tfs2s.core import text_data as data
 from tfs2s.core import decoding
+from tfs2s.core.decoding import DecodeOptions
+from tfs2s.core.decoding.unk import replace_unknown_words
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
+from tfs2s.core.errors import InputError
 from tfs2s.core.models import Seq2SeqModels
-from tfs2s.core.tokenizers import Tokenizer
+from tfs2s.core.tokenizers import Tokenizer, join_tokens, normalize, split_words
 
 
 class Translator(tf.Module):
@@ -55,20 +58,28 @@ class Translator(tf.Module):
         dc = self.config.decoding
         return decoding.length_limits(source_lengths, dc.max_length_ratio, dc.max_length_offset)
 
-    def decode_ids(self, source_ids: tf.Tensor, strategy: str, alignment: bool = True, **options) -> dict:
-        """Decodes encoder ids with the configured step function (see ``tfs2s.decoding``).
+    def options(self, strategy: str | None = None, **overrides) -> DecodeOptions:
+        """The config's decoding options for ``strategy`` (default: the config's), with ``overrides``.
+
+        Raises:
+            InputError: Unknown strategy, or an override that does not apply to it.
+        """
+        return DecodeOptions.from_config(self.config.decoding, strategy, **overrides)
+
+    def decode_ids(self, source_ids: tf.Tensor, options: DecodeOptions, alignment: bool = True) -> dict:
+        """Decodes encoder ids with the configured step function (see ``tfs2s.core.decoding``).
 
         ``alignment=False`` skips collecting attention weights (the result then has no ``alignment``).
         """
         source_ids = data.at_least_one_column(tf.cast(source_ids, tf.int32))
         state = self.models.initial_state(source_ids, alignment)
-        return decoding.decode(self.models.step, state, self.max_length(source_ids), strategy, **options)
+        return decoding.decode(self.models.step, state, self.max_length(source_ids), options)
 
-    def translate_tensor(self, texts: tf.Tensor, strategy: str, portable: bool = False, alignment: bool = True,
-                         **options) -> dict:
+    def translate_tensor(self, texts: tf.Tensor, options: DecodeOptions, portable: bool = False,
+                         alignment: bool = True) -> dict:
         """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``."""
         source_ids = self.encode(texts, portable)
-        return self.finish(self.decode_ids(source_ids, strategy, alignment, **options), source_ids)
+        return self.finish(self.decode_ids(source_ids, options, alignment), source_ids)
 
     def finish(self, result: dict, source_ids: tf.Tensor) -> dict:
         """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict."""
@@ -83,34 +94,19 @@ class Translator(tf.Module):
         result["source_ids"] = source_ids
         return result
 
-    def _options(self, strategy: str | None, overrides: dict) -> tuple[str, dict]:
-        dc = self.config.decoding
-        strategy = strategy or dc.strategy
-        options = {"beam": dict(beam_width=dc.beam_width, length_penalty_alpha=dc.length_penalty, n_best=dc.n_best),
-                   "sample": dict(temperature=dc.temperature, top_k=dc.top_k, seed=0),
-                   "greedy": {}}.get(strategy)
-        if options is not None:
-            options["no_repeat_ngram_size"] = dc.no_repeat_ngram_size
-            options["min_length"] = dc.min_length
-        if options is None:
-            raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")
-        unknown = set(overrides) - set(options)
-        if unknown:
-            raise ValueError(f"option(s) {sorted(unknown)} do not apply to {strategy}; valid: {sorted(options)}")
-        options.update(overrides)
-        return strategy, options
-
     def translate_batch(self, texts: Sequence[str], strategy: str | None = None, alignment: bool = True,
                         **overrides) -> dict:
         """Translates one batch and returns numpy arrays (``text`` as ``[batch, n]`` Python strings).
 
-        ``alignment=False`` skips collecting attention weights, which makes decoding a little cheaper.
+        ``overrides`` change the config's decoding options (``beam_width``, ``temperature``, ...; see
+        ``DecodeOptions``). ``alignment=False`` skips collecting attention weights, which makes decoding a little
+        cheaper.
         """
-        strategy, options = self._options(strategy, overrides)
-        key = (strategy, alignment, tuple(sorted(options.items())))
+        options = self.options(strategy, **overrides)
+        key = (options.key(), alignment)
         if key not in self._functions:
             self._functions[key] = tf.function(
-                lambda x: self.translate_tensor(x, strategy, alignment=alignment, **options),
+                lambda x: self.translate_tensor(x, options, alignment=alignment),
                 input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         result = self._functions[key](tf.constant(list(texts), dtype=tf.string))
         out = {k: v.numpy() for k, v in result.items()}
@@ -127,7 +123,7 @@ class Translator(tf.Module):
         """
         texts = list(texts)
         if replace_unknown and (self.config.model.attention == "none" or self.source_tokenizer.kind != "word"):
-            raise ValueError("replace_unknown needs a word-level model with attention")
+            raise InputError("replace_unknown needs a word-level model with attention")
         # Sorting by length keeps batches uniform (less padding, shorter decode loops).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: dict[int, str] = {}
@@ -142,9 +138,6 @@ class Translator(tf.Module):
 
     def _replace_unknown(self, texts: Sequence[str], out: dict) -> list[str]:
         """The best outputs of ``translate_batch`` with ``<unk>`` replaced from the source (see ``translate``)."""
-        from tfs2s.data.summarization import replace_unknown_words
-        from tfs2s.core.tokenizers import join_tokens, normalize, split_words
-
         d = self.config.data
         words = split_words(normalize(tf.constant(list(texts)), self.source_tokenizer.lowercase)).to_list()
         tokens = self.target_tokenizer.id_tokens(out["tokens"][:, 0]).to_list()

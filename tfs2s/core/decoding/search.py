@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfs2s.core import features as F
+from tfs2s.core.decoding.options import DecodeOptions
 
 StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
 IMPOSSIBLE_SCORE = -1e9  # "impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN
@@ -385,22 +386,19 @@ def block_repeated_ngrams(step_fn: StepFn, state: dict, max_length, n: int) -> t
     return wrapped, state
 
 
-def decode(step_fn: StepFn, state: dict, max_length, strategy: str = "greedy", *, beam_width: int = 5,
-           length_penalty_alpha: float = 0.0, n_best: int = 1, temperature: float = 1.0, top_k: int = 0,
-           seed: int = 0, no_repeat_ngram_size: int = 0, min_length: int = 0) -> dict:
-    """Dispatches to ``greedy_search``, ``beam_search`` or ``sample`` by ``strategy``.
+def decode(step_fn: StepFn, state: dict, max_length, options: DecodeOptions) -> dict:
+    """Decodes with ``options.strategy``: ``greedy_search``, ``beam_search`` or ``sample``.
 
-    ``no_repeat_ngram_size > 0`` forbids repeating any n-gram of that size (see ``block_repeated_ngrams``).
+    ``options.no_repeat_ngram_size > 0`` forbids repeating any n-gram of that size (see ``block_repeated_ngrams``).
     """
-    if no_repeat_ngram_size:
-        step_fn, state = block_repeated_ngrams(step_fn, state, max_length, no_repeat_ngram_size)
-    if strategy == "greedy":
-        return greedy_search(step_fn, state, max_length, min_length)
-    if strategy == "beam":
-        return beam_search(step_fn, state, max_length, beam_width, length_penalty_alpha, n_best, min_length)
-    if strategy == "sample":
-        return sample(step_fn, state, max_length, temperature, top_k, seed, min_length)
-    raise ValueError(f"unknown decoding strategy {strategy!r}; choose greedy, beam or sample")
+    o = options
+    if o.no_repeat_ngram_size:
+        step_fn, state = block_repeated_ngrams(step_fn, state, max_length, o.no_repeat_ngram_size)
+    if o.strategy == "beam":
+        return beam_search(step_fn, state, max_length, o.beam_width, o.length_penalty, o.n_best, o.min_length)
+    if o.strategy == "sample":
+        return sample(step_fn, state, max_length, o.temperature, o.top_k, o.seed, o.min_length)
+    return greedy_search(step_fn, state, max_length, o.min_length)
 
 
 def regress(step_fn: Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]], state: dict, first_values,
