@@ -4,6 +4,8 @@ import tensorflow as tf
 
 from tfs2s.core import decoding as D
 from tfs2s.core import features as F
+from tfs2s.core.config import DecodingConfig
+from tfs2s.core.errors import InputError
 
 V, L, ALPHA = 4, 3, 0.8
 TABLE = (np.random.default_rng(0).normal(size=(200, V)) * 2).astype(np.float32)
@@ -108,11 +110,12 @@ def test_n_best_larger_than_beam_is_an_error():
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
 def test_per_input_length_limits_make_results_independent_of_the_batch(strategy):
-    options = {"beam": dict(beam_width=4, length_penalty_alpha=ALPHA, n_best=2), "sample": dict(seed=5)}
+    options = {"beam": dict(beam_width=4, length_penalty=ALPHA, n_best=2), "sample": dict(seed=5)}
+    options = D.DecodeOptions(strategy, **options.get(strategy, {}))
     starts, limits = [0, 5, 9], [2, 7, 4]
-    batched = D.decode(_step, {"h": tf.constant(starts)}, tf.constant(limits), strategy, **options.get(strategy, {}))
+    batched = D.decode(_step, {"h": tf.constant(starts)}, tf.constant(limits), options)
     for b, (h0, limit) in enumerate(zip(starts, limits)):
-        alone = D.decode(_step, {"h": tf.constant([h0])}, limit, strategy, **options.get(strategy, {}))
+        alone = D.decode(_step, {"h": tf.constant([h0])}, limit, options)
         width = alone["tokens"].shape[-1]
         assert width == limit
         if strategy != "sample":  # a sampled row depends on its seed stream, not on its neighbours' limits
@@ -158,11 +161,12 @@ def _ngrams(tokens, n):
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_no_repeat_ngram_blocking(strategy, n):
     options = {"beam": dict(beam_width=3, n_best=2), "sample": dict(seed=1, temperature=0.5)}.get(strategy, {})
+    options = D.DecodeOptions(strategy, **options)
     state = {"h": tf.zeros([2], tf.int32)}
-    free = D.decode(_repetitive_step, state, 12, strategy, **options)
+    free = D.decode(_repetitive_step, state, 12, options)
     assert any(len(set(_ngrams(list(row), n))) < len(_ngrams(list(row), n))
                for row in free["tokens"].numpy().reshape(-1, 12))  # the step alone repeats
-    out = D.decode(_repetitive_step, state, 12, strategy, no_repeat_ngram_size=n, **options)
+    out = D.decode(_repetitive_step, state, 12, options.replace(no_repeat_ngram_size=n))
     for tokens, length in zip(out["tokens"].numpy().reshape(-1, 12), out["lengths"].numpy().reshape(-1)):
         hypothesis = [F.BOS_ID] + tokens[:length].tolist()
         assert len(set(_ngrams(hypothesis, n))) == len(_ngrams(hypothesis, n)), hypothesis
@@ -177,7 +181,78 @@ def test_min_length_forbids_early_end(strategy):
         return tf.tile(logits[None], [tf.shape(ids)[0], 1]), dict(state)
 
     options = {"beam": dict(beam_width=3), "sample": dict(seed=2, temperature=0.3)}.get(strategy, {})
+    options = D.DecodeOptions(strategy, **options)
     state = {"h": tf.zeros([2], tf.int32)}
-    assert (D.decode(eos_first, state, 8, strategy, **options)["lengths"].numpy() == 0).all()
-    out = D.decode(eos_first, state, 8, strategy, min_length=3, **options)
+    assert (D.decode(eos_first, state, 8, options)["lengths"].numpy() == 0).all()
+    out = D.decode(eos_first, state, 8, options.replace(min_length=3))
     assert (out["lengths"].numpy() == 3).all()  # ends as soon as it may
+
+
+def test_decode_runs_the_strategy_its_options_name():
+    state = {"h": tf.constant([0, 5, 9])}
+    cases = [(D.DecodeOptions("beam", beam_width=3, length_penalty=ALPHA, n_best=2),
+              D.beam_search(_step, state, 5, beam_width=3, length_penalty_alpha=ALPHA, n_best=2)),
+             (D.DecodeOptions("sample", temperature=3.0, top_k=3, seed=7),
+              D.sample(_step, state, 5, temperature=3.0, top_k=3, seed=7)),
+             (D.DecodeOptions("greedy"), D.greedy_search(_step, state, 5))]
+    for options, expected in cases:
+        out = D.decode(_step, state, 5, options)
+        assert out.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(out[key].numpy(), expected[key].numpy())
+
+
+# A config whose every option differs from DecodeOptions' defaults, so a value read from the wrong place shows.
+CONFIG = DecodingConfig(strategy="beam", beam_width=7, length_penalty=0.3, n_best=2, temperature=0.5, top_k=9,
+                        no_repeat_ngram_size=2, min_length=3)
+
+
+def test_options_from_config_read_what_the_strategy_uses():
+    defaults = D.DecodeOptions()
+    beam = D.DecodeOptions.from_config(CONFIG)  # the config's strategy
+    assert (beam.strategy, beam.beam_width, beam.length_penalty, beam.n_best) == ("beam", 7, 0.3, 2)
+    sample = D.DecodeOptions.from_config(CONFIG, "sample")
+    assert (sample.strategy, sample.temperature, sample.top_k, sample.seed) == ("sample", 0.5, 9, defaults.seed)
+    greedy = D.DecodeOptions.from_config(CONFIG, "greedy")
+    for options in (beam, sample, greedy):  # the constraints apply to every strategy
+        assert (options.no_repeat_ngram_size, options.min_length) == (2, 3)
+    # Options of another strategy keep DecodeOptions' defaults rather than the config's values.
+    assert (beam.temperature, beam.top_k) == (defaults.temperature, defaults.top_k)
+    assert (sample.beam_width, sample.length_penalty, sample.n_best) == (
+        defaults.beam_width, defaults.length_penalty, defaults.n_best)
+    assert greedy == D.DecodeOptions("greedy", no_repeat_ngram_size=2, min_length=3)
+
+
+def test_options_from_config_apply_overrides():
+    options = D.DecodeOptions.from_config(CONFIG, "sample", seed=4, top_k=2, min_length=0)
+    assert (options.seed, options.top_k, options.min_length, options.temperature) == (4, 2, 0, 0.5)
+    assert D.DecodeOptions.from_config(CONFIG, beam_width=3).beam_width == 3
+    assert D.DecodeOptions.from_config(CONFIG, "greedy", no_repeat_ngram_size=0).no_repeat_ngram_size == 0
+
+
+@pytest.mark.parametrize("strategy, option", [("greedy", "beam_width"), ("greedy", "temperature"),
+                                              ("beam", "top_k"), ("beam", "seed"), ("sample", "n_best"),
+                                              ("sample", "length_penalty"), ("beam", "strategyy")])
+def test_an_override_the_strategy_does_not_use_is_an_input_error(strategy, option):
+    with pytest.raises(InputError, match=f"'{option}'.*{strategy}"):
+        D.DecodeOptions.from_config(CONFIG, strategy, **{option: 1})
+
+
+def test_an_unknown_strategy_is_an_input_error():
+    with pytest.raises(InputError, match="'nucleus'"):
+        D.DecodeOptions.from_config(CONFIG, "nucleus")
+    with pytest.raises(InputError, match="'nucleus'"):
+        D.DecodeOptions("nucleus")
+    with pytest.raises(InputError, match="'nucleus'"):
+        D.DecodeOptions().replace(strategy="nucleus")
+
+
+def test_options_replace_copies_and_key_identifies():
+    options = D.DecodeOptions("beam", beam_width=4)
+    wider = options.replace(beam_width=8, n_best=3)
+    assert (wider.strategy, wider.beam_width, wider.n_best) == ("beam", 8, 3)
+    assert options.beam_width == 4 and options.n_best == 1  # the original is unchanged
+    with pytest.raises(Exception):
+        options.beam_width = 2  # frozen
+    assert options.key() == D.DecodeOptions("beam", beam_width=4).key()
+    assert options.key() != wider.key() and hash(options.key()) == hash(D.DecodeOptions("beam", beam_width=4).key())
