@@ -42,6 +42,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
+    from tfs2s.core.plots import plot_image_alignment
     from tfs2s.tasks.image import task as captioning
     from tfs2s.data import images
 
@@ -51,8 +52,8 @@ def main(argv=None) -> int:
     sample = validation[:8]
     texts, details = captioner.caption([e[0] for e in sample], return_alignment=True)
     pixels = images.decode_images(np.array([e[0] for e in sample], object), *captioner.image_shape).numpy()
-    plot = images.plot_alignment(pixels[0], details[0]["alignment"], details[0]["tokens"],
-                                 args.plot_path or os.path.join(args.run_dir, "attention.png"))
+    plot = plot_image_alignment(pixels[0], details[0]["alignment"], details[0]["tokens"],
+                                args.plot_path or os.path.join(args.run_dir, "attention.png"))
     print(f"attention over the image per output character ({sample[0][1]!r} read as {texts[0]!r}): {plot}")
 
     status, exported = pipeline.export(args)

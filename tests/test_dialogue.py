@@ -4,7 +4,7 @@ import json
 import pytest
 
 from tfs2s.data import dialogue
-from tfs2s.data.corpora import DataError
+from tfs2s.core.errors import DataError
 
 
 def test_dailydialog_reader_and_examples(tmp_path):
@@ -13,12 +13,14 @@ def test_dailydialog_reader_and_examples(tmp_path):
         f.write("Hi , Jim . __eou__ Hello ! __eou__ How are you ? __eou__\n\nBye . __eou__ See you . __eou__\n")
     dialogues = dialogue.read_dailydialog(str(path))
     assert dialogues == [["Hi , Jim .", "Hello !", "How are you ?"], ["Bye .", "See you ."]]
-    assert dialogue.make_examples(dialogues, context_turns=1) == [
+    assert dialogue.make_examples(dialogues, context_turns=1, separator="SEP") == [
         ("Hi , Jim .", "Hello !"), ("Hello !", "How are you ?"), ("Bye .", "See you .")]
     assert dialogue.make_examples(dialogues, context_turns=2, separator="SEP")[1] == (
         "Hi , Jim . SEP Hello !", "How are you ?")
     with pytest.raises(ValueError, match="context_turns"):
-        dialogue.make_examples(dialogues, context_turns=0)
+        dialogue.make_examples(dialogues, context_turns=0, separator="SEP")
+    assert dialogue.make_examples([["a", "", "b", "c"]], context_turns=3, separator="||") == [
+        ("a", "b"), ("a || b", "c")]  # empty utterances are neither context nor reply
 
 
 @pytest.mark.parametrize("line", ["Hello there __eou__ no end marker", "Only one turn . __eou__"])
@@ -52,7 +54,7 @@ def test_topical_chat_and_chatterbot_readers(tmp_path, caplog):
 def test_real_dailydialog_validation(data_dir):
     dialogues = dialogue.read_dailydialog(f"{data_dir}/dialogs/dailydialog/validation/dialogues_validation.txt")
     assert len(dialogues) == 1000
-    assert len(dialogue.make_examples(dialogues)) == 7069  # adjacent pairs, as the data README counts
+    assert len(dialogue.make_examples(dialogues, 1, "SEP")) == 7069  # adjacent pairs, as the data README counts
 
 
 def test_dialogue_corpora_through_the_config(data_dir):
@@ -64,8 +66,15 @@ def test_dialogue_corpora_through_the_config(data_dir):
     pairs = corpora.load_split(cfg.data, "validation")
     assert len(pairs) == 7069
     assert " SEP " in pairs[1][0] and " SEP " not in pairs[0][0]  # the second reply sees two turns
-    chatterbot = [corpora.load_pairs("chatterbot", s, data_dir, "context", "response") for s in ("train", "test")]
-    assert len(chatterbot[0]) > 10 * len(chatterbot[1]) > 0  # 90 / 5 / 5 by conversation
+    chatterbot = {s: corpora.load_pairs("chatterbot", s, data_dir, "context", "response")
+                  for s in ("train", "validation", "test")}
+    # Whole conversations by a hash of their text (seed 4321, buckets 96 / 2 / 2).
+    assert {s: len(p) for s, p in chatterbot.items()} == {"train": 2150, "validation": 31, "test": 125}
+    assert pairs == corpora.load_pairs("dailydialog", "validation", data_dir, "context", "response",
+                                       context_turns=2, turn_separator="SEP")
+    # Without options a reader takes the config's defaults (one turn of context).
+    assert corpora.load_pairs("dailydialog", "validation", data_dir, "context", "response")[1][0] == pairs[1][0].split(
+        " SEP ")[-1]
     with pytest.raises(corpora.DataError, match="context_turns|context"):
         corpora.load_pairs("dailydialog", "validation", data_dir, "de", "en")
     with pytest.raises(ConfigError, match="turn_separator"):

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.data.corpora import default_data_dir
-from tfs2s.data.images import (ImageDataError, check_image, decode_images, image_dataset, plot_alignment, read_captcha,
-                          read_captions, split_examples)
+from tfs2s.data.images import (ImageDataError, check_image, decode_images, image_dataset, read_captcha,
+                               read_captions, split_examples)
 from tfs2s.core.tokenizers import WordTokenizer
 
 H, W = 50, 200
@@ -201,14 +201,3 @@ def test_image_dataset_wrong_size_names_example(tokenizer):
     ds = image_dataset(examples, tokenizer, height=H, width=W, channels=1, batch_size=8, max_target_length=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"example 4 \(image_bytes\) is 64x32"):
         list(ds)
-
-
-def test_plot_alignment(tmp_path):
-    image = tf.io.decode_png(png(), channels=1).numpy()
-    alignment = np.eye(3, 50, k=10, dtype=np.float32)
-    path = plot_alignment(image, alignment, ["a", "b", "</s>"], str(tmp_path / "align.png"))
-    assert os.path.getsize(path) > 1000
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="alignment"):
-        plot_alignment(image, alignment, ["a"], str(tmp_path / "bad.png"))

@@ -5,7 +5,6 @@ The same strings are ``keras.Input`` names, ``tf.data`` dictionary keys and serv
 
 ENCODER_TOKEN_IDS = "encoder_token_ids"
 DECODER_TOKEN_IDS = "decoder_token_ids"
-TARGET_TOKEN_IDS = "target_token_ids"
 SOURCE_TEXT = "text"
 # Non-text inputs and outputs (image-to-sequence and forecasting models).
 ENCODER_IMAGE = "encoder_image"  # float32 [batch, height, width, channels], values in [0, 1]

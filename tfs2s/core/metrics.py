@@ -1,8 +1,7 @@
-"""Evaluation: token-level Keras metrics, sacrebleu BLEU/chrF, and attention heatmaps."""
+"""Evaluation: token-level Keras metrics, sacrebleu BLEU/chrF and distinct-n (heatmaps: ``tfs2s.core.plots``)."""
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import keras
@@ -91,40 +90,3 @@ def distinct_n(sentences: Sequence[Sequence[str]], n: int) -> float:
     """
     grams = [tuple(s[i:i + n]) for s in sentences for i in range(len(s) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def perplexity_from_loss(mean_nll: float) -> float:
-    """``exp(mean token NLL)``, guarded against overflow."""
-    return math.exp(min(mean_nll, 50.0))
-
-
-def plot_alignment(alignment, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
-                   title: str | None = None) -> str:
-    """Saves an attention heatmap (rows: target tokens, columns: source tokens) as a PNG.
-
-    Args:
-        alignment: ``[target_length, source_length]`` weights (at least as large as the token lists).
-        source_tokens: Column labels.
-        target_tokens: Row labels.
-        path: Output PNG path.
-        title: Optional figure title.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    weights = np.asarray(alignment)[: len(target_tokens), : len(source_tokens)]
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(source_tokens), 1 + 0.4 * len(target_tokens)))
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
-    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right")
-    ax.set_yticks(range(len(target_tokens)), target_tokens)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -1,24 +1,24 @@
-"""Parallel corpora on disk: readers, the corpus registry and TensorFlow Datasets builders.
+"""The corpus registry: each corpus's folder, splits, languages, download URLs and reader.
 
 Corpora are read from a local folder (``--data-dir``; default ``../shared/data`` when present, or the
-``TFS2S_DATA_DIR`` environment variable). Each corpus also knows its public download URLs, which the TFDS
-builders use when no local copy is given, so ``tfds.load("multi30k/de-en")`` works on a machine with internet.
+``TFS2S_DATA_DIR`` environment variable). The file formats are read by the leaf modules beside this one
+(``parallel``, ``dialogue``, ``summarization``); corpora without official splits are split by ``splits``. Each
+corpus also knows its public download URLs, which the TFDS builders (``tfds_builders``, defined in
+``tfs2s.data.tfds``) use when no local copy is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
-import logging
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
+from tfs2s.core.config import DataConfig
 from tfs2s.core.errors import DataError  # noqa: F401  (raised here; importable from here)
-
-logger = logging.getLogger(__name__)
-
-Pair = tuple[str, str]
+from tfs2s.data import dialogue, summarization
+from tfs2s.data import tfds as tfds_module
+from tfs2s.data.parallel import Pair, read_parallel, read_tsv_pairs
+from tfs2s.data.splits import hashed_split
 
 
 def default_data_dir() -> str | None:
@@ -32,72 +32,6 @@ def default_data_dir() -> str | None:
         if os.path.isdir(candidate):
             return candidate
     return None
-
-
-def _open_text(path: str):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _read_lines(path: str) -> list[str]:
-    with _open_text(path) as f:
-        return [line.rstrip("\n").rstrip("\r") for line in f]
-
-
-def read_parallel(source_path: str, target_path: str, limit: int = 0) -> list[Pair]:
-    """Reads two line-aligned files (plain or ``.gz``) into ``(source, target)`` pairs.
-
-    Pairs where either side is empty or whitespace are skipped and counted in the log.
-
-    Raises:
-        DataError: A file is missing, or the two files have different line counts (both named, with counts).
-    """
-    for path in (source_path, target_path):
-        if not os.path.exists(path):
-            raise DataError(f"parallel file not found: {path}")
-    sources, targets = _read_lines(source_path), _read_lines(target_path)
-    if len(sources) != len(targets):
-        raise DataError(f"parallel files differ in length: {source_path} has {len(sources)} lines, "
-                        f"{target_path} has {len(targets)} lines")
-    return _keep_nonempty(zip(sources, targets), f"{source_path} / {target_path}", limit)
-
-
-def read_tsv_pairs(path: str, source_column: int, target_column: int, limit: int = 0) -> list[Pair]:
-    """Reads tab-separated pairs (e.g. Anki ``English<TAB>Spanish``).
-
-    Raises:
-        DataError: The file is missing, or a line has too few columns (file and line number named).
-    """
-    if not os.path.exists(path):
-        raise DataError(f"file not found: {path}")
-    rows = []
-    with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                rows.append(("", ""))
-                continue
-            fields = line.split("\t")
-            if len(fields) <= max(source_column, target_column):
-                raise DataError(f"{path}:{number}: expected at least {max(source_column, target_column) + 1} "
-                                f"tab-separated columns, found {len(fields)}")
-            rows.append((fields[source_column], fields[target_column]))
-    return _keep_nonempty(rows, path, limit)
-
-
-def _keep_nonempty(pairs, where: str, limit: int) -> list[Pair]:
-    kept, skipped = [], 0
-    for source, target in pairs:
-        if not source.strip() or not target.strip():
-            skipped += 1
-            continue
-        kept.append((source, target))
-        if limit and len(kept) >= limit:
-            break
-    if skipped:
-        logger.warning("skipped %d pair(s) with an empty side in %s", skipped, where)
-    return kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,20 +70,14 @@ def _read_multi30k(corpus: Corpus, folder: str, split: str, source: str, target:
                          os.path.join(folder, stem.format(lang=target)), limit)
 
 
-def _spa_eng_split(english: str, seed: int = 1234) -> str:
-    # Split by the English sentence, so its several Spanish translations never straddle splits.
-    digest = hashlib.sha256(f"{seed}:{english}".encode("utf-8")).digest()
-    bucket = int.from_bytes(digest[:4], "big") % 100
-    return "test" if bucket < 2 else "validation" if bucket < 4 else "train"
-
-
 def _read_spa_eng(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
                   **options) -> list[Pair]:
     path = os.path.join(folder, corpus.splits["all"])
     columns = {"en": 0, "es": 1}
     pairs = read_tsv_pairs(path, columns[source], columns[target])
     english = 0 if source == "en" else 1
-    pairs = [p for p in pairs if _spa_eng_split(p[english]) == split]
+    # Split by the English sentence, so its several Spanish translations never straddle splits.
+    pairs = [p for p in pairs if hashed_split(p[english], seed=1234, validation=2, test=2) == split]
     return pairs[:limit] if limit else pairs
 
 
@@ -162,16 +90,15 @@ def _require_sides(corpus: Corpus, source: str, target: str) -> None:
 
 
 def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
-                    context_turns: int = 1, turn_separator: str = "SEP", **options) -> list[Pair]:
-    """(context -> response) pairs of a dialogue corpus (see ``tfs2s.dialogue``)."""
-    from tfs2s.data import dialogue
-
+                    context_turns: int = DataConfig.context_turns, turn_separator: str = DataConfig.turn_separator,
+                    **options) -> list[Pair]:
+    """(context -> response) pairs of a dialogue corpus (see ``tfs2s.data.dialogue``)."""
     _require_sides(corpus, source, target)
     read = {"dailydialog": dialogue.read_dailydialog, "topical_chat": dialogue.read_topical_chat,
             "chatterbot": dialogue.read_chatterbot}[corpus.name]
     if corpus.name == "chatterbot":
         # No official split: whole conversations go to train / validation / test by a hash of their text.
-        dialogues = [d for d in read(folder) if _spa_eng_split(" ".join(d), seed=4321) == split]
+        dialogues = [d for d in read(folder) if hashed_split(" ".join(d), seed=4321, validation=2, test=2) == split]
     else:
         dialogues = read(os.path.join(folder, corpus.splits[split]))
     pairs = dialogue.make_examples(dialogues, context_turns, turn_separator)
@@ -180,18 +107,17 @@ def _read_dialogues(corpus: Corpus, folder: str, split: str, source: str, target
 
 def _read_summaries(corpus: Corpus, folder: str, split: str, source: str, target: str, limit: int,
                     **options) -> list[Pair]:
-    """(document -> summary) pairs of a summarization corpus (see ``tfs2s.summarization``)."""
-    from tfs2s.data import summarization as S
-
+    """(document -> summary) pairs of a summarization corpus (see ``tfs2s.data.summarization``)."""
     _require_sides(corpus, source, target)
     if corpus.name == "aeslc":
-        pairs = S.read_aeslc(os.path.join(folder, corpus.splits[split]))
+        pairs = summarization.read_aeslc(os.path.join(folder, corpus.splits[split]))
     elif corpus.name == "gigaword_sample":
         pairs = read_parallel(os.path.join(folder, "train.article.txt"), os.path.join(folder, "train.title.txt"))
-        pairs = [p for p in pairs if S.hashed_split(p[0], validation=10, test=0) == split]
+        pairs = [p for p in pairs if hashed_split(p[0], seed=2024, validation=10, test=0) == split]
     else:  # bbc_news: split by file, 90 / 5 / 5
-        pairs = [(body, title) for name, body, title in S.read_bbc_news(os.path.join(folder, "bbc-news.tar.gz"))
-                 if S.hashed_split(name) == split]
+        articles = summarization.read_bbc_news(os.path.join(folder, "bbc-news.tar.gz"))
+        pairs = [(body, title) for name, body, title in articles
+                 if hashed_split(name, seed=2024, validation=5, test=5) == split]
     return pairs[:limit] if limit else pairs
 
 
@@ -299,56 +225,6 @@ def load_split(data, split: str, limit: int = 0) -> list[Pair]:
                       context_turns=data.context_turns, turn_separator=data.turn_separator)
 
 
-# --------------------------------------------------------------------------- TensorFlow Datasets builders
-def _make_tfds_builders():
-    import tensorflow_datasets as tfds
-
-    class _LocalOrDownload(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """Shared logic: read the local copy under ``source_dir`` if given, else download the public files."""
-
-        VERSION = tfds.core.Version("1.0.0")
-        CORPUS: Corpus
-        PAIRS: Sequence[tuple[str, str]]
-
-        def __init__(self, *, source_dir: str | None = None, **kwargs):
-            self._source_dir = source_dir
-            super().__init__(**kwargs)
-
-        def _info(self):
-            return self.dataset_info_from_configs(
-                features=tfds.features.Translation(languages=self.CORPUS.languages),
-                supervised_keys=self.CORPUS.languages, citation=self.CORPUS.citation)
-
-        def _folder(self, dl_manager) -> str:
-            local = self._source_dir or default_data_dir()
-            if local and os.path.isdir(os.path.join(local, self.CORPUS.folder)):
-                return os.path.join(local, self.CORPUS.folder)
-            paths = dl_manager.download_and_extract(self.CORPUS.urls)
-            return os.path.dirname(str(next(iter(paths.values()))))
-
-        def _split_generators(self, dl_manager):
-            folder = self._folder(dl_manager)
-            return {split: self._generate_examples(folder, split)
-                    for split in ("train", "validation", "test")}
-
-        def _generate_examples(self, folder, split):
-            a, b = self.CORPUS.languages
-            for i, (x, y) in enumerate(self.CORPUS.reader(self.CORPUS, folder, split, a, b, 0)):
-                yield i, {a: x, b: y}
-
-    class Tfs2sMulti30k(_LocalOrDownload):
-        """Multi30k task 1 (raw, de-en): train 29,000 / validation 1,014 / test_2016_flickr 1,000."""
-
-        CORPUS = CORPORA["multi30k"]
-
-    class Tfs2sSpaEng(_LocalOrDownload):
-        """Anki Spanish-English with the tfs2s 96/2/2 split by English sentence."""
-
-        CORPUS = CORPORA["spa_eng"]
-
-    return {"multi30k": Tfs2sMulti30k, "spa_eng": Tfs2sSpaEng}
-
-
 _BUILDERS: dict | None = None
 
 
@@ -356,5 +232,5 @@ def tfds_builders() -> dict:
     """Registers (once) and returns the TFDS builder classes: ``tfs2s_multi30k`` and ``tfs2s_spa_eng``."""
     global _BUILDERS
     if _BUILDERS is None:
-        _BUILDERS = _make_tfds_builders()
+        _BUILDERS = tfds_module.make_builders(CORPORA, default_data_dir)
     return _BUILDERS

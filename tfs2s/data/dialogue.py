@@ -14,26 +14,24 @@ Readers (each fails with a ``DataError`` naming the file, and the line where the
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 from typing import Iterable, Sequence
 
-from tfs2s.data.corpora import DataError
+from tfs2s.core.errors import DataError
+from tfs2s.data.parallel import open_text
 
 logger = logging.getLogger(__name__)
 
 Dialogue = list[str]
 EOU = "__eou__"
-# A word that survives every tokenizer's normalisation as one token and does not occur in the corpora here.
-DEFAULT_SEPARATOR = "SEP"
 
 
 def _open(path: str):
     if not os.path.exists(path):
         raise DataError(f"dialogue file not found: {path}")
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+    return open_text(path)
 
 
 def read_dailydialog(path: str) -> list[Dialogue]:
@@ -121,14 +119,13 @@ def read_chatterbot(paths: str | Sequence[str]) -> list[Dialogue]:
     return dialogues
 
 
-def make_examples(dialogues: Iterable[Dialogue], context_turns: int = 1,
-                  separator: str = DEFAULT_SEPARATOR) -> list[tuple[str, str]]:
+def make_examples(dialogues: Iterable[Dialogue], context_turns: int, separator: str) -> list[tuple[str, str]]:
     """(context, response) pairs: every utterance after the first, with up to ``context_turns`` before it.
 
     Args:
         dialogues: Lists of utterances.
-        context_turns: Previous utterances joined into the source (at least 1).
-        separator: Token placed between context utterances.
+        context_turns: Previous utterances joined into the source (at least 1; ``data.context_turns``).
+        separator: Token placed between context utterances (``data.turn_separator``).
     """
     if context_turns < 1:
         raise ValueError(f"context_turns must be at least 1, got {context_turns}")
