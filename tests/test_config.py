@@ -74,3 +74,15 @@ def test_dotted_view_matches_the_override_keys():
     flat = cfg.to_dotted()
     assert flat["model.hidden"] == 64 and flat["decoding.beam_width"] == 3 and flat["name"] == cfg.name
     assert load_config(None, flat) == cfg  # the same keys rebuild the same config
+
+
+def test_config_from_dict_builds_sections_and_rejects_unknown_keys():
+    from tfs2s.core.config import DataConfig, DecodingConfig, ModelConfig, TrainingConfig, config_from_dict
+
+    cfg = config_from_dict({"name": "n", "model": {"hidden": 32}, "decoding": {"strategy": "greedy"}})
+    assert cfg.model == ModelConfig(hidden=32) and cfg.decoding == DecodingConfig(strategy="greedy")
+    assert (cfg.data, cfg.training) == (DataConfig(), TrainingConfig())  # missing sections take the defaults
+    with pytest.raises(ConfigError, match="unknown config key 'hiden' in section 'model'"):
+        config_from_dict({"model": {"hiden": 32}})
+    with pytest.raises(ConfigError, match="model must be a mapping"):
+        config_from_dict({"model": 3})

@@ -1,7 +1,8 @@
 """Frozen dataclass configuration, loaded from YAML with unknown keys rejected.
 
 Defaults live only in the dataclasses below. A run saves ``config.json`` beside its checkpoints and exports,
-and ``load_config`` reads either YAML or that JSON back.
+and ``load_config`` reads either YAML or that JSON back. Reading and type coercion live in ``config_file``, the
+value checks ``Config`` runs on construction in ``config_checks``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
 from typing import Any, Mapping, Sequence
 
-import yaml
-
+from tfs2s.core.config_checks import validate
+from tfs2s.core.config_file import apply_overrides, build, deep_merge, parse_overrides, read_mapping
 from tfs2s.core.errors import ConfigError  # noqa: F401  (raised here; importable from here)
 
 
@@ -224,7 +224,7 @@ class Config:
     decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
 
     def __post_init__(self):
-        _validate(self)
+        validate(self)
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-serialisable)."""
@@ -238,162 +238,12 @@ class Config:
 
     def replace(self, **overrides: Any) -> "Config":
         """Copy with dotted-key overrides, e.g. ``replace(**{"model.hidden": 64})``."""
-        return config_from_dict(_apply_overrides(self.to_dict(), overrides))
-
-
-_CHOICES = {
-    ("data", "tokenizer"): ("word", "wordpiece", "char"),
-    ("model", "cell"): ("gru", "lstm"),
-    ("model", "attention"): ("none", "bahdanau", "luong"),
-    ("model", "input_encoder"): ("tokens", "image", "vectors"),
-    ("model", "output_head"): ("softmax", "regression"),
-    ("training", "lr_schedule"): ("constant", "plateau", "cosine"),
-    ("training", "loss"): ("cross_entropy", "sampled_softmax"),
-    ("training", "optimizer"): ("adam", "lazy_adam"),
-    ("training", "output_bias_init"): ("unigram", "zeros"),
-    ("decoding", "strategy"): ("greedy", "beam", "sample"),
-}
-
-
-def _validate(cfg: Config) -> None:
-    for (section, key), allowed in _CHOICES.items():
-        value = getattr(getattr(cfg, section), key)
-        if value not in allowed:
-            raise ConfigError(f"{section}.{key}={value!r} is not one of {', '.join(allowed)}")
-    positive = [("data", "batch_size"), ("data", "max_source_length"), ("data", "max_target_length"),
-                ("data", "context_turns"), ("model", "layers"), ("model", "embedding_dim"), ("model", "hidden"),
-                ("decoding", "beam_width"), ("decoding", "n_best"), ("training", "epochs")]
-    for section, key in positive:
-        if getattr(getattr(cfg, section), key) < 1:
-            raise ConfigError(f"{section}.{key} must be at least 1")
-    if not cfg.data.turn_separator.strip() or len(cfg.data.turn_separator.split()) != 1:
-        raise ConfigError(f"data.turn_separator must be one word, got {cfg.data.turn_separator!r}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError("model.dropout must be in [0, 1)")
-    if not 0.0 <= cfg.training.label_smoothing < 1.0:
-        raise ConfigError("training.label_smoothing must be in [0, 1)")
-    if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
-        raise ConfigError(f"decoding.n_best ({cfg.decoding.n_best}) cannot exceed decoding.beam_width "
-                          f"({cfg.decoding.beam_width})")
-    if cfg.training.loss == "sampled_softmax":
-        samples, vocab = cfg.training.sampled_softmax_samples, cfg.data.target_vocab_size
-        if not 0 < samples < vocab:
-            raise ConfigError(f"training.sampled_softmax_samples ({samples}) must be at least 1 and smaller than "
-                              f"data.target_vocab_size ({vocab})")
-    if cfg.decoding.min_length < 0:
-        raise ConfigError("decoding.min_length must be 0 or positive")
-    if cfg.decoding.no_repeat_ngram_size < 0:
-        raise ConfigError("decoding.no_repeat_ngram_size must be 0 (off) or positive")
-    if cfg.decoding.temperature <= 0:
-        raise ConfigError("decoding.temperature must be positive")
-    if cfg.model.tie_embeddings and cfg.model.embedding_dim != cfg.model.hidden:
-        raise ConfigError("model.tie_embeddings needs model.embedding_dim == model.hidden")
-    if cfg.model.tie_embeddings and cfg.model.output_head != "softmax":
-        raise ConfigError("model.tie_embeddings needs model.output_head=softmax (a vocabulary to share)")
-    pairing = (cfg.model.input_encoder, cfg.model.output_head)
-    if pairing not in _PAIRINGS:
-        raise ConfigError(f"model.input_encoder={pairing[0]!r} with model.output_head={pairing[1]!r} is not "
-                          f"supported; supported: {', '.join(f'{a}+{b}' for a, b in _PAIRINGS)}")
-    if cfg.training.loss == "sampled_softmax" and cfg.model.output_head != "softmax":
-        raise ConfigError("training.loss=sampled_softmax needs model.output_head=softmax")
-    for key in ("linear_skip", "subtract_last"):
-        if getattr(cfg.model, key) and cfg.model.output_head != "regression":
-            raise ConfigError(f"model.{key} applies to model.output_head=regression only")
-    if not 0.0 <= cfg.training.scheduled_sampling <= 1.0:
-        raise ConfigError("training.scheduled_sampling must be in [0, 1]")
-    if not 0.0 <= cfg.data.validation_fraction < 1.0:
-        raise ConfigError("data.validation_fraction must be in [0, 1)")
-    if cfg.data.image_channels not in (1, 3):
-        raise ConfigError(f"data.image_channels must be 1 or 3, got {cfg.data.image_channels}")
-    for key in ("image_height", "image_width", "lookback", "horizon"):
-        if getattr(cfg.data, key) < 1:
-            raise ConfigError(f"data.{key} must be at least 1")
-    if cfg.model.input_encoder == "image":
-        if cfg.model.conv_blocks < 1 or cfg.model.conv_filters < 1:
-            raise ConfigError("model.conv_blocks and model.conv_filters must be at least 1")
-        shrink = 2 ** cfg.model.conv_blocks
-        if cfg.data.image_height < shrink or cfg.data.image_width < shrink:
-            raise ConfigError(f"{cfg.model.conv_blocks} conv blocks halve the image {cfg.model.conv_blocks} times: "
-                              f"data.image_height and data.image_width must be at least {shrink}")
-
-
-# Source encoder and output head combinations that are built and tested.
-_PAIRINGS = (("tokens", "softmax"), ("image", "softmax"), ("vectors", "regression"))
-
-
-def _build(cls, values: Mapping[str, Any], path: str):
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        where = f" in section '{path}'" if path else ""
-        raise ConfigError(f"unknown config key {', '.join(repr(k) for k in unknown)}{where}; "
-                          f"valid keys: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in values.items():
-        hint = hints[key]
-        dotted = f"{path}.{key}" if path else key
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, dotted)
-        else:
-            kwargs[key] = _coerce(value, hint, dotted)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, dotted: str) -> Any:
-    args = typing.get_args(hint)
-    if value is None and type(None) in args:
-        return None
-    target = next((a for a in args if a is not type(None)), hint) if args else hint
-    if target is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{dotted} must be true or false, got {value!r}")
-    if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if target is float and isinstance(value, str):
-        # YAML 1.1 reads exponents without a dot (1e-5, also as json.dumps writes them) as strings.
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if target is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if target is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{dotted} must be of type {target.__name__}, got {value!r}")
+        return config_from_dict(apply_overrides(self.to_dict(), overrides))
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
     """Builds a ``Config`` from nested dicts, rejecting unknown keys with the list of valid ones."""
-    return _build(Config, values, "")
-
-
-def _apply_overrides(values: dict, overrides: Mapping[str, Any]) -> dict:
-    values = json.loads(json.dumps(values))  # deep copy
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = values
-        for part in parents:
-            if part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"unknown config section {part!r} in override {dotted!r}; "
-                                  f"valid sections: {', '.join(k for k, v in values.items() if isinstance(v, dict))}")
-            node = node[part]
-        node[leaf] = value
-    return values
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """Parses ``key.sub=value`` strings; values are read as YAML scalars (``256``, ``true``, ``0.1``, ``gru``)."""
-    overrides = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        key, raw = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    return overrides
+    return build(Config, values, "")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Config:
@@ -407,35 +257,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         ConfigError: Unknown key, wrong type or invalid value; the message names the key.
         FileNotFoundError: ``path`` does not exist.
     """
-    values: dict = {}
-    if path is not None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"config file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{path} is not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections")
+    values = read_mapping(path) if path is not None else {}
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     base = Config().to_dict()
-    merged = _apply_overrides(_deep_merge(base, values, ""), overrides)
+    merged = apply_overrides(deep_merge(base, values, ""), overrides)
     return config_from_dict(merged)
-
-
-def _deep_merge(base: dict, values: dict, path: str) -> dict:
-    out = dict(base)
-    for key, value in values.items():
-        if key not in base:
-            where = f" in section '{path}'" if path else ""
-            raise ConfigError(f"unknown config key {key!r}{where}; valid keys: {', '.join(base)}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            out[key] = _deep_merge(base[key], value, f"{path}.{key}" if path else key)
-        else:
-            out[key] = value
-    return out
 
 
 def save_config(cfg: Config, directory: str | os.PathLike) -> str:
