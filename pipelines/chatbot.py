@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         return status
 
     from tfs2s.data import corpora
-    from tfs2s.apps.evaluation import evaluate_dialogue
+    from tfs2s.apps.dialogue import evaluate_dialogue
 
     translator = pipeline.load_translator(args.run_dir, args.data_dir)
     d, dc = translator.config.data, translator.config.decoding

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         return status
 
     from tfs2s.data import corpora
-    from tfs2s.apps.evaluation import evaluate_summaries
+    from tfs2s.apps.summarization import evaluate_summaries
 
     translator = pipeline.load_translator(args.run_dir, args.data_dir)
     d = translator.config.data

@@ -1,7 +1,7 @@
 """Talking to an exported conversational model: the context is kept on the client, as a server would.
 
 The model was trained on (context -> response) pairs whose context is the last ``data.context_turns``
-utterances joined by ``data.turn_separator`` (see ``tfs2s.dialogue``). ``Conversation`` builds the same context
+utterances joined by ``data.turn_separator`` (see ``tfs2s.data.dialogue``). ``Conversation`` builds the same context
 from the running conversation and asks the SavedModel for a reply: by beam search (``translate_options``, with the
 export's n-gram repeat blocking) or by sampling (``sample``: temperature, top-k, seed).
 """
