@@ -83,7 +83,7 @@ def child_throughput(variant: str, args) -> dict:
 
 def child_quality(variant: str, args) -> dict:
     """Trains one variant on the whole training split and evaluates it on test."""
-    from tfs2s.apps.evaluation import evaluate_split
+    from tfs2s.apps.translation import evaluate_split
     from tfs2s.training.run import load_run, train
     from tfs2s.tasks.text.predictor import Translator
 

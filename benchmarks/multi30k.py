@@ -33,7 +33,7 @@ def run_one(name: str, overrides: list[str], runs_dir: str, run_name: str | None
     """Trains and evaluates one configuration in this process (in ``runs_dir/run_name``, default the config
     name)."""
     from tfs2s.core.config import load_config
-    from tfs2s.apps.evaluation import evaluate_split
+    from tfs2s.apps.translation import evaluate_split
     from tfs2s.training.run import load_run, train
     from tfs2s.tasks.text.predictor import Translator
 
@@ -52,7 +52,7 @@ SWEEP = [(1, 0.0), (5, 0.0), (5, 0.6), (5, 1.0), (10, 0.6), (10, 1.0)]
 def sweep(run_dir: str, output: str) -> dict:
     """Beam width x length penalty on validation; the best setting evaluated on test."""
     from tfs2s.data import corpora
-    from tfs2s.apps.evaluation import evaluate_pairs
+    from tfs2s.apps.translation import evaluate_pairs
     from tfs2s.core.metrics import bleu_scores
     from tfs2s.training.run import load_run
     from tfs2s.tasks.text.predictor import Translator
