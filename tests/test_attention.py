@@ -81,3 +81,35 @@ def test_level_shift_round_trip():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(LevelShift(1.0, name="up")))
     assert restored.sign == 1.0
     np.testing.assert_allclose(restored(relative, level), values, atol=1e-6)
+
+
+# Constructor arguments of every custom layer; a layer added to tfs2s.core.layers needs an entry here.
+LAYER_ARGUMENTS = {"BahdanauAttention": {"units": 4}, "LuongAttention": {"scale": 0.25}, "PaddingMask": {},
+                   "BroadcastOverTime": {}, "FullMask": {}, "LastStep": {}, "WindowLinear": {"horizon": 4},
+                   "LevelShift": {"sign": 1.0}, "VocabularyProjection": {"vocab_size": 7},
+                   "TiedEmbedding": {"vocab_size": 7, "dim": 5}}
+
+
+def test_every_registered_layer_is_exported_and_listed_here():
+    """The layers registered from tfs2s.core.layers are those it exports, and each has arguments above."""
+    import tfs2s.core.layers as layers
+
+    registered = {name.split(">", 1)[1] for name, obj in keras.saving.get_custom_objects().items()
+                  if name.startswith("tfs2s>") and obj.__module__.startswith("tfs2s.core.layers")}
+    assert registered == set(layers.__all__)
+    assert set(LAYER_ARGUMENTS) == set(layers.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_ARGUMENTS))
+def test_every_custom_layer_round_trips_through_keras_serialization(name):
+    import tfs2s.core.layers as layers
+
+    cls = getattr(layers, name)
+    assert keras.saving.get_registered_name(cls) == f"tfs2s>{name}"  # the name saved .keras files refer to
+    layer = cls(name="x", **LAYER_ARGUMENTS[name])
+    config = layer.get_config()
+    for key, value in LAYER_ARGUMENTS[name].items():
+        assert config[key] == value
+    assert cls.from_config(config).get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is cls and restored.get_config() == config

@@ -5,6 +5,7 @@ import keras
 
 from tfs2s.core import features as F
 from tfs2s.core.config import ModelConfig
+from tfs2s.core import models as M
 from tfs2s.core.models import build_models
 
 CASES = [dict(cell="gru", attention="bahdanau", bidirectional=True, layers=1),
@@ -333,3 +334,50 @@ def test_builder_names_missing_sizes():
     with pytest.raises(ValueError, match="linear_skip"):
         build_models(ModelConfig(input_encoder="vectors", output_head="regression", linear_skip=True),
                      source_features=3, target_features=3)
+
+
+# ---------------------------------------------------------------- the contract: names, has_attention, registration
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong", "none"])
+def test_has_attention_matches_what_the_models_compute(attention):
+    m = _models(cell="gru", attention=attention, bidirectional=False, layers=1)
+    attends = attention != "none"
+    assert m.has_attention is attends
+    assert (M.KEYS in m.encoder.output) is attends and (M.CONTEXT in m.encoder.output) is not attends
+    assert (M.ALIGNMENT in m.decoder_step.output) is attends
+    assert (M.ALIGNMENT in m.initial_state(tf.constant(SRC))) is attends
+
+
+def test_contract_names_find_the_layers():
+    from tfs2s.core.layers import BahdanauAttention, LuongAttention, WindowLinear
+
+    m = _models(cell="lstm", attention="bahdanau", bidirectional=True, layers=2)
+    enc, step = m.encoder, m.decoder_step
+    assert isinstance(enc.get_layer(M.SOURCE_EMBEDDING), keras.layers.Embedding)
+    assert isinstance(enc.get_layer(M.ENCODER_BIRNN.format(i=1)), keras.layers.Bidirectional)
+    assert enc.get_layer(M.BRIDGE.format(state="state_1_c")).units == 16
+    assert isinstance(enc.get_layer(M.ATTENTION_KEYS), keras.layers.Dense)
+    assert isinstance(step.get_layer(M.ATTENTION), BahdanauAttention)
+    rnn = m.training.get_layer(M.DECODER_RNN.format(i=1))
+    assert isinstance(rnn, keras.layers.LSTM) and step.get_layer(M.RNN_CELL.format(rnn=rnn.name)) is rnn.cell
+    assert step.get_layer(M.ATTENTIONAL_HIDDEN) is m.training.get_layer(M.ATTENTIONAL_HIDDEN)
+    assert M.output_layer(step) is step.get_layer(M.OUTPUT_PROJECTION)
+    assert M.target_embedding_layer(step) is step.get_layer(M.TARGET_EMBEDDING)
+
+    m = _models(cell="gru", attention="luong", bidirectional=False, layers=1)
+    assert isinstance(m.encoder.get_layer(M.ENCODER_RNN.format(i=0)), keras.layers.GRU)
+    assert isinstance(m.decoder_step.get_layer(M.ATTENTION), LuongAttention)
+    m = _models(cell="gru", attention="none", bidirectional=False, layers=1)
+    assert m.encoder.get_layer(M.CONTEXT_PROJECTION).output.name == m.encoder.output[M.CONTEXT].name
+    m = _regression_models(linear_skip=True)
+    assert isinstance(m.encoder.get_layer(M.LINEAR_SKIP), WindowLinear)
+    assert isinstance(_image_models().encoder.get_layer(M.SOURCE_PROJECTION), keras.layers.Dense)
+
+
+@pytest.mark.parametrize("cls", [M.Seq2SeqTrainingModel, M.SampledSoftmaxTrainingModel, M.RegressionTrainingModel],
+                         ids=lambda cls: cls.__name__)
+def test_training_models_keep_their_registered_names(cls):
+    """.keras files written by any earlier layout refer to these names."""
+    name = f"tfs2s>{cls.__name__}"
+    assert keras.saving.get_registered_name(cls) == name
+    assert keras.saving.get_registered_object(name) is cls

@@ -73,3 +73,15 @@ def test_onnx_encoder_answers_an_empty_batch():
     m = _models(**CASES[1])
     got = _run(build_encoder(m), np.zeros((0, 4), np.int32))
     assert got["memory"].shape == (0, 4, 16) and got["state_0_h"].shape == (0, 16) and got["mask"].shape == (0, 4)
+
+
+def test_written_graphs_use_the_one_opset():
+    """The hand-written graphs and tf2onnx's conversions share ``graph.ONNX_OPSET``, so they join into one."""
+    from tfs2s.core.config import DecodingConfig
+    from tfs2s.export.onnx.graph import ONNX_OPSET
+    from tfs2s.export.onnx.greedy import build_greedy_decoder
+
+    m = _models(**CASES[0])
+    for model in (build_encoder(m), build_greedy_decoder(m, DecodingConfig())):
+        assert [(o.domain, o.version) for o in model.opset_import] == [("", ONNX_OPSET)]
+    assert ONNX_OPSET == 17

@@ -20,92 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from tfs2s.core import features as F
+from tfs2s.core.models import (ATTENTION_KEYS, BRIDGE, CONTEXT, CONTEXT_PROJECTION, ENCODER_BIRNN, ENCODER_RNN, KEYS,
+                               MASK, MEMORY, SOURCE_EMBEDDING)
+from tfs2s.export.onnx.graph import GraphBuilder, make_model, weight_array
 
 PREFIX = "tfs2s_encoder/"
 
 
 class UnsupportedEncoder(ValueError):
     """The model's encoder is not one this module writes (only ``input_encoder: tokens``)."""
-
-
-def weight_array(variable) -> np.ndarray:
-    """A Keras variable (or array) as a float32 numpy array."""
-    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
-
-
-def gru_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keras GRU (``reset_after``) -> ONNX ``W [3H, D]``, ``R [3H, H]``, ``B [6H]``; both use gate order z, r, h."""
-    cell = layer.cell
-    if not getattr(cell, "reset_after", False):
-        raise UnsupportedEncoder("only GRUs with reset_after=True (the Keras default) are written to ONNX")
-    kernel, recurrent = weight_array(cell.kernel), weight_array(cell.recurrent_kernel)
-    bias = weight_array(cell.bias) if cell.use_bias else np.zeros((2, kernel.shape[1]), np.float32)
-    return kernel.T, recurrent.T, bias.reshape(-1)
-
-
-def lstm_weights(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keras LSTM (gates i, f, c, o) -> ONNX ``W [4H, D]``, ``R [4H, H]``, ``B [8H]`` (gates i, o, f, c)."""
-    cell = layer.cell
-    kernel, recurrent = weight_array(cell.kernel), weight_array(cell.recurrent_kernel)
-    bias = weight_array(cell.bias) if cell.use_bias else np.zeros(kernel.shape[1], np.float32)
-
-    def reorder(w):
-        i, f, c, o = np.split(w, 4, axis=-1)
-        return np.concatenate([i, o, f, c], axis=-1)
-
-    return reorder(kernel).T, reorder(recurrent).T, np.concatenate([reorder(bias), np.zeros_like(bias)])
-
-
-def check_activations(layer) -> None:
-    """Raises ``UnsupportedEncoder`` unless the recurrent layer uses the activations ONNX's cells assume."""
-    cell = layer.cell
-    names = (getattr(cell.activation, "__name__", ""), getattr(cell.recurrent_activation, "__name__", ""))
-    if names != ("tanh", "sigmoid"):
-        raise UnsupportedEncoder(f"{layer.name}: activations {names} are not written to ONNX (tanh, sigmoid only)")
-
-
-class GraphBuilder:
-    """Collects the nodes and initialisers of an ONNX graph written by hand.
-
-    Internal names carry ``prefix``, so the graph merges with a converted one without name clashes; names in
-    ``public`` (graph inputs and outputs) are kept as they are. A layer it cannot write raises ``unsupported``.
-    """
-
-    def __init__(self, prefix: str, public=(), unsupported: type[ValueError] = UnsupportedEncoder):
-        self.prefix, self.public, self.unsupported = prefix, set(public), unsupported
-        self.nodes, self.inits = [], []
-
-    def const(self, name: str, value) -> str:
-        """An initialiser holding ``value``; returns its name."""
-        from onnx import numpy_helper
-
-        self.inits.append(numpy_helper.from_array(np.asarray(value), self.prefix + name))
-        return self.prefix + name
-
-    def node(self, op: str, inputs, outputs=None, **attrs):
-        """Adds a node; returns its output name (or the list of them when it has several)."""
-        from onnx import helper
-
-        # "" is an optional output left out; it keeps no name.
-        outputs = [o if o in self.public or not o else self.prefix + o
-                   for o in (outputs or [f"{op.lower()}_{len(self.nodes)}"])]
-        self.nodes.append(helper.make_node(op, inputs, outputs, name=f"{self.prefix}{op}_{len(self.nodes)}", **attrs))
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def dense(self, x: str, layer, name: str, extra_bias=None) -> str:
-        """A Keras ``Dense`` layer (linear or tanh) on ``x``; ``extra_bias`` is added to its bias."""
-        y = self.node("MatMul", [x, self.const(f"{name}/kernel", weight_array(layer.kernel))])
-        bias = weight_array(layer.bias) if layer.use_bias else None
-        if extra_bias is not None:
-            bias = extra_bias if bias is None else bias + extra_bias
-        if bias is not None:
-            y = self.node("Add", [y, self.const(f"{name}/bias", bias)])
-        act = getattr(layer.activation, "__name__", "linear")
-        if act == "tanh":
-            y = self.node("Tanh", [y])
-        elif act != "linear":
-            raise self.unsupported(f"{name}: activation {act!r} is not written to ONNX")
-        return y
 
 
 def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
@@ -117,23 +40,41 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     Raises:
         UnsupportedEncoder: Image or vector sources, or recurrent layers configured unlike tfs2s' defaults.
     """
-    import onnx
-    from onnx import TensorProto, helper
-
-    from tfs2s.export.savedmodel import ONNX_OPSET
-
     cfg = models.config
     if cfg.input_encoder != "tokens":
         raise UnsupportedEncoder(f"input_encoder {cfg.input_encoder!r} is converted by tf2onnx, not written here")
     encoder = models.encoder
-    g = GraphBuilder(PREFIX, public=set(encoder.output))
-    const, node = g.const, g.node
+    g = GraphBuilder(PREFIX, public=set(encoder.output), unsupported=UnsupportedEncoder)
 
     def dense(x, layer_name):
         return g.dense(x, encoder.get_layer(layer_name), layer_name)
 
-    # Ids, padded to at least one column and one row: ONNX Runtime's recurrent kernels crash on an empty batch
-    # (the outputs are cut back to the input's rows at the end).
+    ids, rows = _padded_ids(g)
+    mask, run_lengths, nonempty = _mask_and_lengths(g, ids)
+    embedding = encoder.get_layer(SOURCE_EMBEDDING)
+    x = g.node("Gather", [g.const(f"{SOURCE_EMBEDDING}/embeddings", weight_array(embedding.embeddings)),
+                          ids])  # [B, S, D]
+    x = g.node("Transpose", [x], perm=[1, 0, 2])  # time-major [S, B, D]
+    memory, final_states = _recurrent_layers(g, models, x, run_lengths, nonempty)
+
+    outputs = {MEMORY: memory, MASK: mask}
+    flat_states = [s for layer in final_states for s in layer]
+    for name, state in zip(models.state_names, flat_states):
+        outputs[name] = dense(state, BRIDGE.format(state=name)) if cfg.bidirectional else state
+    if models.has_attention:
+        outputs[KEYS] = dense(memory, ATTENTION_KEYS)
+    else:
+        outputs[CONTEXT] = dense(final_states[-1][0], CONTEXT_PROJECTION)
+    return _encoder_model(g, encoder, outputs, rows)
+
+
+def _padded_ids(g: GraphBuilder) -> tuple[str, str]:
+    """The input ids padded to at least one column and one row, and the input's row count ``[1]``.
+
+    ONNX Runtime's recurrent kernels crash on an empty batch (the outputs are cut back to the input's rows at
+    the end).
+    """
+    const, node = g.const, g.node
     ids = F.ENCODER_TOKEN_IDS
     shape = node("Shape", [ids])
     rows = node("Slice", [shape, const("zero_1", np.array([0], np.int64)), const("one_1", np.array([1], np.int64))])
@@ -143,8 +84,15 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     missing_rows = node("Max", [node("Sub", [one, rows]), zero])
     # Pad's pads: [begin rows, begin columns, end rows, end columns].
     pads = node("Concat", [const("pads_head", np.zeros(2, np.int64)), missing_rows, missing], axis=0)
-    ids = node("Pad", [ids, pads, const("pad_id", np.array(F.PAD_ID, np.int32))])
+    return node("Pad", [ids, pads, const("pad_id", np.array(F.PAD_ID, np.int32))]), rows
 
+
+def _mask_and_lengths(g: GraphBuilder, ids: str) -> tuple[str, str, str]:
+    """The padding mask ``[B, S]``, the lengths the recurrences run (at least 1) and ``[B, 1]`` 1.0 for rows
+    that are not padding only (0.0 zeroes those rows' final states)."""
+    from onnx import TensorProto  # the onnx extra is optional: needed only when a graph is written
+
+    const, node = g.const, g.node
     mask = node("Not", [node("Equal", [ids, const("pad_id_b", np.array(F.PAD_ID, np.int32))])])
     lengths = node("ReduceSum", [node("Cast", [mask], to=TensorProto.INT32), const("axis_1", np.array([1], np.int64))],
                    keepdims=0)
@@ -152,23 +100,23 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     run_lengths = node("Max", [lengths, const("one_i32", np.array([1], np.int32))])
     nonempty = node("Unsqueeze", [node("Cast", [node("Greater", [lengths, const("zero_i32", np.array(0, np.int32))])],
                                        to=TensorProto.FLOAT), const("axis_m1", np.array([-1], np.int64))])
+    return mask, run_lengths, nonempty
 
-    embedding = encoder.get_layer("source_embedding")
-    x = node("Gather", [const("source_embedding/embeddings", weight_array(embedding.embeddings)), ids])  # [B, S, D]
-    x = node("Transpose", [x], perm=[1, 0, 2])  # time-major [S, B, D]
 
-    final_states = []  # per layer: one [B, H * directions] tensor per state (h, then c for LSTMs)
+def _recurrent_layers(g: GraphBuilder, models, x: str, run_lengths: str, nonempty: str) -> tuple[str, list]:
+    """The (bi)GRU/LSTM layers over time-major ``x``; returns the memory ``[B, S, dirs * H]`` and, per layer,
+    one ``[B, H * dirs]`` tensor per state (h, then c for LSTMs)."""
+    cfg, encoder = models.config, models.encoder
+    const, node = g.const, g.node
+    final_states = []
     for i in range(cfg.layers):
         if cfg.bidirectional:
-            wrapper = encoder.get_layer(f"encoder_birnn_{i}")
+            wrapper = encoder.get_layer(ENCODER_BIRNN.format(i=i))
             directions = [wrapper.forward_layer, wrapper.backward_layer]
         else:
-            directions = [encoder.get_layer(f"encoder_rnn_{i}")]
-        weights = []
-        for layer in directions:
-            check_activations(layer)
-            weights.append(lstm_weights(layer) if cfg.cell == "lstm" else gru_weights(layer))
-        w, r, b = (const(f"encoder_rnn_{i}/{n}", np.stack([wt[k] for wt in weights]))
+            directions = [encoder.get_layer(ENCODER_RNN.format(i=i))]
+        weights = [g.rnn_weights(layer, cfg.cell) for layer in directions]
+        w, r, b = (const(f"{ENCODER_RNN.format(i=i)}/{n}", np.stack([wt[k] for wt in weights]))
                    for k, n in enumerate(("W", "R", "B")))
         direction = "bidirectional" if cfg.bidirectional else "forward"
         count = len(directions)
@@ -189,34 +137,25 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
                                           const(f"shape_s_{i}_{j}", np.array([0, count * cfg.hidden], np.int64))]),
                          nonempty])
             for j, s in enumerate(states)])
-    memory = node("Transpose", [x], perm=[1, 0, 2])  # [B, S, dirs * H]
+    return node("Transpose", [x], perm=[1, 0, 2]), final_states  # memory [B, S, dirs * H]
 
-    outputs = {"memory": memory, "mask": mask}
-    state_names = list(models.state_names)
-    flat_states = [s for layer in final_states for s in layer]
-    for name, state in zip(state_names, flat_states):
-        outputs[name] = dense(state, f"bridge_{name}") if cfg.bidirectional else state
-    if cfg.attention in ("bahdanau", "luong"):
-        outputs["keys"] = dense(memory, "attention_keys")
-    else:
-        outputs["context"] = dense(final_states[-1][0], "context_projection")
 
-    # Every output gets its final name cut back to the input's rows.
+def _encoder_model(g: GraphBuilder, encoder, outputs: dict, rows: str) -> "onnx.ModelProto":  # noqa: F821
+    """The model whose outputs are ``outputs`` under their final names, cut back to the input's ``rows``."""
+    from onnx import TensorProto, helper  # the onnx extra is optional: needed only when a graph is written
+
     expected = encoder.output
     graph_outputs = []
     for name in sorted(expected):
-        node("Slice", [outputs[name], const(f"start_{name}", np.array([0], np.int64)), rows,
-                       const(f"axes_{name}", np.array([0], np.int64))], [name])
-        dtype = TensorProto.BOOL if name == "mask" else TensorProto.FLOAT
+        g.node("Slice", [outputs[name], g.const(f"start_{name}", np.array([0], np.int64)), rows,
+                         g.const(f"axes_{name}", np.array([0], np.int64))], [name])
+        dtype = TensorProto.BOOL if name == MASK else TensorProto.FLOAT
         rank = len(expected[name].shape)
         graph_outputs.append(helper.make_tensor_value_info(name, dtype, [None] * rank))
     graph = helper.make_graph(g.nodes, "tfs2s_encoder",
                               [helper.make_tensor_value_info(F.ENCODER_TOKEN_IDS, TensorProto.INT32, [None, None])],
                               graph_outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="tfs2s")
-    onnx.checker.check_model(model)
-    return model
+    return make_model(graph)
 
 
 def compose(encoder: "onnx.ModelProto", decoder: "onnx.ModelProto") -> "onnx.ModelProto":  # noqa: F821
