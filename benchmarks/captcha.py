@@ -1,8 +1,8 @@
 """Captcha OCR: tfs2s's attentional image-to-text model against the keras-io CNN + BiLSTM + CTC example.
 
-Both systems train and are scored in one run on the SAME split: ``tfs2s.captioning.split`` of the images that
+Both systems train and are scored in one run on the SAME split: ``tfs2s.tasks.image.task.split`` of the images that
 ``pipelines/configs/captcha.yaml`` reads (936 PNGs of ``captcha-images-v2``, 10 % held out with seed 1234).
-Scores are ``tfs2s.captioning.caption_scores`` (exact sequence accuracy and character error rate, in percent) of
+Scores are ``tfs2s.tasks.image.predictor.caption_scores`` (exact sequence accuracy and character error rate, in percent) of
 the validation split; training minutes exclude validation passes for both (``tfs2s.training.TrainingClock``).
 
 1. The anchor, "OCR model for reading Captchas" by A_K_Nain (converted to Keras 3 by Sitam Meur),
@@ -14,7 +14,7 @@ the validation split; training minutes exclude validation passes for both (``tfs
    Dense(vocabulary + 1, softmax); CTC loss added by an endpoint layer (``add_loss``, so Keras sums it over the
    batch, as in the example); Adam (1e-3); batch 16; up to 100 epochs with EarlyStopping(val_loss, patience 10,
    restore_best_weights); greedy CTC decoding.
-2. tfs2s: ``tfs2s.captioning.train_captioner`` with ``pipelines/configs/captcha.yaml`` (plus ``--set``
+2. tfs2s: ``tfs2s.tasks.train`` with ``pipelines/configs/captcha.yaml`` (plus ``--set``
    overrides); its summary gives greedy and beam-search validation scores.
 
 Deviations from the keras-io example (and why):
@@ -178,8 +178,8 @@ def run_ctc(train, val, cfg, args, run_dir: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tfs2s.tasks.image.task import caption_scores
-    from tfs2s.training.run import TrainingClock
+    from tfs2s.tasks.image.predictor import caption_scores
+    from tfs2s.training.callbacks import TrainingClock
 
     recipe = ctc_recipe(args)
     keras.utils.set_random_seed(cfg.data.seed)
@@ -249,9 +249,9 @@ def _best_epoch(run_dir: str):
 
 
 def run_tfs2s(cfg, run_dir: str) -> dict:
-    from tfs2s.tasks.image.task import train_captioner
+    from tfs2s import tasks
 
-    summary = train_captioner(cfg, run_dir, verbose=2)
+    summary = tasks.train(cfg, run_dir, verbose=2)
     summary["best_epoch"] = _best_epoch(run_dir)
     return summary
 
@@ -265,7 +265,7 @@ def _row(system: str, scores: dict, run: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir",
-                        help="folder holding captcha-images-v2 (default: tfs2s.corpora.default_data_dir())")
+                        help="folder holding captcha-images-v2 (default: tfs2s.data.corpora.default_data_dir())")
     parser.add_argument("--run-dir", default=os.path.join(ROOT, "runs", "bench_captcha"),
                         help="its ctc/ and tfs2s/ sub-folders are replaced")
     parser.add_argument("--epochs-ctc", type=int, default=100, help="most epochs of the keras-io anchor")

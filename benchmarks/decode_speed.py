@@ -126,23 +126,22 @@ def main():
     import tensorflow as tf
 
     from tfs2s.data import corpora
-    from tfs2s.export.savedmodel import export_saved_model, load_translator_from_run
+    from tfs2s import tasks
 
-    translator = load_translator_from_run(args.run_dir)
+    translator = tasks.load(args.run_dir, expect="tokens")
     cfg = translator.config
     sources = [s for s, _ in corpora.load_pairs("multi30k", "test", args.data_dir or cfg.data.data_dir,
                                                  cfg.data.source_lang, cfg.data.target_lang)]
     ids = translator.encode(tf.constant(sources)).numpy()
     work = tempfile.mkdtemp(prefix="tfs2s-decode-speed-")
     started = time.perf_counter()
-    export = export_saved_model(translator, work, "model", onnx=True)
+    export = tasks.export(translator, work, "model", onnx=True)
     export_minutes = (time.perf_counter() - started) / 60
 
     spec = [tf.TensorSpec([None, None], tf.int32)]
-    d = cfg.decoding
-    beam = dict(beam_width=d.beam_width, length_penalty_alpha=d.length_penalty, n_best=1)
-    functions = {"greedy": tf.function(lambda x: translator.decode_ids(x, "greedy", alignment=False), input_signature=spec),
-                 "beam": tf.function(lambda x: translator.decode_ids(x, "beam", alignment=False, **beam), input_signature=spec)}
+    options = {"greedy": translator.options("greedy"), "beam": translator.options("beam", n_best=1)}
+    functions = {s: tf.function(lambda x, o=o: translator.decode_ids(x, o, alignment=False), input_signature=spec)
+                 for s, o in options.items()}
     loaded = tf.saved_model.load(export)
     signatures = {"greedy": loaded.signatures["translate_ids_greedy"], "beam": loaded.signatures["translate_ids"]}
     local = {"tf_function": lambda x, strategy: functions[strategy](tf.constant(x)),

@@ -55,13 +55,16 @@ def child_throughput(variant: str, args) -> dict:
 
     from tfs2s.data import corpora
     from tfs2s.core import text_data as data
-    from tfs2s.training.run import build_run_models, compile_model, prepare_tokenizers
+    from tfs2s.tasks.base import SOURCE, TARGET, prepare_tokenizer
+    from tfs2s.tasks.text.task import build_run_models
+    from tfs2s.training.fit import compile_model
 
     cfg = _config(variant, args)
     d = cfg.data
     keras.utils.set_random_seed(d.seed)
     pairs = corpora.load_split(d, "train", d.limit)
-    source_tok, target_tok = prepare_tokenizers(cfg, args.vocab_dir, pairs)
+    source_tok = prepare_tokenizer(cfg, args.vocab_dir, SOURCE, (p[0] for p in pairs), d.source_vocab_size)
+    target_tok = prepare_tokenizer(cfg, args.vocab_dir, TARGET, (p[1] for p in pairs), d.target_vocab_size)
     ds = data.make_dataset(pairs, source_tok, target_tok, batch_size=d.batch_size, bucket_width=d.bucket_width,
                            max_source_length=d.max_source_length, max_target_length=d.max_target_length,
                            training=True, shuffle_buffer=d.shuffle_buffer, seed=d.seed)
@@ -84,8 +87,7 @@ def child_throughput(variant: str, args) -> dict:
 def child_quality(variant: str, args) -> dict:
     """Trains one variant on the whole training split and evaluates it on test."""
     from tfs2s.apps.translation import evaluate_split
-    from tfs2s.training.run import load_run, train
-    from tfs2s.tasks.text.predictor import Translator
+    from tfs2s.tasks import load, train
 
     cfg = _config(variant, args)
     run_dir = os.path.join(args.work_dir, variant)
@@ -93,8 +95,7 @@ def child_quality(variant: str, args) -> dict:
     for name in os.listdir(args.vocab_dir):  # the same vocabularies for both variants
         shutil.copy(os.path.join(args.vocab_dir, name), run_dir)
     summary = train(cfg, run_dir, verbose=2)
-    cfg, models, source_tok, target_tok = load_run(run_dir)
-    test = evaluate_split(Translator(models, source_tok, target_tok, cfg), "test", ["greedy", "beam"])
+    test = evaluate_split(load(run_dir), "test", ["greedy", "beam"])
     for strategy in ("greedy", "beam"):
         test[strategy].pop("examples", None)
     return {"variant": variant, "train": {k: v for k, v in summary.items() if k != "val_bleu_curve"},

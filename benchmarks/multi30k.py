@@ -34,14 +34,12 @@ def run_one(name: str, overrides: list[str], runs_dir: str, run_name: str | None
     name)."""
     from tfs2s.core.config import load_config
     from tfs2s.apps.translation import evaluate_split
-    from tfs2s.training.run import load_run, train
-    from tfs2s.tasks.text.predictor import Translator
+    from tfs2s.tasks import load, train
 
     cfg = load_config(os.path.join(ROOT, "pipelines", "configs", f"multi30k_{name}.yaml"), overrides)
     run_dir = os.path.join(runs_dir, run_name or name)
     summary = train(cfg, run_dir, verbose=2)
-    cfg, models, source_tok, target_tok = load_run(run_dir)
-    translator = Translator(models, source_tok, target_tok, cfg)
+    translator = load(run_dir)
     test = evaluate_split(translator, "test", ["greedy", "beam"])
     return {"config": run_name or name, "overrides": overrides, "train": summary, "test": test}
 
@@ -54,11 +52,10 @@ def sweep(run_dir: str, output: str) -> dict:
     from tfs2s.data import corpora
     from tfs2s.apps.translation import evaluate_pairs
     from tfs2s.core.metrics import bleu_scores
-    from tfs2s.training.run import load_run
-    from tfs2s.tasks.text.predictor import Translator
+    from tfs2s.tasks import load
 
-    cfg, models, source_tok, target_tok = load_run(run_dir)
-    translator = Translator(models, source_tok, target_tok, cfg)
+    translator = load(run_dir)
+    cfg = translator.config
     d = cfg.data
     val = corpora.load_pairs(d.corpus, "validation", d.data_dir, d.source_lang, d.target_lang)
     rows = []

@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     from tfs2s.tasks.image import task as captioning
     from tfs2s.data import images
 
-    captioner = captioning.load_captioner(args.run_dir)
-    cfg = captioner.config.replace(**({"data.data_dir": args.data_dir} if args.data_dir else {}))
+    captioner = pipeline.load_run(args.run_dir, args.data_dir)
+    cfg = captioner.config
     _, validation = captioning.split(cfg, captioning.load_examples(cfg))
     sample = validation[:8]
     texts, details = captioner.caption([e[0] for e in sample], return_alignment=True)

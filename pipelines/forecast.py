@@ -54,9 +54,8 @@ def main(argv=None) -> int:
     from tfs2s.data import timeseries
     from tfs2s.core import features as F
 
-    forecaster = forecasting.load_forecaster(args.run_dir)
-    cfg = forecaster.config.replace(**({"data.data_dir": args.data_dir} if args.data_dir else {}))
-    series = forecasting.load_series(cfg)
+    forecaster = pipeline.load_run(args.run_dir, args.data_dir)
+    series = forecasting.load_series(forecaster.config)
     past, future = timeseries.make_windows(timeseries.ett_split(series.values, "test", forecaster.lookback),
                                            forecaster.lookback, forecaster.horizon)
     past = past[: args.parity_windows]

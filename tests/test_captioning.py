@@ -11,29 +11,32 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs2s.tasks.image import task as captioning
-from tfs2s.data import images
+from tfs2s import tasks
 from tfs2s.core.config import ConfigError, load_config
+from tfs2s.core.errors import ExportError
+from tfs2s.data import images
 from tfs2s.data.corpora import default_data_dir
-from tfs2s.export.savedmodel import ExportError
+from tfs2s.export.savedmodel import verify_export
+from tfs2s.tasks.image import predictor
+from tfs2s.tasks.image import task as captioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_edit_distance_and_scores():
-    assert captioning.edit_distance("kitten", "sitting") == 3
-    assert captioning.edit_distance("", "abc") == 3
-    scores = captioning.caption_scores(["2b827", "2b82", "xxxxx"], ["2b827", "2b827", "3b827"])
+    assert predictor.edit_distance("kitten", "sitting") == 3
+    assert predictor.edit_distance("", "abc") == 3
+    scores = predictor.caption_scores(["2b827", "2b82", "xxxxx"], ["2b827", "2b827", "3b827"])
     assert scores["exact_accuracy"] == pytest.approx(100 / 3, abs=0.01)
     assert scores["character_error_rate"] == pytest.approx(100 * (0 + 1 + 5) / 15, abs=0.01)
     with pytest.raises(ValueError):
-        captioning.caption_scores(["a"], [])
+        predictor.caption_scores(["a"], [])
 
 
 def test_image_run_needs_image_config(tmp_path):
     cfg = load_config(None, {"data.corpus": "captcha"})  # input_encoder stays "tokens"
     with pytest.raises(ConfigError, match="input_encoder=image"):
-        captioning.train_captioner(cfg, str(tmp_path / "run"))
+        captioning.ImageTask().check_config(cfg)
     with pytest.raises(ConfigError, match="image_height"):
         load_config(None, {"model.input_encoder": "image", "data.image_height": 4})
 
@@ -48,7 +51,7 @@ def run(tmp_path_factory):
         "data.data_dir": data, "data.limit": 60, "data.validation_fraction": 0.2, "model.hidden": 16,
         "model.embedding_dim": 8, "model.attention_units": 8, "model.conv_filters": 4, "training.epochs": 2,
         "decoding.beam_width": 3})
-    summary = captioning.train_captioner(cfg, path, verbose=0)
+    summary = tasks.train(cfg, path, verbose=0)
     return path, summary, cfg
 
 
@@ -60,18 +63,18 @@ def test_run_summary_and_resume(run, tmp_path):
         assert scores["examples"] == 12 and 0 <= scores["character_error_rate"]
     assert os.path.exists(os.path.join(path, "target_vocab.txt"))
     # A finished run is not retrained: the same summary comes back.
-    assert captioning.train_captioner(cfg, path, verbose=0) == summary
+    assert tasks.train(cfg, path, verbose=0) == summary
     # With extend, a copy of it trains one more epoch from its last checkpoint.
     copy = str(tmp_path / "run")
     shutil.copytree(path, copy)
     longer = cfg.replace(**{"training.epochs": 3})
-    extended = captioning.train_captioner(longer, copy, verbose=0, extend=True)
+    extended = tasks.train(longer, copy, verbose=0, extend=True)
     assert summary["epochs_run"] == 2 and extended["epochs_run"] == 3
     assert os.path.exists(os.path.join(copy, "summary.previous.json"))
 
 
 def test_captioner_checks_images(run):
-    captioner = captioning.load_captioner(run[0])
+    captioner = tasks.load(run[0])
     good = captioning.load_examples(run[2])[0][0]
     small = tf.io.encode_png(tf.zeros([10, 20, 1], tf.uint8)).numpy()
     texts, details = captioner.caption([good], return_alignment=True)
@@ -87,9 +90,9 @@ def test_captioner_checks_images(run):
 
 @pytest.fixture(scope="module")
 def export(run, tmp_path_factory):
-    captioner = captioning.load_captioner(run[0])
+    captioner = tasks.load(run[0])
     root = str(tmp_path_factory.mktemp("exports"))
-    path = captioning.export_captioner(captioner, root, "captcha", onnx=True)
+    path = tasks.export(captioner, root, "captcha", onnx=True)
     return captioner, root, path
 
 
@@ -98,13 +101,13 @@ def test_export_layout_and_parity(export, run, tmp_path):
     assert path == os.path.join(root, "captcha", "1")
     assert sorted(os.listdir(os.path.join(path, "onnx"))) == ["caption_image_beam.onnx", "caption_image_greedy.onnx"]
     with pytest.raises(ExportError, match="already exists"):
-        captioning.export_captioner(captioner, root, "captcha", version=1)
+        tasks.export(captioner, root, "captcha", version=1)
     examples = captioning.load_examples(run[2])[:6]
     pixels = images.decode_images(tf.constant([e[0] for e in examples]), 50, 200, 1).numpy()
     # Relocated: the export answers from a new place, the training folder out of the way.
     moved = str(tmp_path / "moved")
     shutil.copytree(path, moved)
-    report = captioning.verify_caption_export(moved, captioner, pixels)
+    report = verify_export(moved, captioning.ImageTask().export_checks(captioner, pixels))
     assert set(report) == {"caption_image_greedy", "caption_image_beam"}
     loaded = tf.saved_model.load(moved)
     served = loaded.signatures["serving_default"](image_bytes=tf.constant([e[0] for e in examples]))

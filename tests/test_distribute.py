@@ -89,11 +89,11 @@ def test_two_workers_train_in_step_and_the_chief_checkpoint_reloads(data_dir, tm
         np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
     from tfs2s.data import corpora
     from tfs2s.core import text_data as data
-    from tfs2s.training.run import load_run
-    from tfs2s.tasks.text.predictor import Translator
+    from tfs2s.tasks import load
 
-    cfg, models, s, t = load_run(str(run_dir))
-    assert Translator(models, s, t, cfg).translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
+    translator = load(str(run_dir))
+    cfg, s, t = translator.config, translator.source_tokenizer, translator.target_tokenizer
+    assert translator.translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
     # Each worker trained on its half of each epoch's batches, each batch split between the two replicas.
     d = cfg.data
     batches = sum(1 for _ in data.make_dataset(
@@ -131,12 +131,12 @@ def test_mirrored_strategy_trains_on_the_local_devices(data_dir, tmp_path):
     import tensorflow as tf
 
     from tfs2s.core.config import load_config
-    from tfs2s.training.run import load_run, train
+    from tfs2s.tasks import load, train
 
     overrides = dict(item.split("=", 1) for item in TINY)
     cfg = load_config(None, {**{k: int(v) for k, v in overrides.items()}, "data.data_dir": data_dir,
                              "training.epochs": 1})
     summary = train(cfg, str(tmp_path / "run"), verbose=0, strategy="mirrored")
     assert summary["workers"] == 1 and summary["train_steps"] > 0
-    _, models, _, _ = load_run(str(tmp_path / "run"))
+    models = load(str(tmp_path / "run")).models
     assert not isinstance(models.training.distribute_strategy, tf.distribute.MirroredStrategy)  # loads plainly

@@ -13,9 +13,11 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.core.config import load_config
-from tfs2s.export.savedmodel import ExportError, export_saved_model, next_version, read_metadata, verify_export
-from tfs2s.training.run import load_run, train
+from tfs2s.core.errors import ExportError
+from tfs2s.export.savedmodel import next_version, read_metadata, verify_export
+from tfs2s.tasks import export, load, train, verify
 from tfs2s.tasks.text.predictor import Translator
+from tfs2s.tasks.text.task import TextTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau mit einem Hut.", "Kinder."]
@@ -36,14 +38,13 @@ def run_dir(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def translator(run_dir):
-    cfg, models, s, t = load_run(run_dir)
-    return Translator(models, s, t, cfg)
+    return load(run_dir)
 
 
 @pytest.fixture(scope="module")
 def exported(translator, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("saved_models"))
-    return export_saved_model(translator, root, "tiny", onnx=True, max_beam_width=8)
+    return export(translator, root, "tiny", onnx=True, max_beam_width=8)
 
 
 def test_layout_versions_and_overwrite(exported, translator):
@@ -63,7 +64,7 @@ def test_layout_versions_and_overwrite(exported, translator):
     assert {"tfs2s_encoder", "tfs2s_greedy"} <= prefixes, prefixes
     assert next_version(model_dir) == 2
     with pytest.raises(ExportError, match="already exists"):
-        export_saved_model(translator, os.path.dirname(model_dir), "tiny", version=1)
+        export(translator, os.path.dirname(model_dir), "tiny", version=1)
 
 
 def test_serving_default_and_bad_input(exported, translator):
@@ -126,12 +127,13 @@ def test_relocated_export_loads_in_plain_tensorflow(exported, run_dir, tmp_path)
 
 
 def test_verify_export_detects_a_different_model(exported, translator):
-    assert verify_export(exported, translator, SENTENCES)["translate_ids"]["sentences"] == 4
+    report = verify(exported, translator)
+    assert report["translate_ids"]["examples"] == 4 and report["translate_ids"]["max_diff"] < 1e-4
     weights = translator.models.training.get_weights()
     try:
         translator.models.training.set_weights([w * 1.5 for w in weights])
         with pytest.raises(AssertionError, match="differ"):
-            verify_export(exported, translator, SENTENCES)
+            verify(exported, translator)
     finally:
         translator.models.training.set_weights(weights)
 
@@ -193,11 +195,11 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
 
 
 def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
-    from tfs2s.export.savedmodel import ONNX_GRAPHS, export_onnx
+    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 
     cfg = translator.config.replace(**{"decoding.no_repeat_ngram_size": 1})
     blocked = Translator(translator.models, translator.source_tokenizer, translator.target_tokenizer, cfg)
-    path = export_saved_model(blocked, str(tmp_path), "norepeat", onnx=False)
+    path = export(blocked, str(tmp_path), "norepeat", onnx=False)
     graphs = {k: ONNX_GRAPHS[k] for k in ("translate_ids_greedy", "translate_ids")}
     export_onnx(path, os.path.join(path, "onnx"), graphs=graphs)
     ids = blocked.encode(tf.constant(SENTENCES + BAD[2:])).numpy()
@@ -226,12 +228,12 @@ def test_tied_embeddings_export_agrees_in_tf_and_onnx(data_dir, tmp_path):
                              "training.bleu_sentences": 0, "training.early_stopping_patience": 0, "name": "tied"})
     run = str(tmp_path / "run")
     train(cfg, run, verbose=0)
-    _, models, s, t = load_run(run)
-    translator = Translator(models, s, t, cfg)
-    path = export_saved_model(translator, str(tmp_path / "exports"), "tied", onnx=True, max_beam_width=8)
+    translator = load(run)
+    path = export(translator, str(tmp_path / "exports"), "tied", onnx=True, max_beam_width=8)
     moved = str(tmp_path / "moved")
     shutil.move(path, moved)
-    assert verify_export(moved, translator, SENTENCES)["translate_ids"]["sentences"] == len(SENTENCES)
+    checks = TextTask().export_checks(translator, SENTENCES)
+    assert verify_export(moved, checks)["translate_ids"]["examples"] == len(SENTENCES)
     loaded = tf.saved_model.load(moved)
     ids = translator.encode(tf.constant(SENTENCES)).numpy()
     onnx = OnnxTranslator(moved)

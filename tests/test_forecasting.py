@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfs2s import tasks
 from tfs2s.core import decoding
-from tfs2s.tasks.series import task as forecasting
-from tfs2s.data import timeseries
 from tfs2s.core import features as F
 from tfs2s.core.config import ConfigError, load_config
+from tfs2s.core.errors import ExportError
+from tfs2s.data import timeseries
 from tfs2s.data.corpora import default_data_dir
-from tfs2s.export.savedmodel import ExportError
+from tfs2s.export.savedmodel import verify_export
+from tfs2s.tasks.series import predictor
+from tfs2s.tasks.series import task as forecasting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,8 +48,6 @@ def test_regress_feeds_predictions_back():
 def test_linear_skip_starts_as_the_least_squares_fit(subtract_last):
     """Before training, the forecaster (zero output layer) forecasts exactly what the closed-form linear model
     fitted on the same windows does."""
-    from tfs2s.core.config import ModelConfig
-
     rng = np.random.default_rng(0)
     values = np.cumsum(rng.standard_normal((300, 2)), axis=0).astype(np.float32) / 10
     cfg = load_config(None, {"data.lookback": 12, "data.horizon": 4, "model.input_encoder": "vectors",
@@ -58,15 +59,14 @@ def test_linear_skip_starts_as_the_least_squares_fit(subtract_last):
     past, future = timeseries.make_windows(values, 12, 4)
     shift = past[:, -1:] if subtract_last else 0.0
     expected = timeseries.LinearWindowModel().fit(past - shift, future - shift).predict(past - shift) + shift
-    f = forecasting.Forecaster(models, timeseries.Standardizer(np.zeros(2, np.float32), np.ones(2, np.float32)),
+    f = predictor.Forecaster(models, timeseries.Standardizer(np.zeros(2, np.float32), np.ones(2, np.float32)),
                                cfg, ["a", "b"])
     np.testing.assert_allclose(f.predict_normalized(past[:50]), expected[:50], atol=1e-4)
-    assert isinstance(cfg.model, ModelConfig)
 
 
 def test_forecasting_run_needs_forecasting_config(tmp_path):
     with pytest.raises(ConfigError, match="vectors"):
-        forecasting.train_forecaster(load_config(None, {"data.corpus": "etth1"}), str(tmp_path / "r"))
+        forecasting.SeriesTask().check_config(load_config(None, {"data.corpus": "etth1"}))
     with pytest.raises(ConfigError, match="not supported"):
         load_config(None, {"model.input_encoder": "vectors"})  # vectors with a softmax head
 
@@ -81,17 +81,26 @@ def run(tmp_path_factory):
         "data.data_dir": data, "data.lookback": 48, "data.horizon": 24, "data.limit": 2000, "data.batch_size": 64,
         "model.hidden": 16, "model.embedding_dim": 8, "model.attention_units": 8, "training.epochs": 2,
         "training.scheduled_sampling": 0.2})
-    return path, forecasting.train_forecaster(cfg, path, verbose=0), cfg
+    return path, tasks.train(cfg, path, verbose=0), cfg
 
 
 def test_run_summary_has_model_and_baselines(run):
-    _, summary, _ = run
+    _, summary, cfg = run
     assert summary["columns"] == ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    series = forecasting.load_series(cfg)
+    scaler = timeseries.Standardizer.fit(timeseries.ett_split(series.values, "train", 48))
     for split in ("validation", "test"):
         row = summary[split]
         assert row["model"]["windows"] == row["windows"] > 2000
-        for system in ("model", "persistence", "seasonal_naive_24h", "linear_window"):
-            assert row[system]["mse"] > 0
+        # The baselines are those of the same windows, recomputed here from the series by hand.
+        past, future = timeseries.make_windows(scaler.normalize(timeseries.ett_split(series.values, split, 48)), 48, 24)
+        assert row["windows"] == len(past)
+        assert row["persistence"]["mse"] == pytest.approx(float(np.mean((past[:, -1:] - future) ** 2)), rel=1e-4)
+        assert row["seasonal_naive_24h"]["mae"] == pytest.approx(float(np.mean(np.abs(past[:, -24:] - future))),
+                                                                 rel=1e-4)
+        # The model's own figures are those of its forecasts of those windows.
+        forecast = tasks.load(run[0]).predict_normalized(past)
+        assert row["model"]["mse"] == pytest.approx(float(np.mean((forecast - future) ** 2)), rel=1e-3)
     # The model starts as the least-squares linear forecaster, the best checkpoint until an epoch does better.
     history = [json.loads(line) for line in open(os.path.join(run[0], "history.jsonl"))]
     assert history[0]["epoch"] == 0 and history[0]["before_training"]
@@ -101,7 +110,7 @@ def test_run_summary_has_model_and_baselines(run):
 
 
 def test_forecaster_checks_windows(run):
-    f = forecasting.load_forecaster(run[0])
+    f = tasks.load(run[0])
     with pytest.raises(timeseries.SeriesError, match="shorter than the model's lookback of 48"):
         f.check_window(np.zeros((1, 10, 7)))
     with pytest.raises(timeseries.SeriesError, match="encoder_values.*columns HUFL"):
@@ -111,18 +120,18 @@ def test_forecaster_checks_windows(run):
 
 
 def test_export_original_units_relocation_and_onnx(run, tmp_path):
-    f = forecasting.load_forecaster(run[0])
+    f = tasks.load(run[0])
     root = str(tmp_path / "exports")
-    path = forecasting.export_forecaster(f, root, "etth1", onnx=True)
+    path = tasks.export(f, root, "etth1", onnx=True)
     with pytest.raises(ExportError, match="already exists"):
-        forecasting.export_forecaster(f, root, "etth1", version=1)
+        tasks.export(f, root, "etth1", version=1)
     moved = str(tmp_path / "moved")
     shutil.move(path, moved)
     series = forecasting.load_series(run[2])
     past, future = timeseries.make_windows(timeseries.ett_split(series.values, "test", 48), 48, 24)
     past = past[:16]
-    report = forecasting.verify_forecast_export(moved, f, past)
-    assert report["max_normalized_diff"] < 1e-4
+    report = verify_export(moved, forecasting.SeriesTask().export_checks(f, past))
+    assert report["serving_default"]["examples"] == 16 and report["serving_default"]["max_diff"] < 1e-4
     loaded = tf.saved_model.load(moved)
     served = loaded.signatures["serving_default"](encoder_values=tf.constant(past))["forecast"].numpy()
     normalized = loaded.signatures["forecast_normalized"](
@@ -163,8 +172,8 @@ def test_export_original_units_relocation_and_onnx(run, tmp_path):
 
 def test_export_loads_in_plain_tensorflow(run, tmp_path):
     """TF Serving has no tfs2s code: the export answers in a process that imports only TensorFlow."""
-    f = forecasting.load_forecaster(run[0])
-    path = forecasting.export_forecaster(f, str(tmp_path / "exports"), "etth1")
+    f = tasks.load(run[0])
+    path = tasks.export(f, str(tmp_path / "exports"), "etth1")
     past = np.random.default_rng(0).standard_normal((2, 48, 7)).astype(np.float32)
     expected = f.forecast(tf.constant(past)).numpy()
     np.save(tmp_path / "past.npy", past)

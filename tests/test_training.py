@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfs2s.core.config import load_config
-from tfs2s.training.run import load_run, train
+from tfs2s.tasks import load, train
 from tfs2s.tasks.text.predictor import Translator
 
 TINY = {"data.limit": 160, "data.batch_size": 16, "data.min_frequency": 1, "model.hidden": 16,
@@ -55,9 +55,9 @@ def test_resume_after_interruption(data_dir, tmp_path):
     assert train(cfg, run_dir, verbose=0) == summary
     assert (os.path.getmtime(best), open(best, "rb").read()) == before
 
-    cfg2, models, s, t = load_run(run_dir)
-    assert cfg2 == cfg
-    out = Translator(models, s, t, cfg2).translate(["Ein Mann.", "", "   "], strategy="beam")
+    translator = load(run_dir)
+    assert translator.config == cfg
+    out = translator.translate(["Ein Mann.", "", "   "], strategy="beam")
     assert out[1] == "" and out[2] == ""
 
 
@@ -87,7 +87,7 @@ def test_extend_a_finished_run(data_dir, tmp_path):
     assert summary["train_steps"] > first["train_steps"]
     assert json.load(open(os.path.join(run_dir, "summary.previous.json"))) == first
     assert not os.path.exists(os.path.join(run_dir, "backup"))
-    assert load_run(run_dir)[0] == longer
+    assert load(run_dir).config == longer
 
     with pytest.raises(ConfigError, match="nothing to extend: .* holds no training run"):
         train(longer, str(tmp_path / "empty"), verbose=0, extend=True)
@@ -112,7 +112,7 @@ def test_a_run_goes_on_only_under_its_own_configuration(data_dir, tmp_path):
 def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
     """Keras' BackupAndRestore counts epochs from 0 in every process, so a resumed run killed again before its
     first epoch end would have restarted at epoch 0."""
-    from tfs2s.training.run import ResumableBackup, TrainingClock
+    from tfs2s.training.callbacks import ResumableBackup, TrainingClock
 
     class KillAt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -133,7 +133,7 @@ def test_backup_inside_a_resumed_epoch_records_that_epoch(tmp_path):
 def test_plateau_and_early_stopping_go_on_counting_after_a_resume(tmp_path):
     """Keras resets both in on_train_begin: a resumed run took its first epoch for an improvement whatever its
     loss. Logged: 3.0, 2.5, 2.6 (plateau: learning rate halved), 2.7 (halved again); patience 3 has 2 left."""
-    from tfs2s.training.run import monitor_callbacks
+    from tfs2s.training.callbacks import monitor_callbacks
 
     history = tmp_path / "history.jsonl"
     with open(history, "w") as f:
@@ -167,13 +167,14 @@ def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, ini
     the training targets as ``count_target_tokens`` counts them (``</s>`` included, padding not), or zeros."""
     from tfs2s.data import corpora
     from tfs2s.core import text_data as data
-    from tfs2s.training.run import count_target_tokens
+    from tfs2s.tasks.text.task import count_target_tokens
 
     cfg = load_config(None, {**TINY, "data.data_dir": data_dir, "training.epochs": 1, "training.steps_per_epoch": 1,
                              "training.learning_rate": 1e-12, "training.output_bias_init": init})
     run_dir = str(tmp_path / "run")
     train(cfg, run_dir, verbose=0)
-    _, models, s, t = load_run(run_dir)
+    translator = load(run_dir)
+    models, s, t = translator.models, translator.source_tokenizer, translator.target_tokenizer
     bias = models.training.get_layer("output_projection").bias.numpy()
     if init == "zeros":
         np.testing.assert_allclose(bias, 0.0, atol=1e-6)
@@ -193,9 +194,11 @@ def test_training_starts_from_the_configured_output_bias(data_dir, tmp_path, ini
     np.testing.assert_allclose(bias, np.log((counts + 1) / (counts + 1).sum()), atol=1e-5)
 
 
-def test_load_run_errors_name_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        load_run(str(tmp_path))
+def test_load_errors_name_what_is_missing(tmp_path):
+    from tfs2s.core.errors import RunNotFoundError
+
+    with pytest.raises(RunNotFoundError, match="config.json"):
+        load(str(tmp_path))
 
 
 @pytest.mark.slow
@@ -205,7 +208,8 @@ def test_convergence_on_synthetic_reversal(tmp_path, loss):
     full softmax and with a sampled one (8 of the 24 words per step, lazy Adam)."""
     from tfs2s.core import text_data as data
     from tfs2s.core.tokenizers import learn_tokenizer
-    from tfs2s.training.run import build_run_models, compile_model
+    from tfs2s.tasks.text.task import build_run_models
+    from tfs2s.training.fit import compile_model
 
     rng = np.random.default_rng(0)
     words = [str(d) for d in range(10)] + list("abcdefghij")
@@ -247,9 +251,9 @@ def test_sampled_softmax_run_trains_evaluates_and_reloads(data_dir, tmp_path):
     assert epochs[1]["loss"] < epochs[0]["loss"]
     # Validation uses the full softmax: a perplexity over the whole vocabulary (a uniform model scores vocab size).
     assert 1.0 < summary["val_perplexity"] < summary["target_vocab_size"]
-    cfg2, models, s, t = load_run(run_dir)
-    assert cfg2.training.loss == "sampled_softmax"
-    assert Translator(models, s, t, cfg2).translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
+    translator = load(run_dir)
+    assert translator.config.training.loss == "sampled_softmax"
+    assert translator.translate(["Ein Mann.", ""], strategy="greedy")[1] == ""
 
 
 def test_sampled_softmax_needs_fewer_samples_than_words(data_dir, tmp_path):

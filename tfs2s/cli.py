@@ -14,14 +14,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
-
-# Sentences an export is checked on after it is written (reloaded from disk vs the in-memory model).
-SAMPLE_CHECK = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt auf einer Bühne."]
+from tfs2s.core.errors import Tfs2sError  # no TensorFlow: safe to import before the log level is set
 
 
 def _quiet_tensorflow():
@@ -100,188 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _chat(args) -> int:
-    """``tfs2s chat``: one-shot replies with ``--say``, else an interactive prompt (``/reset``, ``/quit``)."""
-    from tfs2s.apps.chat import Conversation
-
-    conversation = Conversation(args.model, args.strategy, args.temperature, args.top_k, args.seed, args.beam_width)
-    if args.say:
-        for message in args.say:
-            print(conversation.reply(message), flush=True)
-        return 0
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print("Talk to the model; /reset forgets the conversation, /quit (or Ctrl-D) ends it.")
-    while True:
-        try:
-            message = input("you> " if interactive else "")
-        except (EOFError, KeyboardInterrupt):
-            if interactive:
-                print()
-            return 0
-        if message.strip() == "/quit":
-            return 0
-        if message.strip() == "/reset":
-            conversation.reset()
-            continue
-        print(("bot> " if interactive else "") + conversation.reply(message), flush=True)
-
-
-def _decode_overrides(args) -> dict:
-    names = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty_alpha",
-             "temperature": "temperature", "top_k": "top_k", "seed": "seed",
-             "no_repeat_ngram": "no_repeat_ngram_size"}
-    return {dest: getattr(args, src) for src, dest in names.items() if getattr(args, src) is not None}
-
-
-def _load_translator(run_dir: str, data_dir: str | None = None):
-    from tfs2s.pipeline import load_translator
-
-    return load_translator(run_dir, data_dir)
-
-
-def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: bool) -> int:
-    """Translates with an exported SavedModel (``translate_options`` signature: beam search)."""
-    import tensorflow as tf
-
-    from tfs2s.export.savedmodel import read_metadata
-
-    meta = read_metadata(path)
-    if meta["requires_tensorflow_text"]:
-        import tensorflow_text  # noqa: F401  (registers the ops the export needs)
-    unknown = set(overrides) - {"beam_width", "n_best"}
-    if unknown:
-        raise ValueError(f"an exported model decodes by beam search; {sorted(unknown)} cannot be set here")
-    signature = tf.saved_model.load(path).signatures["translate_options"]
-    d = meta["decoding"]
-    out = signature(text=tf.constant(texts, tf.string), beam_width=tf.constant(overrides.get("beam_width", d["beam_width"])),
-                    n_best=tf.constant(overrides.get("n_best", d["n_best"])), max_length=tf.constant(0))
-    for i, text in enumerate(texts):
-        if as_json:
-            print(json.dumps({"source": text, "translations": [t.decode() for t in out["translations"][i].numpy()],
-                              "scores": [round(float(x), 4) for x in out["scores"][i].numpy()]}, ensure_ascii=False))
-        else:
-            print(out["text"][i].numpy().decode("utf-8"))
-    return 0
-
-
-def _run_input(run_dir: str) -> str:
-    """The ``model.input_encoder`` of a run folder (``tokens`` when it has no readable config)."""
-    try:
-        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-            return json.load(f).get("model", {}).get("input_encoder", "tokens")
-    except (OSError, ValueError):
-        return "tokens"  # the text path reports the missing run folder
-
-
-def _application(input_encoder: str, what: str):
-    """``train`` / ``load`` / ``export`` / ``verify`` of the image (captioning) or vectors (forecasting) runs."""
-    if input_encoder == "image":
-        from tfs2s.tasks.image import task as m
-
-        return {"train": m.train_captioner, "load": m.load_captioner, "export": m.export_captioner}[what]
-    from tfs2s.tasks.series import task as m
-
-    return {"train": m.train_forecaster, "load": m.load_forecaster, "export": m.export_forecaster}[what]
-
-
-def _export_application(args, input_encoder: str) -> dict:
-    """``tfs2s export`` of an image or forecasting run: export, then reload and compare with the model."""
-    import numpy as np
-
-    model = _application(input_encoder, "load")(args.run_dir)
-    path = _application(input_encoder, "export")(model, args.export_dir, args.name or model.config.name,
-                                                  args.version, overwrite=args.overwrite, onnx=args.onnx)
-    rng = np.random.default_rng(0)
-    if input_encoder == "image":
-        from tfs2s.tasks.image.task import verify_caption_export
-
-        verified = verify_caption_export(path, model, rng.random((3, *model.image_shape), np.float32))
-    else:
-        from tfs2s.tasks.series.task import verify_forecast_export
-
-        window = rng.standard_normal((3, model.lookback, len(model.columns))).astype(np.float32)
-        verified = verify_forecast_export(path, model, window * model.standardizer.std + model.standardizer.mean)
-    return {"export": path, "verified": verified}
-
-
 def run(argv=None) -> int:
     """Runs the command line and returns the exit status."""
     args = build_parser().parse_args(argv)
     _quiet_tensorflow()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "train":
-        from tfs2s.core.config import load_config
-        from tfs2s.training.run import train
+    # Imported here, after the arguments are parsed and TensorFlow's log level is set: `--help` and argument
+    # errors stay instant, and TensorFlow's start-up lines are quieted.
+    from tfs2s import commands
 
-        overrides = list(args.set) + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-        saved = os.path.join(args.run_dir, "config.json")
-        cfg = load_config(args.config or (saved if os.path.exists(saved) else None), overrides)
-        if cfg.model.input_encoder != "tokens":
-            if args.strategy != "default":
-                raise ValueError(f"--strategy {args.strategy} is available for text models only")
-            summary = _application(cfg.model.input_encoder, "train")(cfg, args.run_dir, extend=args.extend)
-        else:
-            summary = train(cfg, args.run_dir, strategy=args.strategy, connect_timeout=args.connect_timeout,
-                            extend=args.extend)
-        print(json.dumps({k: v for k, v in summary.items() if k != "val_bleu_curve"}, indent=2))
-    elif args.command == "evaluate":
-        from tfs2s.apps.evaluation import evaluate_split, plot_sentence
-
-        translator = _load_translator(args.run_dir, args.data_dir)
-        results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
-        print(json.dumps(results, indent=2, ensure_ascii=False))
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2, ensure_ascii=False)
-        if args.plot:
-            print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
-    elif args.command == "export" and _run_input(args.run_dir) != "tokens":
-        report = _export_application(args, _run_input(args.run_dir))
-        print(json.dumps(report, indent=2))
-        if args.info:
-            with open(args.info, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
-    elif args.command == "export":
-        from tfs2s.export.savedmodel import export_saved_model, verify_export
-
-        translator = _load_translator(args.run_dir)
-        path = export_saved_model(translator, args.export_dir, args.name or translator.config.name, args.version,
-                                  overwrite=args.overwrite, onnx=args.onnx, max_beam_width=args.max_beam_width)
-        report = {"export": path, "verified": verify_export(path, translator, SAMPLE_CHECK)}
-        print(json.dumps(report, indent=2))
-        if args.info:
-            with open(args.info, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
-    elif args.command == "chat":
-        return _chat(args)
-    elif args.command == "translate":
-        texts = args.text or [line.rstrip("\n") for line in sys.stdin]
-        overrides = _decode_overrides(args)
-        if args.model:
-            return _translate_exported(args.model, texts, overrides, args.json)
-        translator = _load_translator(args.run_dir)
-        if args.json:
-            out = translator.translate_batch(texts, args.strategy, **overrides)
-            for i, text in enumerate(texts):
-                print(json.dumps({"source": text, "translations": list(out["text"][i]),
-                                  "scores": [round(float(s), 4) for s in out["scores"][i]]}, ensure_ascii=False))
-        else:
-            for line in translator.translate(texts, args.strategy, **overrides):
-                print(line)
-    return 0
+    return commands.COMMANDS[args.command](args)
 
 
 def main(argv=None) -> None:
-    """Entry point: user mistakes end with a one-line error and exit status 2, not a traceback."""
-    from tfs2s.core.config import ConfigError
-    from tfs2s.data.corpora import DataError
-    from tfs2s.training.distribute import DistributeError
-    from tfs2s.export.savedmodel import ExportError
-
+    """Entry point: tfs2s's own errors (bad config, missing data or run, bad input) end with a one-line message
+    and exit status 2; any other exception is a bug and shows its traceback."""
     try:
         status = run(argv)
-    except (ConfigError, DataError, DistributeError, ExportError, FileNotFoundError, ValueError) as err:
+    except Tfs2sError as err:
         print(f"tfs2s: error: {err}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt:

@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 
+from tfs2s import tasks
+from tfs2s.cli import main
 from tfs2s.tasks.text.predictor import Translator
 
 
@@ -27,8 +29,6 @@ def parser(description: str, config: str, run_dir: str) -> argparse.ArgumentPars
 
 def cli(argv: list[str], echo: bool = True) -> int:
     """Runs a ``tfs2s`` command in this process and returns its exit status."""
-    from tfs2s.cli import main
-
     if echo:
         print(f"\n$ tfs2s {' '.join(argv)}", flush=True)
     try:
@@ -44,14 +44,14 @@ def train(args) -> int:
     return cli(["train", "--config", args.config, *overrides, "--run-dir", args.run_dir])
 
 
+def load_run(run_dir: str, data_dir: str | None = None):
+    """The predictor over a run's best checkpoint (any task), optionally reading corpora from ``data_dir``."""
+    return tasks.load(run_dir, data_dir=data_dir)
+
+
 def load_translator(run_dir: str, data_dir: str | None = None) -> Translator:
     """A ``Translator`` over a run's best checkpoint, optionally reading corpora from ``data_dir``."""
-    from tfs2s.training.run import load_run
-
-    cfg, models, source_tok, target_tok = load_run(run_dir)
-    if data_dir:
-        cfg = cfg.replace(**{"data.data_dir": data_dir})
-    return Translator(models, source_tok, target_tok, cfg)
+    return tasks.load(run_dir, expect="tokens", data_dir=data_dir)
 
 
 def export(args) -> tuple[int, str | None]:

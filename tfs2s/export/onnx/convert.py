@@ -1,0 +1,153 @@
+"""ONNX graphs of an export: SavedModel signatures converted with tf2onnx, and the graphs tfs2s writes itself.
+
+tf2onnx runs in a subprocess per graph (it needs TensorFlow Text's ops registered for WordPiece models, and a
+failed conversion must not take the exporting process down). For token-to-token models the encoder is written
+with ONNX's own recurrent operators (``tfs2s.export.onnx.encoder``) and joined to the converted
+``decode_encoded*`` signatures; greedy decoding is written with ONNX operators where ``tfs2s.export.onnx.greedy``
+supports the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+
+from tfs2s.core.errors import ExportError
+from tfs2s.export.onnx.encoder import build_encoder, compose
+from tfs2s.export.onnx.graph import ONNX_OPSET
+from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
+
+logger = logging.getLogger(__name__)
+
+
+# Which signatures become which ONNX files, and whether they need onnxruntime-extensions' string ops.
+ONNX_GRAPHS = {
+    "translate_ids_greedy": ("translate_ids_greedy.onnx", False),
+    "translate_ids": ("translate_ids_beam.onnx", False),
+    "encode": ("encoder.onnx", False),
+    "decode_step": ("decoder_step.onnx", False),
+    "logits": ("teacher_forced.onnx", False),
+    "translate_text": ("translate_text.onnx", True),
+}
+
+
+def onnx_graphs(tokenizer_kind: str) -> dict:
+    """The ONNX graphs an export gets.
+
+    WordPiece models get no text graph: it converts, but onnxruntime-extensions' WordPiece op tokenizes
+    differently from tensorflow-text's (measured: different translations and scores), and a graph that
+    silently disagrees with the SavedModel is worse than none. Their ids graphs are exported as usual.
+    """
+    if tokenizer_kind == "wordpiece":
+        return {k: v for k, v in ONNX_GRAPHS.items() if k != "translate_text"}
+    return dict(ONNX_GRAPHS)
+
+
+# ONNX graphs that decode from the encoder's outputs: the ids graphs join these to tfs2s.export.onnx.encoder's encoder.
+DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "translate_ids": "decode_encoded"}
+
+
+def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "word",
+                graphs: dict | None = None, models=None, decoding=None) -> dict:
+    """Converts SavedModel signatures to ONNX with tf2onnx (a subprocess per graph) and returns their paths.
+
+    Args:
+        saved_model_dir: The SavedModel to convert.
+        output_dir: Folder for the ``.onnx`` files.
+        tokenizer_kind: The source tokenizer's kind (WordPiece graphs need TensorFlow Text's ops registered).
+        graphs: ``{signature: (filename, needs string ops)}`` (default ``ONNX_GRAPHS``).
+        models: The exported ``Seq2SeqModels`` (token sources): then ``encoder.onnx`` is their encoder written
+            with ONNX's GRU/LSTM operators (``tfs2s.export.onnx.encoder``), and the ids decoding graphs are that
+            encoder joined to the converted ``decode_encoded*`` signatures.
+        decoding: The exported ``DecodingConfig`` (with ``models``): then ``translate_ids_greedy.onnx`` is that
+            encoder joined to greedy decoding written with ONNX operators (``tfs2s.export.onnx.greedy``), where the
+            model is one it writes (otherwise the converted ``decode_encoded_greedy``).
+
+    Raises:
+        ExportError: tf2onnx is not installed.
+        RuntimeError: tf2onnx failed on a graph (its output is included).
+    """
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise ExportError("ONNX export needs tf2onnx: install the onnx extra (pip install -e '.[onnx]')")
+    graphs = graphs or ONNX_GRAPHS
+    encoder = None
+    if models is not None:
+        encoder = build_encoder(models)
+    import onnx  # the onnx extra is optional: needed only when ONNX graphs are asked for
+
+    greedy = _written_greedy(models, decoding) if encoder is not None and "translate_ids_greedy" in graphs else None
+    os.makedirs(output_dir, exist_ok=True)
+    written = {}
+    for number, (signature, (filename, text_ops)) in enumerate(graphs.items(), 1):
+        path = os.path.join(output_dir, filename)
+        logger.info("converting %s to ONNX (%d/%d): %s", signature, number, len(graphs), filename)
+        if encoder is not None and signature == "encode":
+            onnx.save(encoder, path)
+        elif encoder is not None and signature == "translate_ids_greedy" and greedy is not None:
+            onnx.save(compose(encoder, greedy), path)
+        elif encoder is not None and signature in DECODE_FROM_ENCODED:
+            decoder_path = path + ".decoder"
+            _convert(saved_model_dir, DECODE_FROM_ENCODED[signature], decoder_path, text_ops, tokenizer_kind)
+            onnx.save(compose(encoder, onnx.load(decoder_path)), path)
+            os.remove(decoder_path)
+        else:
+            _convert(saved_model_dir, signature, path, text_ops, tokenizer_kind)
+        written[signature] = path
+    return written
+
+
+def _written_greedy(models, decoding):
+    """Greedy decoding written with ONNX operators, or None where ``tfs2s.export.onnx.greedy`` does not write it."""
+    if models is None or decoding is None:
+        return None
+    try:
+        return build_greedy_decoder(models, decoding)
+    except UnsupportedDecoder as error:
+        logger.info("greedy decoding converted by tf2onnx: %s", error)
+        return None
+
+
+def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, tokenizer_kind: str) -> None:
+    args = ["--saved-model", saved_model_dir, "--signature_def", signature, "--opset", str(ONNX_OPSET),
+            "--output", path]
+    if text_ops:
+        args += ["--extra_opset", "ai.onnx.contrib:1"]
+    # The converter must see TensorFlow Text's ops registered when the graph uses them.
+    prelude = "import tensorflow_text\n" if tokenizer_kind == "wordpiece" else ""
+    code = prelude + "import sys\nfrom tf2onnx.convert import main\nsys.argv = ['tf2onnx'] + sys.argv[1:]\nmain()\n"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not os.path.exists(path):
+        raise RuntimeError(f"tf2onnx failed on signature {signature!r}:\n{proc.stderr[-4000:]}")
+    _mend_loop_counters(path)
+
+
+def _mend_loop_counters(path: str) -> None:
+    """Gives every ``Loop`` body's iteration number and condition inputs a scalar shape where tf2onnx left none.
+
+    tf2onnx drops the loop counter's shape when the ``tf.while_loop`` body holds a ``tf.cond`` (beam search's
+    retiring of finished inputs), and onnxruntime then refuses to run the ``Loop`` ("subgraph input 0 has
+    unknown shape"). Both inputs are scalars by the ONNX specification.
+    """
+    import onnx  # the onnx extra is optional (see export_onnx)
+
+    def mend(graph) -> int:
+        count = 0
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type != onnx.AttributeProto.GRAPH:
+                    continue
+                if node.op_type == "Loop":
+                    for value in attribute.g.input[:2]:
+                        if not value.type.tensor_type.HasField("shape"):
+                            value.type.tensor_type.shape.SetInParent()  # rank 0
+                            count += 1
+                count += mend(attribute.g)
+        return count
+
+    model = onnx.load(path)
+    if mend(model.graph):
+        onnx.save(model, path)
