@@ -10,38 +10,14 @@ import keras
 import tensorflow as tf
 
 from tfs2s.core import features as F
+from tfs2s.core.keras_compat import MultiWorkerFitRepair, build_compiled_metrics, loss_tracker_result
 from tfs2s.core.losses import sampled_softmax_loss
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")
-class Seq2SeqTrainingModel(keras.Model):
-    """The functional training model, with two repairs that let ``fit`` run under ``MultiWorkerMirroredStrategy``.
-
-    Keras 3.15's TF trainer breaks with that strategy (keras-team/keras#20585): before the first step ``fit``
-    all-reduces a data batch to build the model (the model here is built already, and bucketed batches differ in
-    shape between workers), and after each step it reduces every scalar metric along axis 0. Under that strategy
-    the model skips the first and returns its step outputs with a leading axis of 1. Nothing changes otherwise.
-    """
-
-    def _multi_worker(self) -> bool:
-        # The strategy the model was built under (fit itself runs outside its scope).
-        return isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-    def _maybe_symbolic_build(self, *args, **kwargs):
-        if not self._multi_worker():
-            return super()._maybe_symbolic_build(*args, **kwargs)
-        return None
-
-    def _for_multi_worker(self, logs):
-        if not self._multi_worker():
-            return logs
-        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-
-    def train_step(self, data):
-        return self._for_multi_worker(super().train_step(data))
-
-    def test_step(self, data):
-        return self._for_multi_worker(super().test_step(data))
+class Seq2SeqTrainingModel(MultiWorkerFitRepair):
+    """The functional training model; ``fit`` also runs under ``MultiWorkerMirroredStrategy`` (see
+    ``tfs2s.core.keras_compat.MultiWorkerFitRepair``: Keras 3.15's trainer needs two repairs there)."""
 
 
 @keras.saving.register_keras_serializable(package="tfs2s")
@@ -97,9 +73,8 @@ class SampledSoftmaxTrainingModel(Seq2SeqTrainingModel):
         if self._in_train_step:
             # The token metrics need the full softmax, which is what a sampled step avoids; report the loss only.
             # (Keras still reads every metric at epoch end, so they must exist: building them computes nothing.)
-            if self._compile_metrics is not None and not self._compile_metrics.built:
-                self._compile_metrics.build(y, y_pred)
-            return {"loss": self._loss_tracker.result()}
+            build_compiled_metrics(self, y, y_pred)
+            return {"loss": loss_tracker_result(self)}
         return super().compute_metrics(x, y, self.projection(y_pred), sample_weight)
 
     def get_config(self):
