@@ -31,6 +31,16 @@ def test_translate_without_a_run_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "not a tfs2s run folder" in err
 
 
+def _pipeline_module(name: str):
+    """``pipelines/<name>.py`` as a module (its sample sentences), without running it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_pipeline", os.path.join(ROOT, "pipelines", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
     """pipelines/translate.py end to end (train, evaluate, translate) on 300 Multi30k lines."""
     run_dir = tmp_path / "run"
@@ -44,13 +54,15 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run_dir / "test_scores.json").exists() and (tmp_path / "align.png").exists()
     assert (tmp_path / "saved_models" / "multi30k_small" / "1" / "saved_model.pb").exists()
-    translations = proc.stdout.strip().splitlines()[-4:]
-    assert len(translations) == 4 and all(isinstance(t, str) for t in translations)
-    # Empty input translates to an empty line, from the run and from the export.
+    # The pipeline ends by translating its samples with the export; the run folder translates them alike (beam
+    # search with the run's decoding config), and empty input gives an empty line from both.
+    translations = proc.stdout.splitlines()[-4:]
+    samples = _pipeline_module("translate").SAMPLES["de"]
     for source in (["--run-dir", str(run_dir)], ["--model", str(tmp_path / "saved_models" / "multi30k_small" / "1")]):
-        proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", *source, "", "   "],
+        proc = subprocess.run([sys.executable, "-m", "tfs2s.cli", "translate", *source, *samples, "", "   "],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert proc.returncode == 0 and proc.stdout == "\n\n", proc.stderr[-2000:]
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split("\n") == translations + ["", "", ""], source
 
     # The finished run goes on only under its own configuration (read from the run without --config) ...
     code, _, err = _run(capsys, "train", "--run-dir", str(run_dir), "--set", "model.hidden=64")
@@ -63,6 +75,7 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
     assert '"epochs_run": 2' in out and (run_dir / "summary.previous.json").exists()
 
 
+@pytest.mark.slow  # 2 minutes; sampled-softmax training and ONNX export are each tested in the default suite
 def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):
     """The same pipeline on Anki en->es with a sampled softmax; its export answers alike in TF and onnxruntime."""
     run_dir, exports = tmp_path / "run", tmp_path / "saved_models"
@@ -83,12 +96,8 @@ def test_pipeline_smoke_on_spa_eng_with_sampled_softmax(data_dir, tmp_path):
     assert epochs and "val_perplexity" in epochs[0] and "perplexity" not in epochs[0]  # trained sampled
     script = ("import json, sys\nfrom tfs2s.onnx_runtime import OnnxTranslator\n"
               f"print(json.dumps(OnnxTranslator({str(export)!r}).translate(sys.argv[1:])))")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("translate_pipeline", os.path.join(ROOT, "pipelines", "translate.py"))
-    pipeline_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pipeline_module)
-    onnx = subprocess.run([sys.executable, "-c", script, *pipeline_module.SAMPLES["en"]], capture_output=True, text=True,
+    onnx = subprocess.run([sys.executable, "-c", script, *_pipeline_module("translate").SAMPLES["en"]],
+                          capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert onnx.returncode == 0, onnx.stderr[-2000:]
     assert json.loads(onnx.stdout.strip().splitlines()[-1]) == translations
@@ -114,7 +123,11 @@ def test_caption_pipeline_smoke(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "decoding | exact % | CER %" in proc.stdout
-    assert (run_dir / "attention.png").stat().st_size > 0
+    # The heatmap is a real picture: one row per output character over the image, not a blank canvas.
+    from matplotlib.image import imread
+
+    heatmap = imread(run_dir / "attention.png")
+    assert heatmap.ndim == 3 and min(heatmap.shape[:2]) > 100 and float(heatmap[..., :3].std()) > 0.05
     report = __import__("json").loads((run_dir / "export_check.json").read_text())
     assert report["export"] == str(exports / "captcha" / "1") and len(report["samples"]) == 4
 
@@ -144,3 +157,23 @@ def test_text_commands_on_a_forecasting_run_are_a_clear_error(capsys, tmp_path):
         {"model": {"input_encoder": "vectors", "output_head": "regression"}}))
     code, _, err = _run(capsys, "translate", "--run-dir", str(run_dir), "hello")
     assert code == 2 and "is a forecasting run" in err and "Traceback" not in err
+
+
+def test_only_tfs2s_errors_are_one_line_messages(capsys, monkeypatch):
+    """A user's mistake (a Tfs2sError) is one line and exit status 2; any other exception is a bug and keeps its
+    traceback (the CLI used to turn every ValueError into a 'user error')."""
+    from tfs2s import commands
+    from tfs2s.core.errors import InputError
+
+    def mistake(args):
+        raise InputError("no such option for greedy search")
+
+    def bug(args):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setitem(commands.COMMANDS, "translate", mistake)
+    code, _, err = _run(capsys, "translate", "--run-dir", "x", "hallo")
+    assert code == 2 and err == "tfs2s: error: no such option for greedy search\n"
+    monkeypatch.setitem(commands.COMMANDS, "translate", bug)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["translate", "--run-dir", "x", "hallo"])

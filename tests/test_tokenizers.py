@@ -37,7 +37,7 @@ def test_typographic_apostrophes_in_contractions_become_ascii():
 
 def test_normalisation_converts_to_onnx_and_agrees(tmp_path):
     """The exported text graphs normalise with onnxruntime-extensions' RE2: same text as TensorFlow's."""
-    from tfs2s.export.savedmodel import _convert
+    from tfs2s.export.onnx.convert import _convert
 
     module = tf.Module()
     module.normalize = tf.function(lambda text: {"normalized": normalize(text, portable=True)},

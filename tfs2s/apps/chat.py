@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from tfs2s.core.config import load_config
+from tfs2s.core.errors import InputError
 from tfs2s.export.savedmodel import read_metadata
 
 
@@ -29,7 +30,7 @@ class Conversation:
     def __init__(self, export_dir: str, strategy: str = "beam", temperature: float | None = None,
                  top_k: int | None = None, seed: int = 0, beam_width: int | None = None):
         if strategy not in ("beam", "sample"):
-            raise ValueError(f"strategy must be beam or sample, got {strategy!r}")
+            raise InputError(f"strategy must be beam or sample, got {strategy!r}")
         meta = read_metadata(export_dir)
         import tensorflow as tf
 
@@ -47,7 +48,7 @@ class Conversation:
         signatures = tf.saved_model.load(export_dir).signatures
         name = "translate_options" if strategy == "beam" else "sample"
         if name not in signatures:
-            raise ValueError(f"{export_dir} has no {name!r} signature (exported by an older tfs2s?)")
+            raise InputError(f"{export_dir} has no {name!r} signature (exported by an older tfs2s?)")
         self._signature = signatures[name]
 
     def context(self) -> str:

@@ -59,8 +59,7 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
     results: dict = {"documents": len(pairs), "lead_words": lead_words}
     summaries = translator.translate(documents, batch_size=batch_size)
     results["model"] = rouge_scores(summaries, references)
-    cfg = translator.config
-    if cfg.model.attention != "none" and translator.source_tokenizer.kind == "word":
+    if translator.models.has_attention and translator.source_tokenizer.kind == "word":
         replaced = translator.translate(documents, batch_size=batch_size, replace_unknown=True)
         results["model_unk_replaced"] = rouge_scores(replaced, references)
         results["unk_replaced_summaries"] = sum(a != b for a, b in zip(summaries, replaced))

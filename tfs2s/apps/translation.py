@@ -13,6 +13,7 @@ from tfs2s.core.plots import plot_text_alignment
 from tfs2s.data import corpora
 from tfs2s.tasks.text.predictor import Translator
 from tfs2s.training.fit import compile_model
+from tfs2s.core.errors import InputError
 
 
 def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
@@ -28,8 +29,7 @@ def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     results: dict = {"sentences": len(pairs)}
     ds = data.make_dataset(pairs, translator.source_tokenizer, translator.target_tokenizer, batch_size=batch_size,
-                           max_source_length=d.max_source_length, max_target_length=d.max_target_length,
-                           reverse_source=d.reverse_source)
+                           **data.source_target_options(d))
     model = translator.models.training
     if not model.compiled:
         compile_model(translator.models, cfg, 1)
@@ -60,11 +60,11 @@ def plot_sentence(translator: Translator, text: str, path: str, strategy: str = 
     """Translates ``text`` and saves its attention heatmap as a PNG.
 
     Raises:
-        ValueError: The model has no attention (``attention: none``), so there is nothing to plot.
+        InputError: The model has no attention (``attention: none``), so there is nothing to plot.
     """
     out = translator.translate_batch([text], strategy=strategy)
     if "alignment" not in out:
-        raise ValueError("this model has no attention (model.attention: none): there is no alignment to plot")
+        raise InputError("this model has no attention (model.attention: none): there is no alignment to plot")
     words = [t.decode("utf-8") for t in translator.source_tokenizer.id_tokens(out["source_ids"])[0].numpy()]
     target_tokens = [t.decode("utf-8") for t in translator.target_tokenizer.id_tokens(out["tokens"][:, 0])[0].numpy()]
     target_tokens.append("</s>")

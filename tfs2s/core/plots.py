@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfs2s.core.errors import InputError
+
 
 def _figure(figsize: tuple[float, float], what: str):
     try:
@@ -72,17 +74,17 @@ def plot_image_alignment(image: np.ndarray, alignment: np.ndarray, tokens: Seque
         ``path``.
 
     Raises:
-        ValueError: No tokens, or an alignment whose shape does not fit the tokens and the image width.
+        InputError: No tokens, or an alignment whose shape does not fit the tokens and the image width.
     """
     image = np.asarray(image, np.float32)
     image = image / 255.0 if image.max(initial=0.0) > 1.0 else image
     image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     alignment = np.asarray(alignment, np.float32)
     if not len(tokens):
-        raise ValueError("nothing to plot: the output has no tokens")
+        raise InputError("nothing to plot: the output has no tokens")
     width = image.shape[1]
     if alignment.ndim != 2 or alignment.shape[0] != len(tokens) or not 0 < alignment.shape[1] <= width:
-        raise ValueError(f"alignment must be [tokens={len(tokens)}, positions<={width}], got {alignment.shape}")
+        raise InputError(f"alignment must be [tokens={len(tokens)}, positions<={width}], got {alignment.shape}")
     columns = np.arange(width) * alignment.shape[1] // width  # pixel column -> memory position
     fig = _figure((max(3.0, width / 50), 0.25 + 0.9 * len(tokens) * image.shape[0] / 50), "plot_image_alignment")
     axes = fig.subplots(len(tokens), 1, squeeze=False)[:, 0]

@@ -161,6 +161,13 @@ def shard_batches(num_shards: int, index: int, batches_per_epoch: int) -> Transf
     return lambda ds: ds.shard(num_shards, index).take(per_shard).apply(no_auto_shard())
 
 
+def source_target_options(d) -> dict:
+    """The ``make_dataset`` length and order settings a ``DataConfig`` fixes (``max_source_length``,
+    ``max_target_length``, ``reverse_source``): training, evaluation and the ``Translator`` preprocess alike."""
+    return dict(max_source_length=d.max_source_length, max_target_length=d.max_target_length,
+                reverse_source=d.reverse_source)
+
+
 def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                  *, batch_size: int, max_source_length: int, max_target_length: int, reverse_source: bool = False,
                  bucket_width: int = 0, training: bool = False, shuffle_buffer: int = 10000,

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfs2s.core.errors import SeriesError  # noqa: F401  (raised here; importable from here)
+from tfs2s.core.errors import DataError, SeriesError  # noqa: F401  (raised here; importable from here)
 
 # Informer's split of ETTh1/ETTh2 (hourly): 12 months train, 4 validation, 4 test (30-day months).
 ETT_HOURLY_BORDERS = {"train": (0, 12 * 30 * 24), "validation": (12 * 30 * 24, 16 * 30 * 24),
@@ -50,12 +50,12 @@ def read_csv_series(path: str) -> Series:
     """Reads a CSV whose first column is a timestamp and whose other columns are numbers.
 
     Raises:
-        FileNotFoundError: No such file.
+        DataError: No such file.
         SeriesError: Empty file, a row of the wrong width, or a missing or non-numeric value; the message gives
             the file, the line number and the column name.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"time-series file not found: {path}")
+        raise DataError(f"time-series file not found: {path}")
     with open(path, newline="", encoding="utf-8") as f:
         rows = csv.reader(f)
         header = next(rows, None)

@@ -37,6 +37,30 @@ EXPORT_FORMAT = 1
 METADATA_FILE = "tfs2s_export.json"
 
 
+class ServingModule(tf.Module):
+    """Base of every task's SavedModel module: it holds the model's variables and lists its signatures.
+
+    Subclasses create their ``tf.function`` attributes and name them in ``SIGNATURES``; the one named ``serve`` is
+    saved as ``serving_default``.
+
+    Args:
+        name: The module's name.
+        models: The exported ``Seq2SeqModels``.
+    """
+
+    SIGNATURES: tuple[str, ...] = ()
+
+    def __init__(self, name: str, models):
+        super().__init__(name=name)
+        # Track the backing tf.Variables (as keras.export.ExportArchive does), so the SavedModel holds them.
+        self.model_variables = [w.value for w in models.teacher_forced.weights]
+
+    def signatures(self) -> dict:
+        """Concrete functions by signature name."""
+        return {"serving_default" if name == "serve" else name: getattr(self, name).get_concrete_function()
+                for name in self.SIGNATURES}
+
+
 def next_version(model_dir: str) -> int:
     """One more than the largest numeric version folder in ``model_dir`` (1 when there is none)."""
     if not os.path.isdir(model_dir):

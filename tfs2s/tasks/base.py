@@ -14,11 +14,9 @@ import logging
 import os
 from typing import Iterable
 
-import tensorflow as tf
-
 from tfs2s.core.config import Config
 from tfs2s.core.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
-from tfs2s.export.savedmodel import Check
+from tfs2s.export.savedmodel import Check, ServingModule
 from tfs2s.training.fit import TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -63,11 +61,11 @@ class Task(abc.ABC):
         """The predictor over a run folder's ``weights`` checkpoint (``best`` or ``last``)."""
 
     @abc.abstractmethod
-    def serving_module(self, predictor, max_beam_width: int = 16) -> tf.Module:
-        """The ``tf.Module`` saved as the SavedModel; it has a ``signatures()`` method."""
+    def serving_module(self, predictor, max_beam_width: int = 16) -> ServingModule:
+        """The ``tf.Module`` saved as the SavedModel (see ``tfs2s.export.savedmodel.ServingModule``)."""
 
     @abc.abstractmethod
-    def export_metadata(self, predictor, module: tf.Module) -> dict:
+    def export_metadata(self, predictor, module: ServingModule) -> dict:
         """What ``assets.extra/tfs2s_export.json`` records besides the format, versions and signatures."""
 
     @abc.abstractmethod

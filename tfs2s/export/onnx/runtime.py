@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from tfs2s.core import features as F
+from tfs2s.core.errors import InputError, RunNotFoundError
+from tfs2s.export.onnx.graph import ONNX_OPSET  # numpy only: no TensorFlow
 
 GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx",
                "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
@@ -69,7 +71,7 @@ def _check_string_ops(ort, options) -> None:
         [helper.make_tensor_value_info("out", TensorProto.STRING, [None])],
         [helper.make_tensor("pattern", TensorProto.STRING, [1], [b" +"]),
          helper.make_tensor("rewrite", TensorProto.STRING, [1], [b" "])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
                                                     helper.make_opsetid("ai.onnx.contrib", 1)])
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     if session.run(["out"], {"text": np.array(["a   b"], dtype=object)})[0].tolist() != ["a b"]:
@@ -87,13 +89,13 @@ class _OnnxExport:
 
         meta_path = os.path.join(export_dir, "assets.extra", "tfs2s_export.json")
         if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
+            raise RunNotFoundError(f"{export_dir} is not a tfs2s export ({meta_path} is missing)")
         with open(meta_path, encoding="utf-8") as f:
             self.metadata = json.load(f)
         self.export_dir = export_dir
         self.onnx_dir = os.path.join(export_dir, "onnx")
         if not os.path.isdir(self.onnx_dir):
-            raise FileNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
+            raise RunNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
         self._options = ort.SessionOptions()
         if string_ops:  # onnxruntime-extensions' string ops (text graphs)
             self._options.register_custom_ops_library(_string_ops_library())
@@ -107,7 +109,7 @@ class _OnnxExport:
         if filename not in self._sessions:
             path = os.path.join(self.onnx_dir, filename)
             if not os.path.exists(path):
-                raise FileNotFoundError(f"ONNX graph {path} is missing")
+                raise RunNotFoundError(f"ONNX graph {path} is missing")
             self._sessions[filename] = self._ort.InferenceSession(path, self._options,
                                                                   providers=["CPUExecutionProvider"])
         return self._sessions[filename]
@@ -121,7 +123,7 @@ class OnnxTranslator(_OnnxExport):
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
 
     Raises:
-        FileNotFoundError: The folder holds no ONNX graphs or no export metadata.
+        RunNotFoundError: The folder holds no ONNX graphs or no export metadata.
     """
 
     def __init__(self, export_dir: str, threads: int | None = None):
@@ -131,7 +133,7 @@ class OnnxTranslator(_OnnxExport):
         """The onnxruntime session of ``graph`` (``text``, ``greedy``, ``beam``, ``encoder``, ``decoder_step``)."""
         path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
         if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" and not os.path.exists(path):
-            raise FileNotFoundError(f"ONNX graph {path} is missing (WordPiece exports have no ONNX text graph: "
+            raise RunNotFoundError(f"ONNX graph {path} is missing (WordPiece exports have no ONNX text graph: "
                                     "tokenize on the host and use translate_ids)")
         return super().session(GRAPH_FILES[graph])
 
@@ -153,10 +155,10 @@ class OnnxTranslator(_OnnxExport):
             ``{"tokens" [B, 1, L], "length" [B, 1], "scores" [B, 1]}``.
         """
         if strategy not in ("greedy", "beam"):
-            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+            raise InputError(f"strategy must be greedy or beam, got {strategy!r}")
         ids = np.asarray(ids, dtype=np.int32)
         if ids.ndim != 2:
-            raise ValueError(f"ids must be [batch, time], got shape {ids.shape}")
+            raise InputError(f"ids must be [batch, time], got shape {ids.shape}")
         if ids.shape[0] == 0:
             return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
                     "scores": np.zeros((0, 1), np.float32)}
@@ -249,13 +251,13 @@ class OnnxCaptioner(_OnnxExport):
         """``{"tokens" [B, N, L], "length" [B, N], "scores" [B, N]}`` with the decoding loop inside ONNX.
 
         Raises:
-            ValueError: ``pixels`` is not ``[batch, *image_shape]`` (the message names the input and both shapes).
+            InputError: ``pixels`` is not ``[batch, *image_shape]`` (the message names the input and both shapes).
         """
         if strategy not in ("greedy", "beam"):
-            raise ValueError(f"strategy must be greedy or beam, got {strategy!r}")
+            raise InputError(f"strategy must be greedy or beam, got {strategy!r}")
         pixels = np.asarray(pixels, np.float32)
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != self.image_shape:
-            raise ValueError(f"{F.ENCODER_IMAGE} must have shape [batch, {', '.join(map(str, self.image_shape))}] "
+            raise InputError(f"{F.ENCODER_IMAGE} must have shape [batch, {', '.join(map(str, self.image_shape))}] "
                              f"(height, width, channels), got {list(pixels.shape)}")
         if pixels.shape[0] == 0:
             return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
@@ -285,16 +287,16 @@ class OnnxForecaster(_OnnxExport):
         """``[B, lookback, F]`` past values -> ``[B, horizon, F]`` predictions, in original units.
 
         Raises:
-            ValueError: Wrong shape (names the input, the expected and the given shapes) or non-finite values.
+            InputError: Wrong shape (names the input, the expected and the given shapes) or non-finite values.
         """
         meta = self.metadata
         window = np.asarray(window, np.float32)
         expected = (meta["lookback"], len(meta["columns"]))
         if window.ndim != 3 or tuple(window.shape[1:]) != expected:
-            raise ValueError(f"{F.ENCODER_VALUES} must have shape [batch, {expected[0]}, {expected[1]}] "
+            raise InputError(f"{F.ENCODER_VALUES} must have shape [batch, {expected[0]}, {expected[1]}] "
                              f"(lookback, columns {', '.join(meta['columns'])}), got {list(window.shape)}")
         if not np.isfinite(window).all():
-            raise ValueError(f"{F.ENCODER_VALUES} holds missing or infinite values")
+            raise InputError(f"{F.ENCODER_VALUES} holds missing or infinite values")
         if window.shape[0] == 0:
             return np.zeros((0, meta["horizon"], expected[1]), np.float32)
         (forecast,) = self.session("forecast.onnx").run(["forecast"], {F.ENCODER_VALUES: window})

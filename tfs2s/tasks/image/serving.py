@@ -5,10 +5,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfs2s.core import features as F
+from tfs2s.export.savedmodel import ServingModule
 from tfs2s.tasks.image.predictor import Captioner
 
 
-class CaptionServingModule(tf.Module):
+class CaptionServingModule(ServingModule):
     """What an image export saves: the captioner and its signatures.
 
     * ``serving_default``: ``image_bytes [B]`` (PNG/JPEG; TF Serving REST takes ``{"b64": ...}``) -> ``text [B]``,
@@ -19,10 +20,11 @@ class CaptionServingModule(tf.Module):
       (the graphs converted to ONNX; the vocabulary is ``assets/target_vocab.txt``).
     """
 
+    SIGNATURES = ("serve", "caption_image", "caption_image_greedy", "caption_image_beam")
+
     def __init__(self, captioner: Captioner):
-        super().__init__(name="tfs2s_caption_serving")
+        super().__init__("tfs2s_caption_serving", captioner.models)
         self.captioner = captioner
-        self.model_variables = [w.value for w in captioner.models.teacher_forced.weights]
         self.beam, self.greedy = captioner.options("beam"), captioner.options("greedy")
         pixels = tf.TensorSpec([None, *captioner.image_shape], tf.float32, name=F.ENCODER_IMAGE)
         self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name=F.IMAGE_BYTES)])
@@ -43,9 +45,3 @@ class CaptionServingModule(tf.Module):
     def _ids(self, pixels, options):
         result = self.captioner.caption_tensor(pixels, options, alignment=False)
         return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
-
-    def signatures(self) -> dict:
-        return {"serving_default": self.serve.get_concrete_function(),
-                "caption_image": self.caption_image.get_concrete_function(),
-                "caption_image_greedy": self.caption_image_greedy.get_concrete_function(),
-                "caption_image_beam": self.caption_image_beam.get_concrete_function()}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfs2s.core import features as F
+from tfs2s.export.savedmodel import ServingModule
 from tfs2s.tasks.series.predictor import Forecaster
 
 
-class ForecastServingModule(tf.Module):
+class ForecastServingModule(ServingModule):
     """What a forecasting export saves.
 
     * ``serving_default``: ``encoder_values [B, lookback, F]`` in original units -> ``forecast [B, horizon, F]``
@@ -17,10 +18,11 @@ class ForecastServingModule(tf.Module):
     * ``forecast_normalized``: z-normalised values in and out.
     """
 
+    SIGNATURES = ("serve", "forecast", "forecast_normalized")
+
     def __init__(self, forecaster: Forecaster):
-        super().__init__(name="tfs2s_forecast_serving")
+        super().__init__("tfs2s_forecast_serving", forecaster.models)
         self.forecaster = forecaster
-        self.model_variables = [w.value for w in forecaster.models.teacher_forced.weights]
         spec = tf.TensorSpec([None, forecaster.lookback, len(forecaster.columns)], tf.float32, name=F.ENCODER_VALUES)
         self.serve = tf.function(self._serve, input_signature=[spec])
         self.forecast = tf.function(lambda x: {"forecast": forecaster.forecast(x)}, input_signature=[spec])
@@ -30,8 +32,3 @@ class ForecastServingModule(tf.Module):
     def _serve(self, values):
         values = tf.debugging.assert_all_finite(values, f"{F.ENCODER_VALUES} holds missing or infinite values")
         return {"forecast": self.forecaster.forecast(values)}
-
-    def signatures(self) -> dict:
-        return {"serving_default": self.serve.get_concrete_function(),
-                "forecast": self.forecast.get_concrete_function(),
-                "forecast_normalized": self.forecast_normalized.get_concrete_function()}

@@ -122,7 +122,7 @@ class Translator(tf.Module):
         al. 2015; Luong et al. 2015): word-level models with attention only.
         """
         texts = list(texts)
-        if replace_unknown and (self.config.model.attention == "none" or self.source_tokenizer.kind != "word"):
+        if replace_unknown and (not self.models.has_attention or self.source_tokenizer.kind != "word"):
             raise InputError("replace_unknown needs a word-level model with attention")
         # Sorting by length keeps batches uniform (less padding, shorter decode loops).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

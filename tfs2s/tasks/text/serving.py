@@ -29,6 +29,7 @@ from tfs2s.core import decoding
 from tfs2s.core import features as F
 from tfs2s.core import text_data as data
 from tfs2s.core.decoding import ALIGNMENT
+from tfs2s.export.savedmodel import ServingModule
 from tfs2s.tasks.text.predictor import Translator
 
 
@@ -36,7 +37,7 @@ def _ids_outputs(result: dict) -> dict:
     return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
 
 
-class ServingModule(tf.Module):
+class TextServingModule(ServingModule):
     """The ``tf.Module`` saved as the SavedModel: tokenizers, encoder, decoder and decoding signatures.
 
     Args:
@@ -44,13 +45,14 @@ class ServingModule(tf.Module):
         max_beam_width: Largest beam width a request may ask for.
     """
 
+    SIGNATURES = ("serve", "translate_options", "translate_ids", "sample", "translate_ids_greedy", "translate_text",
+                  "encode", "logits", "decode_step", "decode_encoded", "decode_encoded_greedy")
+
     def __init__(self, translator: Translator, max_beam_width: int = 16):
-        super().__init__(name="tfs2s_serving")
+        super().__init__("tfs2s_serving", translator.models)
         self.translator = translator
         self.max_beam_width = max_beam_width
         models = translator.models
-        # Track the backing tf.Variables (as keras.export.ExportArchive does), so the SavedModel holds them.
-        self.model_variables = [w.value for w in models.teacher_forced.weights]
         self.state_names = list(models.state_names)
         self.has_attention = models.has_attention
         self.beam = translator.options("beam")
@@ -142,10 +144,3 @@ class ServingModule(tf.Module):
         if self.has_attention:
             out[ALIGNMENT] = new_state[ALIGNMENT]
         return out
-
-    def signatures(self) -> dict:
-        """Concrete functions by signature name."""
-        names = ("translate_options", "translate_ids", "sample", "translate_ids_greedy", "translate_text", "encode",
-                 "logits", "decode_step", "decode_encoded", "decode_encoded_greedy")
-        return {"serving_default": self.serve.get_concrete_function(),
-                **{name: getattr(self, name).get_concrete_function() for name in names}}

@@ -21,7 +21,7 @@ from tfs2s.export.onnx.convert import export_onnx, onnx_graphs
 from tfs2s.export.savedmodel import Check
 from tfs2s.tasks.base import SOURCE, TARGET, Task, prepare_tokenizer
 from tfs2s.tasks.text.predictor import Translator
-from tfs2s.tasks.text.serving import ServingModule
+from tfs2s.tasks.text.serving import TextServingModule
 from tfs2s.training.callbacks import BleuEvaluator, TrainingClock
 from tfs2s.training.fit import TrainingJob
 from tfs2s.training.run_dir import HISTORY_FILE, checkpoint_path, require_files
@@ -78,8 +78,7 @@ class TextJob(TrainingJob):
         self.source_tok = prepare_tokenizer(cfg, run_dir, SOURCE, (p[0] for p in train_pairs), d.source_vocab_size)
         self.target_tok = prepare_tokenizer(cfg, run_dir, TARGET, (p[1] for p in train_pairs), d.target_vocab_size)
         logger.info("vocabularies: source %d, target %d", self.source_tok.vocab_size, self.target_tok.vocab_size)
-        common = dict(batch_size=d.batch_size, max_source_length=d.max_source_length,
-                      max_target_length=d.max_target_length, reverse_source=d.reverse_source)
+        common = dict(batch_size=d.batch_size, **data.source_target_options(d))
         self.train = data.make_dataset(train_pairs, self.source_tok, self.target_tok, bucket_width=d.bucket_width,
                                        training=True, shuffle_buffer=d.shuffle_buffer, seed=d.seed, **common)
         self.validation = data.make_dataset(self.val_pairs, self.source_tok, self.target_tok,
@@ -137,10 +136,10 @@ class TextTask(Task):
         models.training.load_weights(path)
         return Translator(models, source_tok, target_tok, cfg)
 
-    def serving_module(self, predictor: Translator, max_beam_width: int = 16) -> ServingModule:
-        return ServingModule(predictor, max_beam_width)
+    def serving_module(self, predictor: Translator, max_beam_width: int = 16) -> TextServingModule:
+        return TextServingModule(predictor, max_beam_width)
 
-    def export_metadata(self, predictor: Translator, module: ServingModule) -> dict:
+    def export_metadata(self, predictor: Translator, module: TextServingModule) -> dict:
         cfg = predictor.config
         kinds = (predictor.source_tokenizer.kind, predictor.target_tokenizer.kind)
         needs_text_ops = "wordpiece" in kinds
