@@ -3,7 +3,7 @@
 Both systems train and are scored in one run on the SAME split: ``tfs2s.tasks.image.task.split`` of the images that
 ``pipelines/configs/captcha.yaml`` reads (936 PNGs of ``captcha-images-v2``, 10 % held out with seed 1234).
 Scores are ``tfs2s.tasks.image.predictor.caption_scores`` (exact sequence accuracy and character error rate, in percent) of
-the validation split; training minutes exclude validation passes for both (``tfs2s.training.TrainingClock``).
+the validation split; training minutes exclude validation passes for both (``tfs2s.training.callbacks.TrainingClock``).
 
 1. The anchor, "OCR model for reading Captchas" by A_K_Nain (converted to Keras 3 by Sitam Meur),
    https://keras.io/examples/vision/captcha_ocr/ (source: github.com/keras-team/keras-io,
@@ -23,7 +23,7 @@ Deviations from the keras-io example (and why):
   every 10th is held out of this project's data) instead of the example's ``split_data``. In Keras 3 that
   function's ``keras.random.shuffle(indices)`` returns a shuffled copy that is thrown away, so the example
   actually validates on the last 10 % of the file names in sorted order; a seeded random split is the fair one.
-- Images are decoded by ``tfs2s.images.decode_images`` (``decode_image(channels=1, dtype=float32)``: the same
+- Images are decoded by ``tfs2s.data.images.decode_images`` (``decode_image(channels=1, dtype=float32)``: the same
   luma conversion and /255 scaling as the example's ``decode_png(channels=1)`` + ``convert_image_dtype``); the
   example's resize to 50x200 is a no-op on these 200x50 images and is left out. Decoding is done once, up front.
 - The character lookup is a Python dict laid out like the example's ``StringLookup(mask_token=None)`` (index 0 =

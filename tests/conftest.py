@@ -1,3 +1,4 @@
+import gzip
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +15,20 @@ def data_dir():
     if path is None or not os.path.isdir(os.path.join(path, "multi30k")):
         pytest.skip("../shared/data/multi30k not found")
     return path
+
+
+@pytest.fixture
+def write_lines():
+    """Writes lines to a text file, gzipped with ``gz=True`` (corpus files for the reader tests)."""
+    def write(path, lines, gz=False):
+        text = "\n".join(lines) + "\n"
+        if gz:
+            with gzip.open(path, "wt", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+
+    return write
 
 
 @pytest.fixture

@@ -107,6 +107,7 @@ def pipeline(tmp_path_factory, data_dir):
         return {"run_dir": run_dir, "export": json.load(f)["export"], "stdout": proc.stdout}
 
 
+@pytest.mark.slow  # the pipeline end to end (about 2 minutes); evaluate_dialogue is tested fast in test_dialogue.py
 def test_pipeline_scores_against_the_ngram_baseline(pipeline):
     with open(os.path.join(pipeline["run_dir"], "dialogue_scores.json")) as f:
         scores = json.load(f)
@@ -126,6 +127,7 @@ def test_pipeline_scores_against_the_ngram_baseline(pipeline):
     assert "tfs2s chat --model" in pipeline["stdout"]
 
 
+@pytest.mark.slow  # the chatbot pipeline's export (about 2 minutes); Conversation is tested fast above
 def test_exported_chatbot_answers_its_signature_on_the_joined_context(pipeline):
     import tensorflow as tf
 
@@ -148,6 +150,7 @@ def test_exported_chatbot_answers_its_signature_on_the_joined_context(pipeline):
     assert sampled[0] == sampled[1]  # seeded
 
 
+@pytest.mark.slow  # the chatbot pipeline's export (about 2 minutes); Conversation is tested fast above
 def test_exported_chatbot_answers_in_onnxruntime(pipeline):
     import tensorflow as tf
 

@@ -1,19 +1,9 @@
-import gzip
-
 import pytest
 
 from tfs2s.core.errors import DataError
 from tfs2s.data import corpora
 from tfs2s.data.corpora import load_pairs
 
-
-def _write(path, lines, gz=False):
-    text = "\n".join(lines) + "\n"
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
 
 
 def test_missing_data_names_expected_files_and_folder(tmp_path):
@@ -58,14 +48,14 @@ def test_split_and_data_dir_errors(tmp_path, monkeypatch):
     assert corpora.resolve_data_dir("elsewhere") == "elsewhere"
 
 
-def test_tfds_builder_reads_local_files_offline(tmp_path):
+def test_tfds_builder_reads_local_files_offline(tmp_path, write_lines):
     import tensorflow_datasets as tfds
 
     src = tmp_path / "src" / "multi30k"
     src.mkdir(parents=True)
     for stem, n in (("train", 5), ("val", 2), ("test_2016_flickr", 3)):
-        _write(src / f"{stem}.de.gz", [f"satz {i}" for i in range(n)], gz=True)
-        _write(src / f"{stem}.en.gz", [f"sentence {i}" for i in range(n)], gz=True)
+        write_lines(src / f"{stem}.de.gz", [f"satz {i}" for i in range(n)], gz=True)
+        write_lines(src / f"{stem}.en.gz", [f"sentence {i}" for i in range(n)], gz=True)
     builder_cls = corpora.tfds_builders()["multi30k"]
     builder = builder_cls(data_dir=str(tmp_path / "tfds"), source_dir=str(tmp_path / "src"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))

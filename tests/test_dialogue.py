@@ -79,3 +79,50 @@ def test_dialogue_corpora_through_the_config(data_dir):
         corpora.load_pairs("dailydialog", "validation", data_dir, "de", "en")
     with pytest.raises(ConfigError, match="turn_separator"):
         load_config(None, ["data.turn_separator=two words"])
+
+
+def _tiny_translator(tiny_vocab):
+    import keras
+
+    from tfs2s.core.config import load_config
+    from tfs2s.core.models import build_models
+    from tfs2s.tasks.text.predictor import Translator
+
+    s, t, pairs = tiny_vocab
+    cfg = load_config(None, {"model.hidden": 16, "model.embedding_dim": 8, "model.attention_units": 8,
+                             "decoding.beam_width": 3, "data.max_target_length": 5})
+    keras.utils.set_random_seed(0)
+    return Translator(build_models(cfg.model, s.vocab_size, t.vocab_size), s, t, cfg), pairs
+
+
+def test_evaluate_dialogue_figures_are_those_of_its_parts(tiny_vocab):
+    """Every figure of evaluate_dialogue recomputed from its parts (an untrained tiny model: the figures are
+    arbitrary, so only the same computation gives them)."""
+    import numpy as np
+
+    from tfs2s.apps.dialogue import evaluate_dialogue
+    from tfs2s.apps.ngram import NgramLanguageModel
+    from tfs2s.apps.translation import evaluate_pairs
+    from tfs2s.core import features as F
+    from tfs2s.core.metrics import bleu_scores, distinct_n
+
+    translator, pairs = _tiny_translator(tiny_vocab)
+    train = pairs[:3]
+    # A reply seen in training, an unseen one, and one too long for data.max_target_length (5 with </s>).
+    valid = [pairs[0], pairs[3], ("ein mann", "a man drives two dogs play")]
+    got = evaluate_dialogue(translator, train, valid, ngram_order=2, sample_options={"seed": 3}, batch_size=2)
+    tokenize = lambda texts: translator.target_tokenizer.tokenize(np.array(texts, object)).to_list()  # noqa: E731
+    kept = valid[:2]
+    lm = NgramLanguageModel(2, vocabulary=set(range(translator.target_tokenizer.vocab_size))
+                            - {F.PAD_ID, F.BOS_ID, F.EOS_ID}).fit(tokenize([r for _, r in train]))
+    assert got["responses"] == 2 and got["responses_too_long"] == 1 and got["replies_decoded"] == 2
+    assert got["ngram_perplexity"] == round(lm.perplexity(tokenize([r for _, r in kept])), 3)
+    assert got["seq2seq_perplexity"] == evaluate_pairs(translator, kept, strategies=(), batch_size=2)["perplexity"]
+    assert got["seen_in_training"]["responses"] == 1 and got["unseen_in_training"]["responses"] == 1
+    assert got["seen_in_training"]["ngram_perplexity"] == round(lm.perplexity(tokenize([kept[0][1]])), 3)
+    for strategy, options in (("beam", {}), ("sample", {"seed": 3})):
+        replies = translator.translate([c for c, _ in kept], strategy=strategy, batch_size=2, **options)
+        assert got[strategy]["bleu"] == bleu_scores(replies, [r for _, r in kept])["bleu"]
+        assert got[strategy]["distinct_1"] == round(distinct_n(tokenize(replies), 1), 4)
+        assert [e["reply"] for e in got[strategy]["examples"]] == replies
+    assert got["reference_distinct_2"] == round(distinct_n(tokenize([r for _, r in kept]), 2), 4)

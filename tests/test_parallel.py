@@ -1,4 +1,3 @@
-import gzip
 import logging
 
 import pytest
@@ -7,18 +6,10 @@ from tfs2s.core.errors import DataError
 from tfs2s.data.parallel import keep_nonempty, read_lines, read_parallel, read_tsv_pairs
 
 
-def _write(path, lines, gz=False):
-    text = "\n".join(lines) + "\n"
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
 
-
-def test_parallel_length_mismatch_names_both_files_and_counts(tmp_path):
-    _write(tmp_path / "a.de", ["x", "y", "z"])
-    _write(tmp_path / "a.en", ["x", "y"])
+def test_parallel_length_mismatch_names_both_files_and_counts(tmp_path, write_lines):
+    write_lines(tmp_path / "a.de", ["x", "y", "z"])
+    write_lines(tmp_path / "a.en", ["x", "y"])
     with pytest.raises(DataError) as err:
         read_parallel(str(tmp_path / "a.de"), str(tmp_path / "a.en"))
     msg = str(err.value)
@@ -27,9 +18,9 @@ def test_parallel_length_mismatch_names_both_files_and_counts(tmp_path):
         read_parallel(str(tmp_path / "a.de"), str(tmp_path / "missing.en"))
 
 
-def test_empty_lines_are_skipped_and_counted(tmp_path, caplog):
-    _write(tmp_path / "a.de.gz", ["eins", "", "drei", "  "], gz=True)
-    _write(tmp_path / "a.en.gz", ["one", "two", "", "four"], gz=True)
+def test_empty_lines_are_skipped_and_counted(tmp_path, caplog, write_lines):
+    write_lines(tmp_path / "a.de.gz", ["eins", "", "drei", "  "], gz=True)
+    write_lines(tmp_path / "a.en.gz", ["one", "two", "", "four"], gz=True)
     with caplog.at_level(logging.WARNING):
         pairs = read_parallel(str(tmp_path / "a.de.gz"), str(tmp_path / "a.en.gz"))
     assert pairs == [("eins", "one")]
@@ -42,9 +33,9 @@ def test_windows_line_endings_and_limit(tmp_path):
     assert keep_nonempty([("1", "x"), ("", "y"), ("3", "z"), ("4", "w")], "here", limit=2) == [("1", "x"), ("3", "z")]
 
 
-def test_tsv_reader_reports_file_and_line(tmp_path):
-    _write(tmp_path / "p.txt", ["Go.\tVe.", "Hi.\tHola.", "broken line"])
+def test_tsv_reader_reports_file_and_line(tmp_path, write_lines):
+    write_lines(tmp_path / "p.txt", ["Go.\tVe.", "Hi.\tHola.", "broken line"])
     with pytest.raises(DataError, match=r"p.txt:3: expected at least 2"):
         read_tsv_pairs(str(tmp_path / "p.txt"), 0, 1)
-    _write(tmp_path / "q.txt", ["Go.\tVe.", "", "Hi.\tHola."])
+    write_lines(tmp_path / "q.txt", ["Go.\tVe.", "", "Hi.\tHola."])
     assert read_tsv_pairs(str(tmp_path / "q.txt"), 1, 0) == [("Ve.", "Go."), ("Hola.", "Hi.")]

@@ -94,6 +94,7 @@ def pipeline(tmp_path_factory, data_dir):
         return {"export": export, "scores": json.load(f), "run_dir": run_dir}
 
 
+@pytest.mark.slow  # the pipeline end to end (about 2 minutes); evaluate_summaries is tested fast below
 def test_pipeline_scores_model_and_baselines(pipeline, data_dir):
     """The pipeline's figures are those of its summaries and of the baselines on the same 40 emails, recomputed
     here from the trained run and the corpus."""
@@ -114,6 +115,7 @@ def test_pipeline_scores_model_and_baselines(pipeline, data_dir):
     assert scores["lead"]["rouge1"] > 0  # subject lines share words with their emails
 
 
+@pytest.mark.slow  # the summarization pipeline's export (about 2 minutes); text graphs: test_export.py
 def test_exported_summarizer_in_tf_and_onnxruntime(pipeline):
     import json
     import os
@@ -137,3 +139,29 @@ def test_exported_summarizer_in_tf_and_onnxruntime(pipeline):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == [t.decode() for t in expected["translation"].numpy()]
     assert got[1] == "" and got[2] == ""
+
+
+def test_evaluate_summaries_figures_are_those_of_its_parts(tiny_vocab):
+    """evaluate_summaries' figures recomputed from the summaries and the baselines (an untrained tiny model)."""
+    import keras
+
+    from tfs2s.apps.summarization import evaluate_summaries
+    from tfs2s.core.config import load_config
+    from tfs2s.core.models import build_models
+    from tfs2s.tasks.text.predictor import Translator
+
+    s, t, pairs = tiny_vocab
+    cfg = load_config(None, {"model.hidden": 16, "model.embedding_dim": 8, "model.attention_units": 8,
+                             "decoding.beam_width": 3})
+    keras.utils.set_random_seed(0)
+    translator = Translator(build_models(cfg.model, s.vocab_size, t.vocab_size), s, t, cfg)
+    documents, references = [d for d, _ in pairs], [r for _, r in pairs]
+    got = evaluate_summaries(translator, pairs[:3], pairs, batch_size=2, seed=5)
+    assert got["documents"] == 4 and got["lead_words"] == 3  # training summaries of 3, 3 and 4 words
+    assert got["model"] == rouge_scores(translator.translate(documents, batch_size=2), references)
+    replaced = translator.translate(documents, batch_size=2, replace_unknown=True)
+    assert got["model_unk_replaced"] == rouge_scores(replaced, references)
+    assert got["unk_replaced_summaries"] == sum(a != b for a, b in zip(translator.translate(documents), replaced))
+    assert got["lead"] == rouge_scores(lead(documents, 3), references)
+    assert got["random_sentence"] == rouge_scores(random_sentence(documents, 5), references)
+    assert [e["summary"] for e in got["examples"]] == replaced

@@ -22,7 +22,7 @@ class DataConfig:
     """What corpus to read and how to turn it into batches.
 
     Attributes:
-        corpus: Corpus name known to ``tfs2s.data`` (``multi30k``, ``spa_eng``).
+        corpus: Corpus name known to ``tfs2s.data.corpora`` (``multi30k``, ``spa_eng``).
         data_dir: Folder holding the corpora; ``None`` means ``../shared/data`` when present.
         source_lang: Source language code.
         target_lang: Target language code.
@@ -140,7 +140,7 @@ class TrainingConfig:
         max_minutes: Stop after this much training time (validation passes excluded); 0 = no limit.
         learning_rate: Peak learning rate of Adam.
         optimizer: ``adam`` (Keras' Adam) or ``lazy_adam`` (sparse gradients of embeddings and of a sampled
-            output layer update only the rows they touch; see ``tfs2s.optimizers.LazyAdam``).
+            output layer update only the rows they touch; see ``tfs2s.core.optimizers.LazyAdam``).
         lr_schedule: ``constant``, ``plateau`` (halve on a validation-loss plateau) or ``cosine``.
         warmup_steps: Linear warm-up steps for ``cosine``.
         clipnorm: Clip gradients to this global norm; 0 disables clipping.

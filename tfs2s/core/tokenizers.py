@@ -5,7 +5,7 @@ vocabulary file (one token a line, line number = id), and turn ids back into tex
 ``tf.function``, so the same code serves ``tf.data`` pipelines and exported signatures; the vocabulary file
 becomes a SavedModel asset when the tokenizer is saved as part of a ``tf.Module``.
 
-Ids 0-3 are ``<pad> <unk> <s> </s>`` for every tokenizer (see ``tfs2s.features``).
+Ids 0-3 are ``<pad> <unk> <s> </s>`` for every tokenizer (see ``tfs2s.core.features``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False,
 
     ``portable=True`` leaves out the steps that have no portable ONNX equivalent, the UTF-8 repair and the
     lowercasing (onnxruntime's StringNormalizer needs an installed ``en_US.UTF-8`` locale): for graphs converted
-    to ONNX, whose host code must pass valid, already lowercased UTF-8 (``tfs2s.onnx_runtime`` does).
+    to ONNX, whose host code must pass valid, already lowercased UTF-8 (``tfs2s.export.onnx.runtime`` does).
     """
     if not portable:
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)

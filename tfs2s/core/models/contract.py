@@ -128,7 +128,7 @@ class Seq2SeqModels:
         return state
 
     def step(self, ids, state: dict):
-        """The step contract: ``(ids [N], state) -> (logits [N, V], state)`` (see ``tfs2s.decoding``)."""
+        """The step contract: ``(ids [N], state) -> (logits [N, V], state)`` (see ``tfs2s.core.decoding``)."""
         inputs = {F.DECODER_TOKEN_IDS: tf.expand_dims(tf.cast(ids, tf.int32), 1)}
         inputs.update({name: value for name, value in state.items() if name != ALIGNMENT})
         outputs = self.decoder_step(inputs, training=False)
