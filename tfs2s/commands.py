@@ -72,7 +72,8 @@ def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: b
         raise InputError(f"an exported model decodes by beam search; {sorted(unknown)} cannot be set here")
     signature = tf.saved_model.load(path).signatures["translate_options"]
     d = meta["decoding"]
-    out = signature(text=tf.constant(texts, tf.string), beam_width=tf.constant(overrides.get("beam_width", d["beam_width"])),
+    out = signature(text=tf.constant(texts, tf.string),
+                    beam_width=tf.constant(overrides.get("beam_width", d["beam_width"])),
                     n_best=tf.constant(overrides.get("n_best", d["n_best"])), max_length=tf.constant(0))
     for i, text in enumerate(texts):
         if as_json:

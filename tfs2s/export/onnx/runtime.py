@@ -1,7 +1,8 @@
 """Run the ONNX graphs of an export in onnxruntime, without TensorFlow: translate, caption, forecast.
 
-This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.core.features``, ``tfs2s.core.errors`` and the numpy-only ``tfs2s.export.onnx.graph``), so it runs where only
-``numpy``, ``onnxruntime`` and ``onnxruntime-extensions`` are installed::
+This module imports neither TensorFlow nor the rest of tfs2s (only ``tfs2s.core.features``, ``tfs2s.core.errors``
+and the numpy-only ``tfs2s.export.onnx.graph``), so it runs where only ``numpy``, ``onnxruntime`` and
+``onnxruntime-extensions`` are installed::
 
     from tfs2s.export.onnx.runtime import OnnxTranslator
     translator = OnnxTranslator("saved_models/multi30k_small/1")
@@ -192,7 +193,7 @@ class OnnxTranslator(_OnnxExport):
         step = self.session("decoder_step")
         feed = {name: encoded[name] for name in self.metadata["step_inputs"] if name in encoded}
         previous = np.full(batch, F.BOS_ID, np.int32)
-        # The exported graphs' no_repeat_ngram_size rule (tfs2s.core.decoding.constraints.block_repeated_ngrams), on the host.
+        # The exported graphs' no_repeat_ngram_size rule (core.decoding.constraints.block_repeated_ngrams), on the host.
         repeat_n = int(self.metadata["decoding"].get("no_repeat_ngram_size", 0))
         min_length = int(self.metadata["decoding"].get("min_length", 0))
         history = [[F.BOS_ID] for _ in range(batch)]
