@@ -68,6 +68,7 @@ def test_chief_comes_first():
     assert task.peers == ("c:1", "a:1")
 
 
+@pytest.mark.slow  # a real two-process cluster, about a minute; the mirrored strategy is tested by default
 def test_two_workers_train_in_step_and_the_chief_checkpoint_reloads(data_dir, tmp_path):
     ports = _free_ports(2)
     run_dir = tmp_path / "run"

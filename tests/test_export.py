@@ -217,6 +217,7 @@ def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
         np.testing.assert_array_equal(tokens, served[strategy]["tokens"].numpy())
 
 
+@pytest.mark.slow  # about a minute; tied greedy ONNX and tied models are tested fast in test_onnx_decoder/test_models
 def test_tied_embeddings_export_agrees_in_tf_and_onnx(data_dir, tmp_path):
     """A model whose target embedding is its output layer exports, relocates, and decodes alike in TF and ONNX."""
     from tfs2s.export.onnx.runtime import OnnxTranslator
