@@ -22,12 +22,25 @@ class DataConfig:
     """What corpus to read and how to turn it into batches.
 
     Attributes:
-        corpus: Corpus name known to ``tfs2s.data.corpora`` (``multi30k``, ``spa_eng``).
+        corpus: Corpus name known to ``tfs2s.data.corpora`` (``multi30k``, ``spa_eng``, ...), or ``files``: the
+            user's own files named by ``train``, ``validation`` and ``test``.
         data_dir: Folder holding the corpora; ``None`` means ``../shared/data`` when present.
-        source_lang: Source language code.
-        target_lang: Target language code.
-        tokenizer: ``word`` (whole words, in-graph hash table), ``wordpiece`` (tensorflow-text subwords) or
-            ``char`` (characters; image-to-text).
+        source_lang: Source language code (a free label for ``files`` corpora).
+        target_lang: Target language code (a free label for ``files`` corpora).
+        train: ``files`` corpora: the training data, one file (TSV, JSON lines or CSV, by task) or two
+            line-aligned files (source, target; plain or ``.gz``). Relative paths are read from the config
+            file's folder (from the working directory in ``--set`` overrides).
+        validation: ``files`` corpora: the validation data, as ``train``; empty = a seeded
+            ``validation_fraction`` share held out of ``train``.
+        test: ``files`` corpora: the test data, as ``train``; empty = a seeded ``test_fraction`` share of
+            ``train`` (none when 0).
+        image_dir: ``files`` image corpora: folder the captions file's image paths are relative to (empty =
+            the captions file's folder).
+        tokenizer: ``word`` (whole words, in-graph hash table), ``wordpiece`` (tensorflow-text subwords),
+            ``sentencepiece`` (SentencePiece subwords, learned with the ``sentencepiece`` package, run with
+            tensorflow-text) or ``char`` (characters; image-to-text).
+        subword_model: ``sentencepiece`` only: ``unigram`` or ``bpe``.
+        shared_vocab: Subword tokenizers: one vocabulary learned from both sides and used on both.
         source_vocab_size: Upper bound on the source vocabulary, special tokens included.
         target_vocab_size: Upper bound on the target vocabulary, special tokens included.
         min_frequency: Word-level only: words seen fewer times in training become ``<unk>``.
@@ -46,7 +59,12 @@ class DataConfig:
         image_width: Image corpora: width in pixels every image must have.
         image_channels: Image corpora: 1 (grayscale) or 3 (RGB); images are converted on decoding.
         augment: Image corpora: light augmentation of training images (brightness, contrast, small shifts).
-        validation_fraction: Corpora without an official split (images): share held out for validation.
+        validation_fraction: Corpora without an official validation split (images, ``files`` corpora without a
+            validation file): share held out for validation.
+        test_fraction: ``files`` corpora without a test file: share held out for test (0 = no test split).
+        validation_start: ``files`` time series: the first timestamp of the validation rows (empty: split by
+            the fractions, in time order).
+        test_start: ``files`` time series: the first timestamp of the test rows (see ``validation_start``).
         lookback: Time series: past steps the encoder reads (L).
         horizon: Time series: future steps the decoder predicts (H).
         columns: Time series: comma-separated columns modelled (input and output); empty = every column
@@ -57,7 +75,13 @@ class DataConfig:
     data_dir: str | None = None
     source_lang: str = "de"
     target_lang: str = "en"
+    train: tuple[str, ...] = ()
+    validation: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    image_dir: str = ""
     tokenizer: str = "word"
+    subword_model: str = "unigram"
+    shared_vocab: bool = False
     source_vocab_size: int = 16000
     target_vocab_size: int = 16000
     min_frequency: int = 2
@@ -77,6 +101,9 @@ class DataConfig:
     image_channels: int = 1
     augment: bool = False
     validation_fraction: float = 0.1
+    test_fraction: float = 0.0
+    validation_start: str = ""
+    test_start: str = ""
     lookback: int = 96
     horizon: int = 96
     columns: str = ""
@@ -199,6 +226,9 @@ class DecodingConfig:
         top_k: Sample from the k most likely tokens (0 = the whole vocabulary).
         no_repeat_ngram_size: Forbid repeating any n-gram of this size in an output (0 = allowed).
         min_length: Forbid ``</s>`` before this many output tokens (1: never an empty output).
+        replace_unknown: Word-level models with attention: replace each ``<unk>`` of an output by the source
+            word it attends to most (Jean et al. 2015), in ``tfs2s translate``, the serving signatures and the
+            ONNX text graph.
     """
 
     strategy: str = "beam"
@@ -211,6 +241,7 @@ class DecodingConfig:
     top_k: int = 0
     no_repeat_ngram_size: int = 0
     min_length: int = 1
+    replace_unknown: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,9 +291,29 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     values = read_mapping(path) if path is not None else {}
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
+    if path is not None and isinstance(values.get("data"), dict):
+        values = {**values, "data": _resolve_paths(values["data"], os.path.dirname(os.path.abspath(path)))}
+    data_overrides = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("data.")}
+    overrides = {**overrides, **{f"data.{k}": v for k, v in _resolve_paths(data_overrides, os.getcwd()).items()}}
     base = Config().to_dict()
     merged = apply_overrides(deep_merge(base, values, ""), overrides)
     return config_from_dict(merged)
+
+
+# Data keys holding file or folder names, which a config reads relative to its own folder.
+PATH_KEYS = ("train", "validation", "test", "image_dir")
+
+
+def _resolve_paths(data: Mapping[str, Any], base: str) -> dict:
+    """``data`` with relative paths of ``PATH_KEYS`` made absolute against ``base``."""
+    def resolve(value):
+        if isinstance(value, str):
+            return os.path.normpath(os.path.join(base, os.path.expanduser(value))) if value else value
+        if isinstance(value, (list, tuple)):
+            return [resolve(v) for v in value]
+        return value
+
+    return {k: resolve(v) if k in PATH_KEYS else v for k, v in data.items()}
 
 
 def save_config(cfg: Config, directory: str | os.PathLike) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from tfs2s.core.errors import ConfigError
 
 _CHOICES = {
-    ("data", "tokenizer"): ("word", "wordpiece", "char"),
+    ("data", "tokenizer"): ("word", "wordpiece", "sentencepiece", "char"),
+    ("data", "subword_model"): ("unigram", "bpe"),
     ("model", "cell"): ("gru", "lstm"),
     ("model", "attention"): ("none", "bahdanau", "luong"),
     ("model", "input_encoder"): ("tokens", "image", "vectors"),
@@ -78,6 +79,16 @@ def validate(cfg) -> None:
         raise ConfigError("training.scheduled_sampling must be in [0, 1]")
     if not 0.0 <= cfg.data.validation_fraction < 1.0:
         raise ConfigError("data.validation_fraction must be in [0, 1)")
+    if not 0.0 <= cfg.data.test_fraction < 1.0 or cfg.data.validation_fraction + cfg.data.test_fraction >= 1.0:
+        raise ConfigError("data.test_fraction must be in [0, 1) and leave a training share beside "
+                          "data.validation_fraction")
+    for split in ("train", "validation", "test"):
+        files = getattr(cfg.data, split)
+        if len(files) > 2:
+            raise ConfigError(f"data.{split} names one file or two line-aligned files (source, target), "
+                              f"got {len(files)}")
+    if cfg.data.corpus == "files" and not cfg.data.train:
+        raise ConfigError("data.corpus=files needs data.train: one file or [source file, target file]")
     if cfg.data.image_channels not in (1, 3):
         raise ConfigError(f"data.image_channels must be 1 or 3, got {cfg.data.image_channels}")
     for key in ("image_height", "image_width", "lookback", "horizon"):

@@ -45,6 +45,12 @@ def build(cls, values: Mapping[str, Any], path: str = ""):
 
 def _coerce(value: Any, hint: Any, dotted: str) -> Any:
     """``value`` as the type ``hint`` (``X | None`` included); an int is accepted for a float, nothing else."""
+    if typing.get_origin(hint) is tuple:
+        # A list of strings (``[train.de, train.en]``) or one string (``train.tsv``).
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items):
+            return tuple(items)
+        raise ConfigError(f"{dotted} must be a file name or a list of file names, got {value!r}")
     args = typing.get_args(hint)
     if value is None and type(None) in args:
         return None
