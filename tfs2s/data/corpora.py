@@ -15,7 +15,7 @@ from typing import Callable
 
 from tfs2s.core.config import DataConfig
 from tfs2s.core.errors import DataError  # noqa: F401  (raised here; importable from here)
-from tfs2s.data import dialogue, summarization
+from tfs2s.data import dialogue, files, summarization
 from tfs2s.data import tfds as tfds_module
 from tfs2s.data.parallel import Pair, read_parallel, read_tsv_pairs
 from tfs2s.data.splits import hashed_split
@@ -220,7 +220,13 @@ def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, ta
 
 
 def load_split(data, split: str, limit: int = 0) -> list[Pair]:
-    """``load_pairs`` for a ``DataConfig``: its corpus, folder, languages and corpus options."""
+    """``load_pairs`` for a ``DataConfig``: its corpus, folder, languages and corpus options.
+
+    ``data.corpus: files`` reads the user's own ``data.train`` / ``validation`` / ``test`` files instead
+    (``tfs2s.data.files``; no data directory, and the languages are free labels).
+    """
+    if data.corpus == files.NAME:
+        return files.load_split(data, split, limit)
     return load_pairs(data.corpus, split, data.data_dir, data.source_lang, data.target_lang, limit,
                       context_turns=data.context_turns, turn_separator=data.turn_separator)
 
