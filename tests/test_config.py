@@ -86,3 +86,48 @@ def test_config_from_dict_builds_sections_and_rejects_unknown_keys():
         config_from_dict({"model": {"hiden": 32}})
     with pytest.raises(ConfigError, match="model must be a mapping"):
         config_from_dict({"model": 3})
+
+
+def test_shipped_configs_are_found_by_stem(tmp_path, monkeypatch):
+    from tfs2s.core.config import PACKAGED_CONFIGS, packaged_configs
+    from tfs2s.core.errors import ConfigNotFoundError
+
+    monkeypatch.chdir(tmp_path)  # no file of that name here: the stem is looked up among the shipped configs
+    stems = packaged_configs()
+    assert "multi30k_small" in stems and "etth1" in stems
+    assert set(stems) == {f[:-5] for f in __import__("os").listdir(PACKAGED_CONFIGS) if f.endswith(".yaml")}
+    by_stem = load_config("multi30k_small")
+    assert by_stem == load_config(f"{PACKAGED_CONFIGS}/multi30k_small.yaml") == load_config("multi30k_small.yaml")
+    assert by_stem.name == "multi30k_small"
+    (tmp_path / "multi30k_small.yaml").write_text("name: mine\n")  # a file of that name wins over the shipped one
+    assert load_config("multi30k_small.yaml").name == "mine"
+    assert load_config("multi30k_small").name == "multi30k_small"  # a bare stem names a shipped config
+    with pytest.raises(ConfigNotFoundError, match="not found: nope.*multi30k_small") as err:
+        load_config("nope")
+    assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, ConfigError)
+    with pytest.raises(ConfigNotFoundError):
+        load_config("some/dir/multi30k_small.yaml")  # a path is a path: no stem lookup
+
+
+def test_file_corpus_paths_are_read_relative_to_the_config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "c.yaml").write_text("data:\n  corpus: files\n  train: [data/train.vi, data/train.en]\n"
+                                   "  validation: dev.tsv\n  image_dir: /abs/images\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(folder / "c.yaml", ["data.test=test.tsv"])
+    assert cfg.data.train == (str(folder / "data" / "train.vi"), str(folder / "data" / "train.en"))
+    assert cfg.data.validation == (str(folder / "dev.tsv"),)
+    assert cfg.data.test == (str(tmp_path / "test.tsv"),)  # an override: relative to the working directory
+    assert cfg.data.image_dir == "/abs/images"
+    save_config(cfg, tmp_path / "run")
+    assert load_config(tmp_path / "run" / "config.json") == cfg  # absolute already: read back unchanged
+    assert load_config(None).data.train == ()
+    with pytest.raises(ConfigError, match="data.corpus=files needs data.train"):
+        load_config(None, ["data.corpus=files"])
+    with pytest.raises(ConfigError, match="data.train names one file or two"):
+        load_config(None, {"data.train": ["a", "b", "c"]})
+    with pytest.raises(ConfigError, match="data.validation must be a file name or a list of file names"):
+        load_config(None, {"data.validation": 3})
+    with pytest.raises(ConfigError, match="data.test_fraction"):
+        load_config(None, {"data.validation_fraction": 0.5, "data.test_fraction": 0.5})

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from tfs2s.core.config_checks import validate
 from tfs2s.core.config_file import apply_overrides, build, deep_merge, parse_overrides, read_mapping
-from tfs2s.core.errors import ConfigError  # noqa: F401  (raised here; importable from here)
+from tfs2s.core.errors import ConfigError, ConfigNotFoundError  # noqa: F401  (raised here; importable from here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,17 +277,47 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     return build(Config, values, "")
 
 
+# The configs shipped with the package (``tfs2s/configs/*.yaml``; ``pipelines/configs`` links here).
+PACKAGED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def packaged_configs() -> list[str]:
+    """The stems of the shipped configs (``multi30k_small``, ``etth1``, ...)."""
+    return sorted(f[: -len(".yaml")] for f in os.listdir(PACKAGED_CONFIGS) if f.endswith(".yaml"))
+
+
+def find_config(path: str | os.PathLike) -> str:
+    """``path`` when it is a file, else the shipped config of that stem (``multi30k_small``).
+
+    Raises:
+        FileNotFoundError: Neither a file nor a shipped config's stem (a ``ConfigError`` too: a user's mistake).
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    stem = os.path.basename(path)
+    for suffix in (".yaml", ".yml"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    shipped = os.path.join(PACKAGED_CONFIGS, f"{stem}.yaml")
+    if os.sep not in path and os.path.exists(shipped):
+        return shipped
+    raise ConfigNotFoundError(f"config file not found: {path} (shipped configs, usable by name: "
+                              f"{', '.join(packaged_configs())})")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Config:
     """Loads a YAML (or ``config.json``) file and applies dotted overrides.
 
     Args:
-        path: YAML or JSON file; ``None`` starts from the defaults.
+        path: YAML or JSON file, or the stem of a shipped config (``multi30k_small``: ``tfs2s/configs/``);
+            ``None`` starts from the defaults.
         overrides: ``["model.hidden=256"]`` strings or a ``{"model.hidden": 256}`` mapping.
 
     Raises:
         ConfigError: Unknown key, wrong type or invalid value; the message names the key.
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` is neither a file nor a shipped config's stem.
     """
+    path = find_config(path) if path is not None else None
     values = read_mapping(path) if path is not None else {}
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)

@@ -16,6 +16,10 @@ class ConfigError(Tfs2sError, ValueError):
     """An invalid configuration (unknown key, bad value, bad combination)."""
 
 
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """A config file that does not exist and is not the name of a shipped config."""
+
+
 class DataError(Tfs2sError, ValueError):
     """Corpus files are missing or malformed."""
 
