@@ -63,3 +63,13 @@ def test_tfds_builder_reads_local_files_offline(tmp_path, write_lines):
     assert len(train) == 5 and {ex["en"] for ex in train} == {f"sentence {i}".encode() for i in range(5)}
     ds = tfds.load("tfs2s_multi30k", split="test", data_dir=str(tmp_path / "tfds"), download=False)
     assert len(list(ds)) == 3
+
+
+def test_every_download_lands_where_a_split_reads():
+    """A registered download's path is one a split expects, so a fetched copy is read with no change."""
+    for corpus in corpora.CORPORA.values():
+        expected = {f for split in corpus.splits for f in corpus.expected_files(split)}
+        for item in corpus.downloads:
+            assert item.path in expected, (corpus.name, item.path)
+            assert len(item.sha256) == 64 and "/master/" not in item.url  # pinned to a commit
+    assert sum(len(c.downloads) for c in corpora.CORPORA.values()) == 9  # Multi30k 6, Topical-Chat 3

@@ -1,10 +1,12 @@
 """The corpus registry: each corpus's folder, splits, languages, download URLs and reader.
 
-Corpora are read from a local folder (``--data-dir``; default ``../shared/data`` when present, or the
-``TFS2S_DATA_DIR`` environment variable). The file formats are read by the leaf modules beside this one
-(``parallel``, ``dialogue``, ``summarization``); corpora without official splits are split by ``splits``. Each
-corpus also knows its public download URLs, which the TFDS builders (``tfds_builders``, defined in
-``tfs2s.data.tfds``) use when no local copy is given.
+Corpora are read from a data folder (``data_root``): ``--data-dir`` / ``data.data_dir`` when given, else
+``$TFS2S_DATA_DIR``, else ``../shared/data`` beside the working directory or the checkout, else the download cache
+``~/.cache/tfs2s``. A corpus with verified ``downloads`` (Multi30k, Topical-Chat's three public files) is fetched
+by ``tfs2s.data.download`` when its files are missing from ``$TFS2S_DATA_DIR`` or the cache; a folder the user
+named is never written to. The file formats are read by the leaf modules beside this one (``parallel``,
+``dialogue``, ``summarization``); corpora without official splits are split by ``splits``. The TFDS builders
+(``tfds_builders``, defined in ``tfs2s.data.tfds``) read through ``prepare_corpus`` too.
 """
 
 from __future__ import annotations
@@ -15,23 +17,41 @@ from typing import Callable
 
 from tfs2s.core.config import DataConfig
 from tfs2s.core.errors import DataError  # noqa: F401  (raised here; importable from here)
-from tfs2s.data import dialogue, files, summarization
+from tfs2s.data import dialogue, download, files, summarization
 from tfs2s.data import tfds as tfds_module
 from tfs2s.data.parallel import Pair, read_parallel, read_tsv_pairs
+from tfs2s.data.download import Download
 from tfs2s.data.splits import hashed_split
 
 
-def default_data_dir() -> str | None:
-    """``$TFS2S_DATA_DIR``, else ``../shared/data`` beside the working directory or this checkout, else None."""
-    env = os.environ.get("TFS2S_DATA_DIR")
-    if env:
-        return env
+def _shared_data_dir() -> str | None:
+    """``../shared/data`` beside the working directory or this checkout, if there is one."""
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfs2s/data/ -> root
     for base in (os.getcwd(), checkout):
         candidate = os.path.normpath(os.path.join(base, "..", "shared", "data"))
         if os.path.isdir(candidate):
             return candidate
     return None
+
+
+def default_data_dir() -> str:
+    """The data folder when none is given: ``$TFS2S_DATA_DIR`` (always wins, so a test or a user can hide
+    ``../shared/data``), else ``../shared/data`` beside the working directory or this checkout, else the download
+    cache ``~/.cache/tfs2s`` (which may not exist yet)."""
+    return os.environ.get(download.DATA_DIR_ENV) or _shared_data_dir() or download.cache_dir()
+
+
+def data_root(data_dir: str | None) -> tuple[str, bool]:
+    """The data folder for ``data_dir`` and whether missing corpus files may be downloaded into it.
+
+    Downloads go only to ``$TFS2S_DATA_DIR`` or the cache ``~/.cache/tfs2s``: never into a folder the user named
+    (``--data-dir`` / ``data.data_dir``), which only reports what it lacks, nor into ``../shared/data``.
+    """
+    if data_dir:
+        return data_dir, False
+    if os.environ.get(download.DATA_DIR_ENV) or not _shared_data_dir():
+        return download.cache_dir(), True
+    return default_data_dir(), False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +63,12 @@ class Corpus:
         folder: Sub-folder of the data directory.
         languages: The two language codes.
         splits: Split name -> file pattern(s) relative to ``folder`` (``{lang}`` is substituted).
-        urls: File name -> public URL.
+        urls: File name -> public URL (named in the "missing files" message, for fetching by hand).
         reader: ``reader(corpus, folder, split, source_lang, target_lang, limit, **options) -> pairs``
             (``options``: corpus-specific settings such as a dialogue's ``context_turns``).
+        citation: How to cite the corpus (TFDS metadata).
+        downloads: Files that ``tfs2s.data.download`` fetches and verifies (paths relative to the data folder,
+            as ``expected_files`` names them). Only for upstream files whose sha256 is known for certain.
     """
 
     name: str
@@ -55,6 +78,7 @@ class Corpus:
     urls: dict
     reader: Callable
     citation: str = ""
+    downloads: tuple[Download, ...] = ()
 
     def expected_files(self, split: str) -> list[str]:
         """The files (relative to the data directory) that ``split`` needs."""
@@ -121,16 +145,39 @@ def _read_summaries(corpus: Corpus, folder: str, split: str, source: str, target
     return pairs[:limit] if limit else pairs
 
 
-_MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+# Checksums: only of upstream files that ../shared/data/README.md says the local copies are byte-identical to
+# (sha256 computed from those copies). Multi30k's six .gz are the repo's blobs; Topical-Chat's local .json.gz each
+# decompress to the repo blob (git blob ids checked), so the JSON is downloaded and gzipped. The other corpora's
+# local copies are converted, cut or re-packed from their sources (spa-eng, DailyDialog, AESLC, BBC, Gigaword), or
+# come from a file whose checksum nobody verified (chatterbot's wheel URL, Topical-Chat's train.json): they keep
+# their URLs in the "missing files" message only, with no invented checksum.
+_MULTI30K_URL = ("https://raw.githubusercontent.com/multi30k/dataset/"
+                 "a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/")
+_MULTI30K_SHA256 = {
+    "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+    "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+    "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+}
+_TOPICAL_CHAT_URL = ("https://raw.githubusercontent.com/alexa/Topical-Chat/"
+                     "7c939229cbcf6f55f6977b341a5a2f2fe982d53f/conversations/")
+_TOPICAL_CHAT_SHA256 = {  # of the upstream .json (uncompressed)
+    "valid_freq": "d14e8bde94fa5556d4aad8fd3fb666df674e4fef8b4193c8c3c06c72822a366b",
+    "valid_rare": "b0f3c59584ea4ed61e368dc94feade6ba499a207a6437573b028d1f3ff918714",
+    "test_rare": "4f21a18be16e310840280678e7bb4646852573b239b69183ddf8898f40119567",
+}
 
 CORPORA: dict[str, Corpus] = {
     "multi30k": Corpus(
         name="multi30k", folder="multi30k", languages=("de", "en"),
         splits={"train": "train.{lang}.gz", "validation": "val.{lang}.gz", "test": "test_2016_flickr.{lang}.gz"},
-        urls={f"{stem}.{lang}.gz": f"{_MULTI30K_URL}{stem}.{lang}.gz"
-              for stem in ("train", "val", "test_2016_flickr") for lang in ("de", "en")},
+        urls={name: _MULTI30K_URL + name for name in _MULTI30K_SHA256},
         reader=_read_multi30k,
-        citation="Elliott et al. 2016, Multi30K: Multilingual English-German Image Descriptions (W16-3210)"),
+        citation="Elliott et al. 2016, Multi30K: Multilingual English-German Image Descriptions (W16-3210)",
+        downloads=tuple(Download(_MULTI30K_URL + name, f"multi30k/{name}", sha)
+                        for name, sha in _MULTI30K_SHA256.items())),
     "spa_eng": Corpus(
         name="spa_eng", folder="spa-eng", languages=("en", "es"),
         splits={"all": "spa.txt.gz", "train": "spa.txt.gz", "validation": "spa.txt.gz", "test": "spa.txt.gz"},
@@ -147,10 +194,11 @@ CORPORA: dict[str, Corpus] = {
         name="topical_chat", folder="dialogs/topical-chat", languages=("context", "response"),
         # The official train.json is not in ../shared/data: its valid_freq split stands in for training here.
         splits={"train": "valid_freq.json.gz", "validation": "valid_rare.json.gz", "test": "test_rare.json.gz"},
-        urls={f"{s}.json": f"https://raw.githubusercontent.com/alexa/Topical-Chat/master/conversations/{s}.json"
-              for s in ("train", "valid_freq", "valid_rare", "test_rare")},
+        urls={f"{s}.json": f"{_TOPICAL_CHAT_URL}{s}.json" for s in ("train", "valid_freq", "valid_rare", "test_rare")},
         reader=_read_dialogues,
-        citation="Gopalakrishnan et al. 2019, Topical-Chat, CDLA-Sharing-1.0"),
+        citation="Gopalakrishnan et al. 2019, Topical-Chat, CDLA-Sharing-1.0",
+        downloads=tuple(Download(f"{_TOPICAL_CHAT_URL}{s}.json", f"dialogs/topical-chat/{s}.json.gz", sha, gzip=True)
+                        for s, sha in _TOPICAL_CHAT_SHA256.items())),
     "chatterbot": Corpus(
         name="chatterbot", folder="dialogs/chatterbot-corpus/english", languages=("context", "response"),
         splits={"train": "greetings.yml", "validation": "greetings.yml", "test": "greetings.yml"},
@@ -186,23 +234,51 @@ def get_corpus(name: str) -> Corpus:
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
-    """Returns ``data_dir`` or the default, failing clearly when neither exists."""
-    resolved = data_dir or default_data_dir()
-    if resolved is None:
-        raise DataError("no data directory: pass --data-dir (or set data.data_dir / TFS2S_DATA_DIR); "
-                        "the default ../shared/data was not found")
-    return resolved
+    """Returns ``data_dir`` or ``default_data_dir()`` (the download cache when nothing else is there)."""
+    return data_root(data_dir)[0]
+
+
+def prepare_corpus(name: str, splits, data_dir: str | None = None, progress: bool = True) -> str:
+    """The data folder holding ``splits`` of corpus ``name``, downloading missing files where that is allowed.
+
+    Missing files are fetched (``tfs2s.data.download.fetch``, progress bar on stderr) when the corpus has
+    ``downloads`` for all of them and the folder is ``$TFS2S_DATA_DIR`` or the cache (see ``data_root``).
+
+    Raises:
+        DataError: Files are missing and cannot be downloaded (the message lists them, the folder, and the
+            URLs), or the download failed (offline, checksum; see ``fetch``).
+    """
+    corpus = get_corpus(name)
+    root, may_download = data_root(data_dir)
+    wanted = sorted({f for split in splits for f in corpus.expected_files(split)})
+    missing = [f for f in wanted if not os.path.exists(os.path.join(root, f))]
+    if not missing:
+        return root
+    downloads = {d.path: d for d in corpus.downloads}
+    if may_download and all(f in downloads for f in missing):
+        download.fetch([downloads[f] for f in missing], root, progress=progress)
+        return root
+    hint = ""
+    if downloads and not may_download:
+        hint = (f"; tfs2s downloads {name!r} by itself into ${download.DATA_DIR_ENV} (default "
+                "~/.cache/tfs2s) when no --data-dir / data.data_dir is given")
+    raise DataError(f"corpus {name!r} ({', '.join(splits)}): missing {', '.join(missing)} "
+                    f"under {os.path.abspath(root)} "
+                    f"(download from: {', '.join(sorted(set(corpus.urls.values())))}; put the files in "
+                    f"{os.path.abspath(os.path.join(root, corpus.folder))}{hint})")
 
 
 def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, target_lang: str,
                limit: int = 0, **options) -> list[Pair]:
     """Reads one split of a registered corpus as ``(source, target)`` text pairs.
 
-    ``options`` go to the corpus reader (dialogue corpora: ``context_turns``, ``turn_separator``).
+    ``options`` go to the corpus reader (dialogue corpora: ``context_turns``, ``turn_separator``). With no
+    ``data_dir`` the default folder is used, and a corpus with downloads is fetched there when missing (see
+    ``prepare_corpus``); a given ``data_dir`` is only read.
 
     Raises:
-        DataError: Unknown corpus, split or language, or missing files (the message lists the files it
-            expected and the folder it looked in).
+        DataError: Unknown corpus, split or language, or missing files that cannot be downloaded (the message
+            lists the files it expected, the folder it looked in and the URLs), or a failed download.
     """
     corpus = get_corpus(name)
     if split not in corpus.splits:
@@ -210,11 +286,7 @@ def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, ta
     for lang in (source_lang, target_lang):
         if lang not in corpus.languages:
             raise DataError(f"corpus {name!r} has no language {lang!r}; languages: {', '.join(corpus.languages)}")
-    root = resolve_data_dir(data_dir)
-    missing = [f for f in corpus.expected_files(split) if not os.path.exists(os.path.join(root, f))]
-    if missing:
-        raise DataError(f"corpus {name!r} split {split!r}: missing {', '.join(missing)} under {os.path.abspath(root)} "
-                        f"(download from: {', '.join(sorted(set(corpus.urls.values())))})")
+    root = prepare_corpus(name, [split], data_dir)
     return corpus.reader(corpus, os.path.join(root, corpus.folder), split, source_lang, target_lang, limit,
                          **options)
 
@@ -238,5 +310,5 @@ def tfds_builders() -> dict:
     """Registers (once) and returns the TFDS builder classes: ``tfs2s_multi30k`` and ``tfs2s_spa_eng``."""
     global _BUILDERS
     if _BUILDERS is None:
-        _BUILDERS = tfds_module.make_builders(CORPORA, default_data_dir)
+        _BUILDERS = tfds_module.make_builders(CORPORA, prepare_corpus)
     return _BUILDERS
