@@ -73,3 +73,5 @@ def test_every_download_lands_where_a_split_reads():
             assert item.path in expected, (corpus.name, item.path)
             assert len(item.sha256) == 64 and "/master/" not in item.url  # pinned to a commit
     assert sum(len(c.downloads) for c in corpora.CORPORA.values()) == 9  # Multi30k 6, Topical-Chat 3
+    for path, item in corpora.FILE_DOWNLOADS.items():
+        assert item.path == path and len(item.sha256) == 64

@@ -65,6 +65,9 @@ def mirror(tmp_path, monkeypatch, data_dir):
         target.parent.mkdir(parents=True, exist_ok=True)
         with gzip.open(os.path.join(data_dir, item.path), "rb") as f:
             target.write_bytes(f.read())  # upstream serves the plain JSON
+    ett = corpora.FILE_DOWNLOADS["ett/ETTh1.csv"]
+    (root / _url_path(ett).lstrip("/")).parent.mkdir(parents=True)
+    shutil.copyfile(os.path.join(data_dir, ett.path), root / _url_path(ett).lstrip("/"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.root, server.requests, server.truncate = str(root), [], set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -177,6 +180,15 @@ def test_topical_chat_json_is_downloaded_and_gzipped(mirror, tmp_path, data_dir)
     assert len(mirror.requests) == 1 and _files_under(tmp_path / "cache") == ["dialogs/topical-chat/valid_rare.json.gz"]
     with gzip.open(tmp_path / "cache" / "dialogs/topical-chat/valid_rare.json.gz", "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == corpora.CORPORA["topical_chat"].downloads[1].sha256
+
+
+def test_single_data_file_is_downloaded(mirror, tmp_path, data_dir):
+    path = corpora.data_file("ett/ETTh1.csv", progress=False)
+    assert path == str(tmp_path / "cache" / "ett" / "ETTh1.csv") and len(mirror.requests) == 1
+    assert open(path, "rb").read() == open(os.path.join(data_dir, "ett", "ETTh1.csv"), "rb").read()
+    assert corpora.data_file("ett/ETTh1.csv") == path and len(mirror.requests) == 1
+    assert corpora.data_file("ett/ETTh1.csv", str(tmp_path / "mine")) == str(tmp_path / "mine" / "ett" / "ETTh1.csv")
+    assert len(mirror.requests) == 1  # a given folder is only read
 
 
 def test_a_given_data_dir_is_never_written(mirror, tmp_path):

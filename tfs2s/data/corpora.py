@@ -226,6 +226,29 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+# Single files read outside the pair registry (tfs2s.tasks.series reads ett/ETTh1.csv), by their path in the data
+# folder. ETTh1.csv is byte-identical to the ETDataset blob (../shared/data/README.md), sha256 of the shared copy.
+FILE_DOWNLOADS: dict[str, Download] = {
+    "ett/ETTh1.csv": Download("https://raw.githubusercontent.com/zhouhaoyi/ETDataset/"
+                              "1d16c8f4f943005d613b5bc962e9eeb06058cf07/ETT-small/ETTh1.csv", "ett/ETTh1.csv",
+                              "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"),
+}
+
+
+def data_file(path: str, data_dir: str | None = None, progress: bool = True) -> str:
+    """The file ``path`` (relative to the data folder), downloaded first when it is in ``FILE_DOWNLOADS``,
+    missing, and the folder is ``$TFS2S_DATA_DIR`` or the cache (see ``data_root``); else just the joined path.
+
+    Raises:
+        DataError: The download failed (offline, checksum; see ``tfs2s.data.download.fetch``).
+    """
+    root, may_download = data_root(data_dir)
+    full = os.path.join(root, path)
+    if may_download and path in FILE_DOWNLOADS and not os.path.exists(full):
+        download.fetch([FILE_DOWNLOADS[path]], root, progress=progress)
+    return full
+
+
 def get_corpus(name: str) -> Corpus:
     """Looks a corpus up by name; the error lists the known ones."""
     if name not in CORPORA:
