@@ -24,7 +24,9 @@ class DataConfig:
     Attributes:
         corpus: Corpus name known to ``tfs2s.data.corpora`` (``multi30k``, ``spa_eng``, ...), or ``files``: the
             user's own files named by ``train``, ``validation`` and ``test``.
-        data_dir: Folder holding the corpora; ``None`` means ``../shared/data`` when present.
+        data_dir: Folder holding the corpora, only read; ``None`` means ``$TFS2S_DATA_DIR``, else
+            ``../shared/data`` when present, else ``~/.cache/tfs2s``, into which corpora with public downloads
+            (Multi30k, Topical-Chat, ETTh1) download themselves on first use (see ``tfs2s.data.download``).
         source_lang: Source language code (a free label for ``files`` corpora).
         target_lang: Target language code (a free label for ``files`` corpora).
         train: ``files`` corpora: the training data, one file (TSV, JSON lines or CSV, by task) or two
