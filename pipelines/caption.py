@@ -22,7 +22,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfs2s import pipeline
 
     p = pipeline.parser(__doc__, os.path.join(HERE, "configs", "captcha.yaml"), "runs/captcha")

@@ -19,11 +19,10 @@ SAMPLES = ["Hi , how are you doing today ?", "What do you want to eat tonight ?"
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfs2s import pipeline
 
     parser = pipeline.parser(__doc__, os.path.join(HERE, "configs", "dailydialog.yaml"), "runs/dailydialog")
-    parser.add_argument("--ngram-order", type=int, default=3)
+    parser.add_argument("--ngram-order", type=int, default=3, help="order of the n-gram baseline (default 3)")
     parser.add_argument("--decode-limit", type=int, default=2000,
                         help="decode replies for the first N validation contexts (0 = all); perplexity uses all")
     args = parser.parse_args(argv)

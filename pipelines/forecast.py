@@ -31,7 +31,6 @@ def print_table(summary: dict) -> None:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfs2s import pipeline
 
     p = pipeline.parser(__doc__, os.path.join(HERE, "configs", "etth1.yaml"), "runs/etth1")

@@ -23,7 +23,6 @@ SAMPLES = ["Please find attached the revised schedule for the Houston meeting ne
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfs2s import pipeline
 
     args = pipeline.parser(__doc__, os.path.join(HERE, "configs", "aeslc.yaml"), "runs/aeslc").parse_args(argv)

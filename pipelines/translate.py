@@ -28,7 +28,6 @@ SAMPLES = {
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfs2s import pipeline
 
     parser = pipeline.parser(__doc__, os.path.join(HERE, "configs", "multi30k_small.yaml"), "runs/multi30k_small")

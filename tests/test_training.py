@@ -266,3 +266,34 @@ def test_sampled_softmax_needs_fewer_samples_than_words(data_dir, tmp_path):
                              "training.sampled_softmax_samples": 5000})
     with pytest.raises(ConfigError, match=r"smaller than the target vocabulary, which has \d+ words"):
         train(cfg, str(tmp_path / "run"), verbose=0)
+
+
+def _fit_unknown_cardinality(callbacks, capsys, epochs=2):
+    """Fits a one-weight model for two epochs on 5 batches of a dataset whose cardinality tf.data cannot know."""
+    import keras as K
+    import tensorflow as tf_
+
+    data = tf_.data.Dataset.range(10).filter(lambda x: x >= 0).map(
+        lambda x: (tf_.cast([x], tf_.float32), tf_.cast([x], tf_.float32))).batch(2)
+    assert int(data.cardinality()) == tf_.data.UNKNOWN_CARDINALITY
+    model = K.Sequential([K.Input([1]), K.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    capsys.readouterr()
+    model.fit(data, epochs=epochs, verbose=1, callbacks=callbacks)
+    return capsys.readouterr().out
+
+
+def test_progress_bar_knows_the_epoch_length_from_the_first_epoch(capsys):
+    from tfs2s.training.callbacks import EpochProgbar
+
+    assert "Unknown" in _fit_unknown_cardinality([], capsys)  # Keras' own bar, first epoch
+    out = _fit_unknown_cardinality([EpochProgbar(5)], capsys)
+    assert "Unknown" not in out and "5/5" in out
+
+
+def test_progress_bar_takes_the_real_count_after_a_wrong_guess(capsys):
+    from tfs2s.training.callbacks import EpochProgbar
+
+    bar = EpochProgbar(7)  # bucketing: the counted pass had 7 batches, this one has 5
+    out = _fit_unknown_cardinality([bar], capsys)
+    assert "Unknown" not in out and bar.target == 5

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-
-import tensorflow as tf
+import time
 
 from tfs2s import tasks
+from tfs2s.apps.batch import check_parallel, in_batches, read_lines
 from tfs2s.apps.chat import Conversation
+from tfs2s.apps.exported import ExportedTranslator
 from tfs2s.apps.translation import evaluate_split, plot_sentence
 from tfs2s.core.config import load_config
 from tfs2s.core.errors import InputError
-from tfs2s.export.savedmodel import read_metadata
+from tfs2s.core.metrics import bleu_scores
 
 # ``tfs2s translate`` options and the ``DecodeOptions`` fields they set.
 DECODE_OPTIONS = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty",
@@ -40,17 +41,6 @@ def train(args) -> int:
     return 0
 
 
-def evaluate(args) -> int:
-    """``tfs2s evaluate``: BLEU / chrF / perplexity of a text run on a split, and an attention plot."""
-    translator = tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
-    results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
-    print(json.dumps(results, indent=2, ensure_ascii=False))
-    _write_json(args.output, results)
-    if args.plot:
-        print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
-    return 0
-
-
 def export(args) -> int:
     """``tfs2s export``: SavedModel (and ONNX) of a run of any task, reloaded and checked against the model."""
     predictor = tasks.load(args.run_dir)
@@ -62,43 +52,128 @@ def export(args) -> int:
     return 0
 
 
-def _translate_exported(path: str, texts: list[str], overrides: dict, as_json: bool) -> int:
-    """Translates with an exported SavedModel (``translate_options`` signature: beam search)."""
-    meta = read_metadata(path)
-    if meta["requires_tensorflow_text"]:
-        import tensorflow_text  # noqa: F401  (registers the ops the export needs; only such exports need it)
-    unknown = set(overrides) - {"beam_width", "n_best"}
-    if unknown:
-        raise InputError(f"an exported model decodes by beam search; {sorted(unknown)} cannot be set here")
-    signature = tf.saved_model.load(path).signatures["translate_options"]
-    d = meta["decoding"]
-    out = signature(text=tf.constant(texts, tf.string),
-                    beam_width=tf.constant(overrides.get("beam_width", d["beam_width"])),
-                    n_best=tf.constant(overrides.get("n_best", d["n_best"])), max_length=tf.constant(0))
-    for i, text in enumerate(texts):
-        if as_json:
-            print(json.dumps({"source": text, "translations": [t.decode() for t in out["translations"][i].numpy()],
-                              "scores": [round(float(x), 4) for x in out["scores"][i].numpy()]}, ensure_ascii=False))
-        else:
-            print(out["text"][i].numpy().decode("utf-8"))
-    return 0
+def _overrides(args) -> dict:
+    return {dest: getattr(args, src) for src, dest in DECODE_OPTIONS.items() if getattr(args, src, None) is not None}
+
+
+def _json_lines(texts: list[str], out: dict) -> list[str]:
+    return [json.dumps({"source": text, "translations": [str(t) for t in out["text"][i]],
+                        "scores": [round(float(x), 4) for x in out["scores"][i]]}, ensure_ascii=False)
+            for i, text in enumerate(texts)]
+
+
+def _translator(args):
+    """The ``--model`` export's or the ``--run-dir`` run's translator."""
+    if args.model:
+        return ExportedTranslator(args.model)
+    return tasks.load(args.run_dir, expect="tokens", data_dir=getattr(args, "data_dir", None))
+
+
+def _batch_function(translator, strategy: str | None, overrides: dict, as_json: bool = False,
+                    replace_unknown: bool | None = None):
+    """``batch of sources -> one output line each`` for ``translator`` (a run's or an export's).
+
+    Raises:
+        InputError: An option the translator cannot take (checked here, before any file is read or written).
+    """
+    exported = isinstance(translator, ExportedTranslator)
+    if exported:
+        if replace_unknown is False:
+            raise InputError("--no-replace-unknown applies to run folders; an export's <unk> handling is built in")
+        translator.options(strategy, **overrides)
+    else:
+        options = translator.options(strategy, **overrides)
+        if options.strategy == "beam" and not 1 <= options.n_best <= options.beam_width:
+            raise InputError(f"--n-best {options.n_best} must be between 1 and the beam width ({options.beam_width})")
+    if as_json:
+        return lambda batch: _json_lines(batch, translator.translate_batch(batch, strategy, **overrides))
+    extra = {} if exported or replace_unknown is None else {"replace_unknown": replace_unknown}
+    return lambda batch: translator.translate(batch, strategy, batch_size=len(batch) or 1, **extra, **overrides)
+
+
+def _sources(args) -> list[str]:
+    if args.input and args.text:
+        raise InputError("give sentences as arguments or --input FILE, not both")
+    if args.input:
+        return read_lines(args.input)
+    return args.text or [line.rstrip("\n").removesuffix("\r") for line in sys.stdin]
 
 
 def translate(args) -> int:
-    """``tfs2s translate``: sentences from the arguments or stdin, with a run folder or an export."""
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin]
-    overrides = {dest: getattr(args, src) for src, dest in DECODE_OPTIONS.items() if getattr(args, src) is not None}
-    if args.model:
-        return _translate_exported(args.model, texts, overrides, args.json)
-    translator = tasks.load(args.run_dir, expect="tokens")
-    if args.json:
-        out = translator.translate_batch(texts, args.strategy, **overrides)
-        for i, text in enumerate(texts):
-            print(json.dumps({"source": text, "translations": list(out["text"][i]),
-                              "scores": [round(float(s), 4) for s in out["scores"][i]]}, ensure_ascii=False))
+    """``tfs2s translate``: sentences from the arguments, stdin or ``--input``, with a run folder or an export;
+    the output (stdout or ``--output``) has one line per input line, in order, written batch by batch."""
+    translator = _translator(args)
+    translate_batch = _batch_function(translator, args.strategy, _overrides(args), args.json,
+                                      False if args.no_replace_unknown else None)
+    texts = _sources(args)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    progress = not args.quiet and sys.stderr.isatty() and (args.output is not None or not sys.stdout.isatty())
+    try:
+        for lines in in_batches(translate_batch, texts, args.batch_size, progress):
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()  # what is translated is kept, even if a later batch fails or the run is stopped
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _evaluate_files(args) -> dict:
+    """``tfs2s evaluate --src/--hyp --ref``: sacrebleu scores of a model's translations of ``--src``, or of the
+    translations in ``--hyp``, against ``--ref``."""
+    references = read_lines(args.ref)
+    if args.hyp:
+        if args.src or args.model or args.run_dir:
+            raise InputError("--hyp scores translations already made: give it with --ref only")
+        hypotheses = read_lines(args.hyp)
+        check_parallel((args.hyp, hypotheses), (args.ref, references))
+        return {"hypotheses": args.hyp, "reference": args.ref, "sentences": len(references),
+                **bleu_scores(hypotheses, references)}
+    if not (args.model or args.run_dir):
+        raise InputError("--src needs a model to translate it: --run-dir or --model")
+    sources = read_lines(args.src)
+    check_parallel((args.src, sources), (args.ref, references))
+    if args.limit:
+        sources, references = sources[: args.limit], references[: args.limit]
+    strategies = [s for s in args.strategies.split(",") if s]
+    translator = _translator(args)
+    results: dict = {"source": args.src, "reference": args.ref, "sentences": len(sources)}
+    functions = {s: _batch_function(translator, s, {}) for s in strategies}  # all checked before any decoding
+    progress = not args.quiet and sys.stderr.isatty()
+    for strategy, function in functions.items():
+        started = time.perf_counter()
+        hypotheses = [h for lines in in_batches(function, sources, args.batch_size, progress) for h in lines]
+        seconds = time.perf_counter() - started
+        results[strategy] = {**bleu_scores(hypotheses, references),
+                             "sentences_per_second": round(len(sources) / max(seconds, 1e-9), 1),
+                             "examples": [{"source": s, "reference": r, "hypothesis": h}
+                                          for s, r, h in list(zip(sources, references, hypotheses))[:5]]}
+    return results
+
+
+def evaluate(args) -> int:
+    """``tfs2s evaluate``: scores of a run on a split (with perplexity and an attention plot), of a run or an
+    export on files, or of a file of translations."""
+    if args.hyp and not args.ref or args.src and not args.ref:
+        raise InputError(f"{'--hyp' if args.hyp else '--src'} needs --ref FILE, the reference translations")
+    if args.ref and not (args.src or args.hyp):
+        raise InputError("--ref needs --src FILE (to translate) or --hyp FILE (translations to score)")
+    if args.plot and not args.run_dir:
+        raise InputError("--plot draws a run folder's attention: give --run-dir")
+    translator = None
+    if args.ref:
+        results = _evaluate_files(args)
+    elif args.run_dir:
+        translator = tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
+        results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
     else:
-        for line in translator.translate(texts, args.strategy, **overrides):
-            print(line)
+        raise InputError("evaluate what? give --run-dir R (its corpus split), --src F --ref G with --run-dir or "
+                         "--model, or --hyp H --ref G")
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+    _write_json(args.output, results)
+    if args.plot:
+        translator = translator or tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
+        print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
     return 0
 
 

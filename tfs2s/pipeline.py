@@ -9,16 +9,19 @@ import argparse
 import json
 import os
 
-from tfs2s import tasks
-from tfs2s.cli import main
-from tfs2s.tasks.text.predictor import Translator
+from tfs2s.cli import main, quiet_startup
+
+quiet_startup()  # before TensorFlow is imported (by tfs2s.tasks): no start-up noise in the pipelines' output
+
+from tfs2s import tasks  # noqa: E402
+from tfs2s.tasks.text.predictor import Translator  # noqa: E402
 
 
 def parser(description: str, config: str, run_dir: str) -> argparse.ArgumentParser:
     """The options every pipeline takes (``--config``, ``--run-dir``, ``--set``, ``--data-dir``, ...)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=config)
-    p.add_argument("--run-dir", default=run_dir)
+    p.add_argument("--config", default=config, help=f"YAML config (default: {config})")
+    p.add_argument("--run-dir", default=run_dir, help=f"run folder, resumed when it exists (default: {run_dir})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N pairs only")

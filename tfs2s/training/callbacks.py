@@ -85,6 +85,40 @@ class TrainingClock(keras.callbacks.Callback):
         self.save()
 
 
+class EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, with a step count from the first epoch on.
+
+    A full pass over a ``tf.data`` pipeline has no known cardinality (bucketing makes it vary a little), so
+    Keras' own bar counts ``55/Unknown`` through the first epoch of every ``fit`` (a fresh run's and a resumed
+    one's) and learns the count only at its end. The task counted its batches when it built the data
+    (``TrainingJob.batches``): that count is the bar's target until Keras knows better. The bar is only a
+    display: the epoch still ends when the data does (no ``assert_cardinality``, which would fail an epoch one
+    batch longer or shorter).
+
+    Args:
+        expected_steps: Steps one epoch is expected to take.
+    """
+
+    def __init__(self, expected_steps: int):
+        super().__init__()
+        self.expected_steps = expected_steps
+        self._counted = False
+
+    def set_params(self, params):
+        super().set_params(params)  # Keras' ProgbarLogger keeps no ``params``
+        self._counted = params["steps"] is None
+        if self._counted and self.expected_steps > 0:
+            self.target = self.expected_steps
+
+    def _finalize_progbar(self, logs):
+        # The epoch's real count, for the next epoch's bar (Keras would keep the first guess).
+        if self._counted and self.seen:
+            self.target = self.seen
+            if self.progbar is not None:
+                self.progbar.target = self.seen
+        super()._finalize_progbar(logs)
+
+
 class ResumableBackup(EpochBoundaryBackup):
     """Backs up at every epoch end and every ``save_freq`` steps, with the training clock saved beside each
     backup (see ``tfs2s.core.keras_compat.EpochBoundaryBackup``)."""

@@ -24,7 +24,7 @@ from tfs2s.core.metrics import Perplexity, TokenAccuracy
 from tfs2s.core.models import Seq2SeqModels
 from tfs2s.core.optimizers import LazyAdam
 from tfs2s.core.text_data import shard_batches
-from tfs2s.training.callbacks import TrainingClock, run_callbacks
+from tfs2s.training.callbacks import EpochProgbar, TrainingClock, run_callbacks
 from tfs2s.training.distribute import make_strategy, worker_index
 from tfs2s.training.run_dir import (BACKUP_DIR, CLOCK_FILE, HISTORY_FILE, checkpoint_path, open_run,
                                     trained_epochs, write_summary)
@@ -175,6 +175,8 @@ def train_run(cfg: Config, run_dir: str, make_job: Callable[[Config, str], Train
     job.before_fit(model, fresh)
     clock = TrainingClock(t.max_minutes, job.tokens_per_step, os.path.join(run_dir, CLOCK_FILE))
     callbacks = run_callbacks(cfg, run_dir, clock, [*job.callbacks(models, clock), *extra_callbacks])
+    if verbose != 0 and not steps_per_epoch:
+        callbacks.append(EpochProgbar(batches))  # a bar that knows the epoch's length (Keras': "Unknown")
     started = time.perf_counter()
     _fit(model, train, job, steps_per_epoch, callbacks, verbose, worker, workers)
     wall = time.perf_counter() - started
