@@ -81,8 +81,11 @@ def test_captioner_checks_images(run):
     # 200 px / 2^2 pooling = 50 columns; min_length 1: never an empty reading.
     assert isinstance(texts[0], str) and details[0]["alignment"].shape == (len(details[0]["tokens"]), 50)
     assert len(details[0]["tokens"]) >= 1
-    with pytest.raises(images.ImageDataError, match="image 1"):
-        captioner.caption([good, small])
+    # An image of another size is resized as in training: its caption is that of its resized pixels.
+    texts = captioner.caption([good, small])
+    resized = images.decode_images(tf.constant([small]), 50, 200, 1)
+    expected = captioner.caption_tensor(resized, captioner.options())["text"][:, 0].numpy()[0].decode()
+    assert texts[1] == expected and texts[0] == captioner.caption([good])[0]
     with pytest.raises(images.ImageDataError, match="image 0"):
         captioner.caption([b"not a png"])
     assert captioner.caption([]) == []
@@ -154,9 +157,9 @@ def test_export_bad_input(export):
     for strategy in ("greedy", "beam"):
         out = loaded.signatures[f"caption_image_{strategy}"](encoder_image=tf.zeros([0, 50, 200, 1]))
         assert out["tokens"].shape[0] == 0 and out["scores"].shape[0] == 0
-    wrong = tf.io.encode_png(tf.zeros([50, 100, 1], tf.uint8))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes.*100x50"):
-        serve(image_bytes=tf.stack([wrong]))
+    other_size = tf.io.encode_png(tf.zeros([50, 100, 1], tf.uint8)).numpy()  # resized in the graph
+    served = serve(image_bytes=tf.constant([other_size]))["text"].numpy()
+    assert [t.decode() for t in served] == export[0].caption([other_size])
     with pytest.raises(tf.errors.InvalidArgumentError):
         serve(image_bytes=tf.constant([b"\x89PNG garbage"]))
     metadata = json.load(open(os.path.join(path, "assets.extra", "tfs2s_export.json")))
@@ -183,3 +186,74 @@ def test_export_loads_in_plain_tensorflow(export, run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == {"text": expected, "tfs2s": False}
+
+
+def _labelled_png(text: str, height: int, width: int, seed: int) -> bytes:
+    """A gray PNG whose stripes depend on the text (so a model has something to read)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, (height, width, 1))
+    for i, ch in enumerate(text):
+        column = (i * width) // len(text)
+        pixels[:, column:column + max(1, width // (2 * len(text)))] += 4 * (ord(ch) % 50)
+    return tf.io.encode_png(np.clip(pixels, 0, 255).astype(np.uint8)).numpy()
+
+
+def _files_corpus(tmp_path, monkeypatch):
+    """A captions CSV over 14 images of three sizes, none the configured 48x16, and its config."""
+    monkeypatch.setenv("TFS2S_DATA_DIR", str(tmp_path / "empty"))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    lines = ["image,text"]
+    for i in range(14):
+        text = ["ab", "ba", "abc", "cab"][i % 4]
+        (folder / f"{i}.png").write_bytes(_labelled_png(text, *OTHER_SIZES[i % 3], seed=i))
+        lines.append(f"{i}.png,{text}")
+    (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n")
+    return load_config(None, {
+        "data.corpus": "files", "data.train": [str(tmp_path / "captions.csv")], "data.image_dir": str(folder),
+        "data.tokenizer": "char", "data.min_frequency": 1, "data.image_height": 16, "data.image_width": 48,
+        "data.validation_fraction": 0.2, "data.test_fraction": 0.15, "data.batch_size": 4,
+        "data.max_target_length": 6, "model.input_encoder": "image", "model.conv_blocks": 1,
+        "model.conv_filters": 4, "model.hidden": 8, "model.embedding_dim": 8, "model.attention_units": 8,
+        "training.epochs": 1, "decoding.beam_width": 2})
+
+
+OTHER_SIZES = [(20, 60), (32, 40), (12, 100)]
+
+
+def test_files_corpus_splits_and_resized_batches(tmp_path, monkeypatch):
+    cfg = _files_corpus(tmp_path, monkeypatch)
+    captioning.ImageTask().check_config(cfg)
+    splits = captioning.load_splits(cfg)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [9, 3, 2]
+    assert {images.check_image(e[0]) for e in splits["train"]} <= set(OTHER_SIZES)
+    # The training batches hold the images at the configured size, resized as decode_images resizes.
+    job = captioning.ImageJob(cfg, str(tmp_path / "job"))
+    assert job.test_examples == splits["test"]
+    features = next(iter(job.validation))[0]
+    np.testing.assert_array_equal(features["encoder_image"],
+                                  images.decode_images(tf.constant([e[0] for e in job.val_examples]), 16, 48, 1))
+    # Bad files name the CSV line; a split is one CSV.
+    (tmp_path / "captions.csv").write_text("image,text\n0.png,ab\n99.png,ab\n")
+    with pytest.raises(images.ImageDataError, match=r"captions\.csv line 3: image 99\.png is not in"):
+        captioning.load_splits(cfg)
+    with pytest.raises(ConfigError, match="one captions CSV"):
+        captioning.ImageTask().check_config(cfg.replace(**{"data.validation": (str(tmp_path / "a"), "b")}))
+
+
+@pytest.mark.slow  # 66 s here (the run's summary traces greedy and beam captioning twice)
+def test_files_corpus_with_images_of_other_sizes(tmp_path, monkeypatch):
+    """data.corpus=files: a captions CSV and images of several sizes, none the configured one, train, caption
+    and serve alike (the ``image_bytes`` serving signature resizes in its graph as training did)."""
+    cfg = _files_corpus(tmp_path, monkeypatch)
+    splits = captioning.load_splits(cfg)
+    run = str(tmp_path / "run")
+    summary = tasks.train(cfg, run, verbose=0)
+    assert (summary["train_images"], summary["validation_images"], summary["test_images"]) == (9, 3, 2)
+    assert summary["test"]["beam"]["examples"] == 2
+    captioner = tasks.load(run)
+    encoded = [e[0] for e in splits["test"] + splits["validation"]]
+    # The serving module's image_bytes signature (the graph the export saves; saving it is tested above).
+    served = captioning.ImageTask().serving_module(captioner).serve(tf.constant(encoded))
+    assert [t.decode() for t in served["text"].numpy()] == captioner.caption(encoded)
+    assert served["alignment"].shape[-1] == 48 // 2

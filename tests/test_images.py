@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfs2s.core import features as F
 from tfs2s.data.corpora import default_data_dir
 from tfs2s.data.images import (ImageDataError, check_image, decode_images, image_dataset, read_captcha,
-                               read_captions, split_examples)
+                               read_captions, resize_pixels, split_examples, split_three)
 from tfs2s.core.tokenizers import WordTokenizer
 
 H, W = 50, 200
@@ -42,7 +42,7 @@ def test_read_captcha_real_data():
     assert labels == sorted(labels) and len(set(labels)) == 936
     assert all(len(label) == 5 and set(label) <= CAPTCHA_ALPHABET for label in labels)
     assert all(data.startswith(b"\x89PNG\r\n\x1a\n") for data, _ in examples)
-    check_image(examples[0][0], H, W, 1, name=labels[0])  # the real images are 200x50
+    assert check_image(examples[0][0], 1, name=labels[0]) == (H, W)  # the real images are 200x50
 
 
 def test_read_captcha_folder_and_tar(tmp_path):
@@ -137,20 +137,35 @@ def test_decode_images_rgba_to_gray_and_sizes():
     assert serve(tf.constant([], tf.string)).shape == (0, H, W, 1)
     assert decode_images(tf.constant([], tf.string), H, W, 3).shape == (0, H, W, 3)
 
-    wrong = tf.constant([png(), png(height=32, width=64)])
-    for fn in (lambda b: decode_images(b, H, W, 1), serve):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\] is 64x32, .*200x50"):
-            fn(wrong)
     with pytest.raises(tf.errors.InvalidArgumentError):
         decode_images(tf.constant([b"not an image"]), H, W, 1)
 
 
+def test_decode_images_resizes_other_sizes():
+    """An image of another size is stretched to the model's (bilinear, antialiased); one of the model's size is
+    read bit for bit, in eager code, in a tf.function and in a batch with resized ones."""
+    small, large, exact = png(height=32, width=64, value=3), png(height=120, width=300, value=5), png(value=9)
+    serve = tf.function(lambda b: decode_images(b, H, W, 1), input_signature=[tf.TensorSpec([None], tf.string)])
+    for fn in (lambda b: decode_images(b, H, W, 1), serve):
+        out = fn(tf.constant([small, large, exact])).numpy()
+        assert out.shape == (3, H, W, 1)
+        for i, data in enumerate((small, large)):
+            pixels = tf.io.decode_image(data, channels=1, dtype=tf.float32)
+            expected = tf.clip_by_value(tf.image.resize(pixels, [H, W], antialias=True), 0, 1)
+            np.testing.assert_allclose(out[i], expected, atol=1e-6)
+        exact_pixels = tf.io.decode_image(exact, channels=1, dtype=tf.float32).numpy()
+        np.testing.assert_array_equal(out[2], exact_pixels)
+    # A gray image read as RGB: three equal channels, resized.
+    rgb = decode_images(tf.constant([png(height=10, width=30, channels=1)]), 20, 60, 3).numpy()
+    assert rgb.shape == (1, 20, 60, 3) and np.array_equal(rgb[..., 0], rgb[..., 2])
+    np.testing.assert_array_equal(resize_pixels(tf.constant(exact_pixels), H, W), exact_pixels)
+
+
 def test_check_image():
-    check_image(png(), H, W, 1)
+    assert check_image(png(), 1) == (H, W)
+    assert check_image(png(height=32, width=64), 3, name="small.png") == (32, 64)  # any size: the model resizes
     with pytest.raises(ImageDataError, match="upload.png is not a PNG/JPEG image"):
-        check_image(b"\x89PNG garbage", H, W, 1, name="upload.png")
-    with pytest.raises(ImageDataError, match=r"small.png is 64x32, the model expects 200x50 \(width x height\)"):
-        check_image(png(height=32, width=64), H, W, 3, name="small.png")
+        check_image(b"\x89PNG garbage", 1, name="upload.png")
 
 
 def _examples():
@@ -196,8 +211,62 @@ def test_image_dataset_training_augmentation_is_seeded(tokenizer):
     assert all(not np.array_equal(by_target[0][k], by_target[1][k]) for k in by_target[0])
 
 
-def test_image_dataset_wrong_size_names_example(tokenizer):
-    examples = _examples() + [(png(height=32, width=64), "a")]
+def test_image_dataset_resizes_other_sizes(tokenizer):
+    examples = _examples() + [(png(height=32, width=64, value=1), "a"), (png(height=100, width=90), "b")]
     ds = image_dataset(examples, tokenizer, height=H, width=W, channels=1, batch_size=8, max_target_length=4)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"example 4 \(image_bytes\) is 64x32"):
-        list(ds)
+    (features, targets, _), = list(ds)
+    expected = decode_images(tf.constant([e[0] for e in examples]), H, W, 1)
+    np.testing.assert_array_equal(features[F.ENCODER_IMAGE], expected)
+    assert targets.shape[0] == 6
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(image_dataset(examples + [(b"junk", "a")], tokenizer, height=H, width=W, channels=1, batch_size=8,
+                           max_target_length=4))
+
+
+def test_read_captions_csv_files_corpus(tmp_path):
+    """``data.corpus: files``: ``image,text`` lines, the header optional, paths relative to the images folder."""
+    (tmp_path / "img").mkdir()
+    a, b = png(value=1), png(height=20, width=30, value=2)
+    (tmp_path / "img" / "a.png").write_bytes(a)
+    (tmp_path / "b.png").write_bytes(b)
+    expected = [(a, "one, two"), (b, "three"), (a, "four")]
+    for header in ("image,text\n", "", "image,caption\n"):
+        captions = tmp_path / "captions.csv"
+        captions.write_text(header + 'img/a.png,"one, two"\n\nb.png, three \n"img/a.png",four\n')
+        assert read_captions(str(tmp_path), str(captions), csv_format=True, channels=1) == expected
+    # Detected as CSV from its header without csv_format; the unquoted text keeps its commas.
+    captions.write_text("image,text\nb.png,a, b\n")
+    assert read_captions(str(tmp_path), str(captions)) == [(b, "a, b")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("image,text\nok.png,fine\nno comma here\n", r"c\.csv line 3: expected <image>,<text>"),
+    ("ok.png,fine\nok.png,  \n", r"c\.csv line 2: the text of image ok\.png is empty"),
+    ("ok.png,fine\n,a text\n", r"c\.csv line 2: no image name"),
+    ("image,text\nok.png,fine\nmissing.png,a text\n", r"c\.csv line 3: image missing\.png is not in"),
+    ("image,text\nbroken.png,a text\n", r"c\.csv line 2: image .*broken\.png is not a PNG/JPEG image"),
+    ("", r"c\.csv: no captions"),
+    ("image,text\n\n", r"c\.csv: no captions"),
+])
+def test_read_captions_csv_errors_name_file_and_line(tmp_path, text, message):
+    (tmp_path / "ok.png").write_bytes(png())
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "c.csv").write_text(text)
+    with pytest.raises(ImageDataError, match=message):
+        read_captions(str(tmp_path), str(tmp_path / "c.csv"), csv_format=True, channels=1)
+
+
+def test_split_three():
+    examples = [(bytes([i]), str(i)) for i in range(20)] + [(bytes([0]), "again")]
+    train, val, test = split_three(examples, 0.1, 0.2, seed=5)
+    assert (len({d for d, _ in val}), len({d for d, _ in test})) == (2, 4)
+    assert sorted(train + val + test) == sorted(examples)
+    images_of = [{d for d, _ in part} for part in (train, val, test)]
+    assert all(images_of[i].isdisjoint(images_of[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    # Without a test share it is split_examples' split; seeded.
+    assert split_three(examples, 0.1, 0.0, seed=5) == (*split_examples(examples, 0.1, seed=5), [])
+    assert split_three(examples, 0.1, 0.2, seed=5) == (train, val, test)
+    assert split_three(examples, 0.1, 0.2, seed=6) != (train, val, test)
+    assert len(split_three(examples[:3], 0.01, 0.01, seed=0)[2]) == 1  # at least one image each
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_three(examples, 0.5, 0.5, seed=0)

@@ -1,7 +1,8 @@
 """Image input for image-to-sequence models (captcha OCR, captioning): reading, splitting, decoding, batches.
 
 Examples are ``(encoded_image_bytes, text)`` pairs. Images stay encoded (PNG/JPEG) until ``tf.data`` or a serving
-signature decodes them with ``decode_images``, so training and serving share one decoding path. Batches mirror
+signature decodes them with ``decode_images`` (which also resizes images of another size to the model's), so
+training and serving share one decoding path. Batches mirror
 ``tfs2s.data``: ``({encoder_image, decoder_token_ids}, targets, sample_weight)``.
 """
 
@@ -71,9 +72,18 @@ def read_captcha(path: str) -> list[Example]:
     return [(data, label) for label, _, data in labelled]
 
 
-def _parse_caption_line(line: str, csv_format: bool) -> tuple[str, str] | None:
-    if csv_format:  # "<image>,<caption>": captions may hold commas, image names do not
-        image, sep, caption = line.partition(",")
+_CSV_HEADERS = ("image,caption", "image,text")
+
+
+def _parse_caption_line(line: str, csv_format: bool) -> tuple[str, str, str]:
+    """``(image, caption, problem)`` of one line; ``problem`` is empty when the line is well formed."""
+    if csv_format:  # "<image>,<caption>": captions may hold commas, image names do not (unless quoted)
+        if line.lstrip().startswith('"'):  # a CSV-quoted image path
+            fields = next(csv.reader([line]))
+            image, sep, caption = fields[0], "," if len(fields) > 1 else "", ",".join(fields[1:])
+        else:
+            image, sep, caption = line.partition(",")
+        caption = caption.strip()
         if len(caption) >= 2 and caption[0] == caption[-1] == '"':  # a CSV-quoted caption
             caption = next(csv.reader([caption]))[0]
     else:  # "<image>#<n>\t<caption>"
@@ -81,20 +91,37 @@ def _parse_caption_line(line: str, csv_format: bool) -> tuple[str, str] | None:
         stem, hash_, number = image.rpartition("#")
         image = stem if hash_ and number.strip().isdigit() else image
     image, caption = image.strip(), caption.strip()
-    return (image, caption) if sep and image and caption else None
+    if not sep:
+        return image, caption, "expected " + ("<image>,<text>" if csv_format else "<image>#<n><TAB><caption>")
+    if not image:
+        return image, caption, "no image name before the separator"
+    if not caption:
+        return image, caption, f"the text of image {image} is empty"
+    return image, caption, ""
 
 
-def read_captions(images_dir: str, captions_file: str) -> list[Example]:
-    """Reads a Flickr8k-style captioning set: one example per caption line.
+def read_captions(images_dir: str, captions_file: str, *, csv_format: bool | None = None,
+                  channels: int | None = None) -> list[Example]:
+    """Reads a captioning set: one ``(image bytes, text)`` example per caption line.
 
-    Two captions formats are accepted (detected from the first line): ``Flickr8k.token.txt``
-    (``<image>#<n><TAB><caption>``) and Kaggle's ``captions.txt`` CSV (header ``image,caption``, then
-    ``<image>,<caption>``, split on the first comma). Blank lines are skipped. Each image is read once; its
-    captions share the bytes.
+    Formats: ``Flickr8k.token.txt`` (``<image>#<n><TAB><caption>``) and CSV (``<image>,<text>``, split on the
+    first comma, so texts may hold commas; a text or an image path may also be CSV-quoted). With
+    ``csv_format=None`` the format is detected from the first line: CSV when it is the header ``image,caption``
+    (Kaggle's ``captions.txt``) or ``image,text``. With ``csv_format=True`` (``data.corpus: files``) that header
+    is optional. Image paths are relative to ``images_dir`` (subfolders allowed). Blank lines are skipped. Each
+    image is read once; its captions share the bytes.
+
+    Args:
+        images_dir: Folder the image paths are relative to.
+        captions_file: The captions file.
+        csv_format: ``True`` for CSV, ``False`` for the Flickr8k token format, ``None`` to detect.
+        channels: When given, every image is decoded once here (``check_image``), so an unreadable one fails
+            naming the captions file, its line and the image.
 
     Raises:
-        ImageDataError: A missing folder or file, a malformed line (names the file and line number), a caption of
-            an image that is not in ``images_dir`` (names the file, line and image), or no captions at all.
+        ImageDataError: A missing folder or file, a malformed line (no separator, no image name or an empty text;
+            names the file and line number), a caption of an image that is not in ``images_dir`` or is not an
+            image (names the file, line and image), or no captions at all.
     """
     for p in (images_dir, captions_file):
         if not os.path.exists(p):
@@ -103,25 +130,46 @@ def read_captions(images_dir: str, captions_file: str) -> list[Example]:
     examples = []
     with open(captions_file, encoding="utf-8-sig") as f:  # -sig: tolerate a byte-order mark
         lines = f.read().splitlines()
-    csv_format = bool(lines) and lines[0].strip().replace(" ", "").lower() == "image,caption"
+    first = next((line for line in lines if line.strip()), "")
+    has_header = first.strip().replace(" ", "").lower() in _CSV_HEADERS
+    csv_format = has_header if csv_format is None else csv_format
+    header_seen = False
     for number, line in enumerate(lines, start=1):
-        if not line.strip() or (csv_format and number == 1):
+        if not line.strip():
             continue
-        parsed = _parse_caption_line(line, csv_format)
-        if parsed is None:
-            expected = "<image>,<caption>" if csv_format else "<image>#<n><TAB><caption>"
-            raise ImageDataError(f"{captions_file} line {number}: expected {expected}, got {line[:80]!r}")
-        image, caption = parsed
+        if csv_format and has_header and not header_seen:
+            header_seen = True
+            continue
+        image, caption, problem = _parse_caption_line(line, csv_format)
+        if problem:
+            raise ImageDataError(f"{captions_file} line {number}: {problem}, got {line[:80]!r}")
         if image not in images:
             image_path = os.path.join(images_dir, image)
             if not os.path.isfile(image_path):
                 raise ImageDataError(f"{captions_file} line {number}: image {image} is not in {images_dir}")
             with open(image_path, "rb") as g:
                 images[image] = g.read()
+            if channels is not None:
+                check_image(images[image], channels, name=f"{captions_file} line {number}: image {image_path}")
         examples.append((images[image], caption))
     if not examples:
         raise ImageDataError(f"{captions_file}: no captions")
     return examples
+
+
+def _image_groups(examples: Sequence[Example]) -> list[list[Example]]:
+    groups: dict[bytes, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example[0], []).append(example)
+    return list(groups.values())
+
+
+def _share(count: int, fraction: float, room: int) -> int:
+    """``round(count * fraction)`` groups, at least one when the fraction is positive, at most ``room``."""
+    size = round(count * fraction)
+    if fraction > 0 and count >= 2:
+        size = max(size, 1)
+    return max(0, min(size, room))
 
 
 def split_examples(examples: Sequence[Example], validation_fraction: float,
@@ -136,35 +184,55 @@ def split_examples(examples: Sequence[Example], validation_fraction: float,
     Raises:
         ValueError: ``validation_fraction`` is outside ``[0, 1)``.
     """
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    groups: dict[bytes, list[Example]] = {}
-    for example in examples:
-        groups.setdefault(example[0], []).append(example)
-    groups_list = list(groups.values())
-    count = len(groups_list)
-    size = round(count * validation_fraction)
-    if validation_fraction > 0 and count >= 2:
-        size = min(max(size, 1), count - 1)
-    order = np.random.RandomState(seed).permutation(count)
-    validation = [e for i in order[:size] for e in groups_list[i]]
-    training = [e for i in order[size:] for e in groups_list[i]]
+    training, validation, _ = split_three(examples, validation_fraction, 0.0, seed)
     return training, validation
 
 
+def split_three(examples: Sequence[Example], validation_fraction: float, test_fraction: float,
+                seed: int) -> tuple[list[Example], list[Example], list[Example]]:
+    """Seeded split into ``(training, validation, test)``, as ``split_examples`` (the captions of one image stay
+    on one side; with ``test_fraction=0`` the result is ``split_examples``' plus an empty test list).
+
+    The permuted groups give validation its ``round(groups * validation_fraction)`` first, then test its
+    ``round(groups * test_fraction)``; each share is at least one group when its fraction is positive, and
+    training keeps at least one group.
+
+    Raises:
+        ValueError: A fraction outside ``[0, 1)``, or fractions that leave training nothing.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if not 0.0 <= test_fraction < 1.0 or validation_fraction + test_fraction >= 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1) and leave a training share, got {test_fraction}")
+    groups = _image_groups(examples)
+    count = len(groups)
+    order = np.random.RandomState(seed).permutation(count)
+    n_val = _share(count, validation_fraction, count - 1)
+    n_test = _share(count, test_fraction, count - 1 - n_val)
+    parts = (order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test])
+    training, validation, test = ([e for i in part for e in groups[i]] for part in parts)
+    return training, validation, test
+
+
 # --------------------------------------------------------------------------- decoding (in-graph)
-def _decode_one(data: tf.Tensor, height: int, width: int, channels: int, what: tf.Tensor) -> tf.Tensor:
+def resize_pixels(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """``[h, w, C]`` (or ``[B, h, w, C]``) float pixels -> ``height x width``, bilinear, antialiased when shrinking.
+
+    The image is stretched to the model's size (no crop, no padding). One already of that size is returned as
+    it is, bit for bit, so images of the configured size read exactly as they did before resizing existed.
+    """
+    shape = tf.shape(image)
+    same = tf.logical_and(tf.equal(shape[-3], height), tf.equal(shape[-2], width))
+    resized = tf.cond(same, lambda: image,
+                      lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True))
+    return tf.clip_by_value(resized, 0.0, 1.0)  # antialiasing may overshoot [0, 1] a little
+
+
+def _decode_one(data: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
     # decode_image handles PNG/JPEG/GIF/BMP; channels=1 turns RGB(A) into luma (alpha dropped), dtype=float32
     # scales to [0, 1] (16-bit PNGs included).
     image = tf.io.decode_image(data, channels=channels, dtype=tf.float32, expand_animations=False)
-    shape = tf.shape(image)
-    message = tf.strings.join([what, " is ", tf.strings.as_string(shape[1]), "x", tf.strings.as_string(shape[0]),
-                               f", the model expects {width}x{height} (width x height)"])
-    ok = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-        image = tf.identity(image)
-    # A static shape only: in a tf.function (TF 2.21) a tf.ensure_shape here ran before the Assert despite the
-    # control dependency, replacing the clear message with an anonymous shape error.
+    image = resize_pixels(image, height, width)
     image.set_shape([height, width, channels])
     return image
 
@@ -172,32 +240,32 @@ def _decode_one(data: tf.Tensor, height: int, width: int, channels: int, what: t
 def decode_images(image_bytes: tf.Tensor, height: int, width: int, channels: int) -> tf.Tensor:
     """Decodes a ``[batch]`` string tensor of PNG/JPEG images to float32 ``[batch, height, width, channels]``.
 
-    Runs in graphs (``tf.data``, ``tf.function``, exported signatures). Images are never resized: one of another
-    size raises ``tf.errors.InvalidArgumentError`` naming ``image_bytes[i]`` and both sizes; corrupt bytes raise
-    TF's own decode error (``check_image`` gives a clearer one host-side).
+    Runs in graphs (``tf.data``, ``tf.function``, exported signatures), so training, the ``Captioner`` and the
+    served ``image_bytes`` signature read an image alike: decoded, converted to ``channels`` (RGB(A) to luma for
+    1, gray to RGB for 3), values / 255, and resized to ``height x width`` with ``resize_pixels`` when it has
+    another size. Corrupt bytes raise TF's own decode error (``check_image`` gives a clearer one host-side).
     """
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
-
-    def one(args):
-        data, index = args
-        what = tf.strings.join([f"{F.IMAGE_BYTES}[", tf.strings.as_string(index), "]"])
-        return _decode_one(data, height, width, channels, what)
-
-    index = tf.range(tf.shape(image_bytes)[0])
-    return tf.map_fn(one, (image_bytes, index),
+    return tf.map_fn(lambda data: _decode_one(data, height, width, channels), image_bytes,
                      fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
 
 
-def check_image(data: bytes, height: int, width: int, channels: int, name: str = "image") -> None:
-    """Host-side check that ``data`` is an image of ``width x height``; raises ``ImageDataError`` naming ``name``."""
+def check_image(data: bytes, channels: int = 1, name: str = "image") -> tuple[int, int]:
+    """Host-side check that ``data`` is a decodable image (any size: the model resizes).
+
+    Returns:
+        The image's ``(height, width)`` before resizing.
+
+    Raises:
+        ImageDataError: Not a PNG/JPEG/GIF/BMP image; the message names ``name``.
+    """
     try:
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         raise ImageDataError(f"{name} is not a PNG/JPEG image ({e.message.strip()[:120]})") from None
-    actual_height, actual_width = image.shape[:2]
-    if (actual_height, actual_width) != (height, width):
-        raise ImageDataError(f"{name} is {actual_width}x{actual_height}, the model expects {width}x{height} "
-                             "(width x height)")
+    if min(image.shape[:2]) < 1:
+        raise ImageDataError(f"{name} has no pixels ({image.shape[1]}x{image.shape[0]})")
+    return int(image.shape[0]), int(image.shape[1])
 
 
 # --------------------------------------------------------------------------- datasets
@@ -221,8 +289,9 @@ def image_dataset(examples: Sequence[Example], target_tokenizer: Tokenizer, *, h
     Decoder ids are ``<s>`` + target ids and targets are target ids + ``</s>`` (at most ``max_target_length``,
     ``</s>`` included), padded with 0; ``sample_weight`` is 1 on real target positions. Decoded images are cached.
     Training datasets are shuffled (seeded, reshuffled each epoch) and, with ``augment``, lightly augmented
-    (seeded too, different each epoch); evaluation datasets keep the order. A wrong-size or corrupt image fails
-    the iteration with an error naming its example index.
+    (seeded too, different each epoch); evaluation datasets keep the order. Images of another size than
+    ``height x width`` are resized (``decode_images``); a corrupt one fails the iteration (``ImageJob`` checks
+    every image host-side first, naming it).
     """
     if not examples:
         raise ImageDataError("no examples to build an image dataset from")
@@ -238,8 +307,7 @@ def image_dataset(examples: Sequence[Example], target_tokenizer: Tokenizer, *, h
                 tf.cast(target_out.row_lengths(), tf.int32))
 
     def decode(index, data, target_in, target_out, length):
-        what = tf.strings.join(["example ", tf.strings.as_string(index), f" ({F.IMAGE_BYTES})"])
-        return _decode_one(data, height, width, channels, what), target_in[:length], target_out[:length]
+        return _decode_one(data, height, width, channels), target_in[:length], target_out[:length]
 
     # Text is tokenized in chunks (string ops are far cheaper per batch), images decoded one by one in parallel.
     ds = ds.enumerate().batch(chunk).map(tokenize, num_parallel_calls=AUTOTUNE).unbatch()

@@ -37,7 +37,7 @@ class Captioner(tf.Module):
         return d.image_height, d.image_width, d.image_channels
 
     def decode_bytes(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        """``[B]`` encoded PNG/JPEG -> ``[B, H, W, C]`` floats (wrong sizes fail naming ``image_bytes``)."""
+        """``[B]`` encoded PNG/JPEG of any size -> ``[B, H, W, C]`` floats at the model's size (resized in-graph)."""
         return images.decode_images(image_bytes, *self.image_shape)
 
     def caption_tensor(self, pixels: tf.Tensor, options: DecodeOptions, alignment: bool = True) -> dict:
@@ -69,7 +69,8 @@ class Captioner(tf.Module):
 
     def caption(self, encoded: Sequence[bytes], strategy: str | None = None, batch_size: int = 64,
                 return_alignment: bool = False):
-        """Captions encoded images (PNG/JPEG bytes). Bad images raise ``images.ImageDataError`` naming them.
+        """Captions encoded images (PNG/JPEG bytes of any size: images of another size than the model's are
+        resized, as in training). Undecodable images raise ``images.ImageDataError`` naming them.
 
         Returns:
             The best caption of each image; with ``return_alignment`` also, for each, a dict with its output
@@ -88,7 +89,7 @@ class Captioner(tf.Module):
             except tf.errors.InvalidArgumentError:
                 # Only on failure: find the bad image host-side and name it by its position in ``encoded``.
                 for i, data in enumerate(chunk):
-                    images.check_image(data, *self.image_shape, name=f"image {start + i}")
+                    images.check_image(data, self.image_shape[2], name=f"image {start + i}")
                 raise
             texts += [t.decode("utf-8") for t in out["text"][:, 0].numpy()]
             if return_alignment:

@@ -12,10 +12,12 @@ from tfs2s.tasks.image.predictor import Captioner
 class CaptionServingModule(ServingModule):
     """What an image export saves: the captioner and its signatures.
 
-    * ``serving_default``: ``image_bytes [B]`` (PNG/JPEG; TF Serving REST takes ``{"b64": ...}``) -> ``text [B]``,
+    * ``serving_default``: ``image_bytes [B]`` (PNG/JPEG of any size, resized in-graph to the model's as in
+      training; TF Serving REST takes ``{"b64": ...}``) -> ``text [B]``,
       ``captions [B, N]``, ``tokens [B, N, L]``, ``length [B, N]``, ``scores [B, N]``, ``alignment [B, N, L, P]``
       (attention over the ``P`` image columns), by beam search;
-    * ``caption_image``: the same from ``encoder_image [B, H, W, C]`` floats in ``[0, 1]``;
+    * ``caption_image``: the same from ``encoder_image [B, H, W, C]`` floats in ``[0, 1]``, already at the
+      model's size (``tfs2s.data.images.decode_images`` makes them from image bytes);
     * ``caption_image_greedy`` / ``caption_image_beam``: ``encoder_image`` -> ``tokens``, ``length``, ``scores``
       (the graphs converted to ONNX; the vocabulary is ``assets/target_vocab.txt``).
     """

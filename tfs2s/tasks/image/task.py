@@ -33,31 +33,69 @@ from tfs2s.training.run_dir import checkpoint_path, require_files
 
 logger = logging.getLogger(__name__)
 
-IMAGE_CORPORA = ("captcha", "image_captions")
+IMAGE_CORPORA = ("captcha", "image_captions", "files")
 CAPTION_ONNX_GRAPHS = {"caption_image_greedy": ("caption_image_greedy.onnx", False),
                        "caption_image_beam": ("caption_image_beam.onnx", False)}
 
 
+def _read_captions_csv(cfg: Config, path: str) -> list[tuple[bytes, str]]:
+    """A ``files`` captions CSV, its images relative to ``data.image_dir`` (empty: the CSV's folder)."""
+    images_dir = cfg.data.image_dir or os.path.dirname(os.path.abspath(path))
+    return images.read_captions(images_dir, path, csv_format=True, channels=cfg.data.image_channels)
+
+
 def load_examples(cfg: Config) -> list[tuple[bytes, str]]:
-    """``(encoded image, text)`` examples of the configured image corpus.
+    """``(encoded image, text)`` examples of the configured image corpus (its training file for ``files``).
 
     ``captcha``: ``<data_dir>/captcha-images-v2`` (a tar.gz or folder of ``<label>.png``); ``image_captions``: a
-    Flickr8k-style ``<data_dir>/Images`` folder with ``<data_dir>/captions.txt`` (or ``Flickr8k.token.txt``).
+    Flickr8k-style ``<data_dir>/Images`` folder with ``<data_dir>/captions.txt`` (or ``Flickr8k.token.txt``);
+    ``files``: the CSV ``data.train`` (lines ``<image>,<text>``, header ``image,text`` optional), image paths
+    relative to ``data.image_dir``. ``data.limit`` keeps the first N examples.
     """
     d = cfg.data
-    root = resolve_data_dir(d.data_dir)
-    if d.corpus == "captcha":
-        examples = images.read_captcha(os.path.join(root, "captcha-images-v2"))
+    if d.corpus == "files":
+        examples = _read_captions_csv(cfg, _one_file(cfg, "train"))
+    elif d.corpus == "captcha":
+        examples = images.read_captcha(os.path.join(resolve_data_dir(d.data_dir), "captcha-images-v2"))
     else:
+        root = resolve_data_dir(d.data_dir)
         captions = next((os.path.join(root, n) for n in ("captions.txt", "Flickr8k.token.txt")
                          if os.path.exists(os.path.join(root, n))), os.path.join(root, "captions.txt"))
         examples = images.read_captions(os.path.join(root, "Images"), captions)
     return examples[: d.limit] if d.limit else examples
 
 
+def _one_file(cfg: Config, split_name: str) -> str:
+    files = getattr(cfg.data, split_name)
+    if len(files) != 1:
+        raise ConfigError(f"data.{split_name} of an image corpus is one captions CSV (<image>,<text> lines), "
+                          f"got {len(files)} files")
+    return files[0]
+
+
 def split(cfg: Config, examples: Sequence) -> tuple[list, list]:
     """The seeded training / validation split of ``data.validation_fraction``."""
     return images.split_examples(list(examples), cfg.data.validation_fraction, cfg.data.seed)
+
+
+def load_splits(cfg: Config) -> dict[str, list[tuple[bytes, str]]]:
+    """``{"train", "validation", "test"}`` examples of the configured corpus.
+
+    Registered corpora: a seeded ``data.validation_fraction`` share of the images for validation, no test split
+    (``split``). ``files``: ``data.validation`` / ``data.test`` CSVs where given, otherwise seeded
+    ``data.validation_fraction`` / ``data.test_fraction`` shares of ``data.train``'s images (the captions of one
+    image stay in one split; ``images.split_three``); test is empty when neither is set.
+    """
+    d = cfg.data
+    examples = load_examples(cfg)
+    if d.corpus != "files":
+        train, validation = split(cfg, examples)
+        return {"train": train, "validation": validation, "test": []}
+    given = {s: _read_captions_csv(cfg, _one_file(cfg, s)) for s in ("validation", "test") if getattr(d, s)}
+    train, validation, test = images.split_three(
+        examples, 0.0 if "validation" in given else d.validation_fraction,
+        0.0 if "test" in given else d.test_fraction, d.seed)
+    return {"train": train, "validation": given.get("validation", validation), "test": given.get("test", test)}
 
 
 def build_captioner_models(cfg: Config, target_vocab_size: int) -> Seq2SeqModels:
@@ -68,16 +106,25 @@ def build_captioner_models(cfg: Config, target_vocab_size: int) -> Seq2SeqModels
 
 
 class ImageJob(TrainingJob):
-    """Reads and checks every image (a wrong size or undecodable file fails naming it), splits them and learns
-    (or reloads) the character or word vocabulary."""
+    """Reads and checks every image (an undecodable file fails naming it; images of another size than
+    ``data.image_height x data.image_width`` are resized in-graph), splits them and learns (or reloads) the
+    character or word vocabulary."""
 
     def __init__(self, cfg: Config, run_dir: str):
         super().__init__(cfg, run_dir)
         d = cfg.data
-        examples = load_examples(cfg)
-        for i, (encoded, _) in enumerate(examples):
-            images.check_image(encoded, d.image_height, d.image_width, d.image_channels, name=f"{d.corpus} image {i}")
-        self.train_examples, self.val_examples = split(cfg, examples)
+        splits = load_splits(cfg)
+        if d.corpus != "files":  # files corpora are checked while reading, naming the CSV line
+            checked: set[bytes] = set()
+            for i, (encoded, label) in enumerate(splits["train"] + splits["validation"]):
+                if encoded not in checked:
+                    images.check_image(encoded, d.image_channels, name=f"{d.corpus} image {i} ({label!r})")
+                    checked.add(encoded)
+        self.train_examples, self.val_examples = splits["train"], splits["validation"]
+        self.test_examples = splits["test"]
+        if not self.train_examples or not self.val_examples:
+            raise ConfigError(f"an image run needs training and validation images, got {len(self.train_examples)} "
+                              f"and {len(self.val_examples)} (data.validation_fraction, data.validation)")
         logger.info("%d training images, %d validation images", len(self.train_examples), len(self.val_examples))
         self.tok = prepare_tokenizer(cfg, run_dir, TARGET, [e[1] for e in self.train_examples], d.target_vocab_size)
         common = dict(height=d.image_height, width=d.image_width, channels=d.image_channels,
@@ -103,9 +150,13 @@ class ImageJob(TrainingJob):
     def summary(self, models: Seq2SeqModels, model: keras.Model, clock: TrainingClock) -> dict:
         captioner = Captioner(models, self.tok, self.cfg)
         val = model.evaluate(self.validation, verbose=0, return_dict=True)
-        return {"train_images": len(self.train_examples), "validation_images": len(self.val_examples),
-                "val_loss": round(float(val["loss"]), 4), "target_vocab_size": self.tok.vocab_size,
-                "validation": {s: evaluate_captioner(captioner, self.val_examples, s) for s in ("greedy", "beam")}}
+        summary = {"train_images": len(self.train_examples), "validation_images": len(self.val_examples),
+                   "val_loss": round(float(val["loss"]), 4), "target_vocab_size": self.tok.vocab_size,
+                   "validation": {s: evaluate_captioner(captioner, self.val_examples, s) for s in ("greedy", "beam")}}
+        if self.test_examples:
+            summary["test_images"] = len(self.test_examples)
+            summary["test"] = {s: evaluate_captioner(captioner, self.test_examples, s) for s in ("greedy", "beam")}
+        return summary
 
 
 class ImageTask(Task):
@@ -122,6 +173,10 @@ class ImageTask(Task):
         if cfg.data.corpus not in IMAGE_CORPORA:
             raise ConfigError(f"data.corpus={cfg.data.corpus!r} is not an image corpus; choose one of "
                               f"{', '.join(IMAGE_CORPORA)}")
+        if cfg.data.corpus == "files":
+            for split_name in ("train", "validation", "test"):
+                if split_name == "train" or getattr(cfg.data, split_name):
+                    _one_file(cfg, split_name)
 
     def training_job(self, cfg: Config, run_dir: str) -> ImageJob:
         return ImageJob(cfg, run_dir)

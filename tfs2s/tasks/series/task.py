@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
-from tfs2s.core.errors import ConfigError
+from tfs2s.core.errors import ConfigError, SeriesError
 from tfs2s.core.models import Seq2SeqModels, build_models
 from tfs2s.core.models.contract import LINEAR_SKIP
 from tfs2s.data import timeseries
@@ -43,19 +43,87 @@ SERIES_CORPORA = {"etth1": os.path.join("ett", "ETTh1.csv")}
 STANDARDIZER_FILE = "standardizer.json"
 
 
+def _check_corpus(cfg: Config) -> None:
+    d = cfg.data
+    if d.corpus != "files" and d.corpus not in SERIES_CORPORA:
+        raise ConfigError(f"data.corpus={d.corpus!r} is not a time-series corpus; choose one of "
+                          f"{', '.join([*SERIES_CORPORA, 'files'])}")
+    if d.corpus == "files":
+        if len(d.train) != 1:
+            raise ConfigError(f"data.train of a time series is one CSV file, got {len(d.train)} files")
+        for name in ("validation", "test"):
+            if getattr(d, name):
+                raise ConfigError(f"data.{name} files are not read for time series: the {name} rows are cut from "
+                                  f"data.train in time order (data.{name}_fraction or data.{name}_start)")
+    elif d.validation_start or d.test_start:
+        raise ConfigError(f"data.validation_start / data.test_start apply to data.corpus=files; {d.corpus} has "
+                          "its fixed split")
+
+
 def load_series(cfg: Config) -> timeseries.Series:
     """The configured series restricted to ``data.columns`` (every column when empty).
 
+    ``etth1``: ``<data_dir>/ett/ETTh1.csv``. ``files``: the CSV ``data.train`` (a time column and numeric
+    columns; see ``timeseries.read_csv_series``), reading only ``data.columns`` when set.
+
     Raises:
-        ConfigError: Unknown corpus. SeriesError: bad file or column (names the file, line and column).
+        ConfigError: Unknown corpus, or a ``files`` config naming validation/test files. SeriesError: bad file or
+            column (names the file, line and column).
+    """
+    _check_corpus(cfg)
+    d = cfg.data
+    columns = [c.strip() for c in d.columns.split(",") if c.strip()]
+    if d.corpus == "files":
+        return timeseries.read_csv_series(d.train[0], columns)
+    series = timeseries.read_csv_series(os.path.join(resolve_data_dir(d.data_dir), SERIES_CORPORA[d.corpus]))
+    return series.select(columns) if columns else series
+
+
+def series_splits(cfg: Config, series: timeseries.Series) -> dict[str, np.ndarray]:
+    """``{"train", "validation"[, "test"]}`` rows in original units; validation and test rows start
+    ``data.lookback`` rows early (their first windows read the end of the previous split as past).
+
+    ``etth1``: Informer's 12/4/4-month split (``timeseries.ett_split``). ``files``: time order, borders by
+    ``data.validation_start`` / ``data.test_start`` or by ``data.validation_fraction`` / ``data.test_fraction``
+    (``timeseries.split_borders``); no test split when ``test_fraction`` is 0 and ``test_start`` empty.
     """
     d = cfg.data
-    if d.corpus not in SERIES_CORPORA:
-        raise ConfigError(f"data.corpus={d.corpus!r} is not a time-series corpus; choose one of "
-                          f"{', '.join(SERIES_CORPORA)}")
-    series = timeseries.read_csv_series(os.path.join(resolve_data_dir(d.data_dir), SERIES_CORPORA[d.corpus]))
-    columns = [c.strip() for c in d.columns.split(",") if c.strip()]
-    return series.select(columns) if columns else series
+    if d.corpus != "files":
+        return {s: timeseries.ett_split(series.values, s, d.lookback) for s in ("train", "validation", "test")}
+    borders = timeseries.split_borders(series, lookback=d.lookback, horizon=d.horizon,
+                                       validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
+                                       validation_start=d.validation_start, test_start=d.test_start)
+    return {s: timeseries.split_rows(series.values, borders, s, d.lookback) for s, (start, end) in borders.items()
+            if end > start}
+
+
+def split_baselines(cfg: Config, splits: dict[str, np.ndarray], split_name: str) -> dict:
+    """The baselines (``timeseries.window_baselines``) on one split's windows; seasonal naive over 24 steps
+    (``seasonal_naive_24h`` for the hourly ETT data, ``seasonal_naive_24`` for other series)."""
+    d = cfg.data
+    key = "seasonal_naive_24h" if d.corpus in SERIES_CORPORA else "seasonal_naive_24"
+    return timeseries.window_baselines(splits["train"], splits[split_name], d.lookback, d.horizon, key)
+
+
+def evaluate_run(forecaster: Forecaster, split_name: str = "test") -> dict:
+    """MSE / MAE (normalised units) of a loaded forecaster on one split of its run's series, next to the
+    baselines on the same windows (what ``tfs2s evaluate`` reports for a forecasting run).
+
+    Raises:
+        SeriesError: The run has no such split (a ``files`` run without ``test_fraction`` / ``test_start`` has no
+            test split), or the series' columns are not the run's.
+    """
+    cfg = forecaster.config
+    series = load_series(cfg)
+    if list(series.columns) != list(forecaster.columns):
+        raise SeriesError(f"{series.path}: columns {', '.join(series.columns)} are not the run's "
+                          f"({', '.join(forecaster.columns)})")
+    splits = series_splits(cfg, series)
+    if split_name not in splits:
+        raise SeriesError(f"the run has no {split_name} split (splits: {', '.join(splits)})")
+    normalized = forecaster.standardizer.normalize(splits[split_name])
+    return {"split": split_name, "model": evaluate_forecaster(forecaster, normalized),
+            **split_baselines(cfg, splits, split_name)}
 
 
 def with_decoder_inputs(past, future):
@@ -103,14 +171,14 @@ def fit_linear_skip(models: Seq2SeqModels, values: np.ndarray, cfg: Config) -> f
 
 
 class SeriesJob(TrainingJob):
-    """Reads the series, splits it (Informer's ETTh1 split), writes the training statistics into the run folder
+    """Reads the series, splits it (``series_splits``), writes the training statistics into the run folder
     and builds the window datasets."""
 
     def __init__(self, cfg: Config, run_dir: str):
         super().__init__(cfg, run_dir)
         d = cfg.data
         self.series = load_series(cfg)
-        splits = {s: timeseries.ett_split(self.series.values, s, d.lookback) for s in ("train", "validation", "test")}
+        self.splits = splits = series_splits(cfg, self.series)
         self.scaler = timeseries.Standardizer.fit(splits["train"])
         with open(os.path.join(run_dir, STANDARDIZER_FILE), "w", encoding="utf-8") as f:
             json.dump({"columns": list(self.series.columns), **self.scaler.to_dict()}, f, indent=2)
@@ -157,8 +225,9 @@ class SeriesJob(TrainingJob):
         summary = {"columns": list(self.series.columns), "lookback": d.lookback, "horizon": d.horizon,
                    "val_forecast_mse": round(val_mse, 4)}
         for split_name in ("validation", "test"):
-            summary[split_name] = {"model": evaluate_forecaster(forecaster, self.normalized[split_name]),
-                                   **timeseries.baseline_scores(self.series, d.lookback, d.horizon, split_name)}
+            if split_name in self.splits:
+                summary[split_name] = {"model": evaluate_forecaster(forecaster, self.normalized[split_name]),
+                                       **split_baselines(self.cfg, self.splits, split_name)}
         return summary
 
 
@@ -174,6 +243,7 @@ class SeriesTask(Task):
     def check_config(self, cfg: Config) -> None:
         if (cfg.model.input_encoder, cfg.model.output_head) != ("vectors", "regression"):
             raise ConfigError("a forecasting run needs model.input_encoder=vectors and model.output_head=regression")
+        _check_corpus(cfg)
 
     def training_job(self, cfg: Config, run_dir: str) -> SeriesJob:
         return SeriesJob(cfg, run_dir)
