@@ -12,10 +12,12 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from tfs2s.core.config import Config
-from tfs2s.core.tokenizers import Tokenizer, learn_tokenizer, load_tokenizer
+from tfs2s.core.subwords import VocabularySizeError
+from tfs2s.core.tokenizer_registry import learn_tokenizer, load_tokenizer
+from tfs2s.core.tokenizers import Tokenizer
 from tfs2s.export.savedmodel import Check, ServingModule
 from tfs2s.training.fit import TrainingJob
 
@@ -24,15 +26,47 @@ logger = logging.getLogger(__name__)
 SOURCE, TARGET = "source", "target"  # tokenizer file prefixes in a run folder
 
 
-def prepare_tokenizer(cfg: Config, run_dir: str, prefix: str, texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Loads the run's ``prefix`` tokenizer, or learns it from ``texts`` and saves it into ``run_dir``."""
+def prepare_tokenizer(cfg: Config, run_dir: str, prefix: str, texts: Iterable[str], vocab_size: int,
+                      size_key: str | None = None, shared: bool = False) -> Tokenizer:
+    """Loads the run's ``prefix`` tokenizer, or learns it from ``texts`` and saves it into ``run_dir``.
+
+    Args:
+        size_key: The config key ``vocab_size`` comes from, named in errors (default: by ``prefix``).
+        shared: The tokenizer serves both sides (recorded by subword tokenizers).
+
+    Raises:
+        ConfigError: A SentencePiece vocabulary size the training data does not support (names ``size_key``).
+    """
     if os.path.exists(os.path.join(run_dir, f"{prefix}_tokenizer.json")):
         return load_tokenizer(run_dir, prefix)
     d = cfg.data
-    tok = learn_tokenizer(d.tokenizer, texts, os.path.join(run_dir, f"{prefix}_vocab.txt"), vocab_size,
-                          d.min_frequency, d.lowercase, name=f"{prefix}_tokenizer")
+    try:
+        tok = learn_tokenizer(d.tokenizer, texts, os.path.join(run_dir, f"{prefix}_vocab.txt"), vocab_size,
+                              d.min_frequency, d.lowercase, name=f"{prefix}_tokenizer",
+                              subword_model=d.subword_model, seed=d.seed, shared=shared)
+    except VocabularySizeError as error:
+        raise error.naming(size_key or f"data.{prefix}_vocab_size") from None
     tok.save(run_dir, prefix)
     return tok
+
+
+def prepare_text_tokenizers(cfg: Config, run_dir: str,
+                            pairs: Sequence[tuple[str, str]]) -> tuple[Tokenizer, Tokenizer]:
+    """The run's source and target tokenizers, learned from training ``pairs`` (or reloaded).
+
+    With ``data.shared_vocab`` one tokenizer is learned from both sides (as big as the larger of
+    ``data.source_vocab_size`` and ``data.target_vocab_size``) and saved under both prefixes.
+    """
+    d = cfg.data
+    if not d.shared_vocab or os.path.exists(os.path.join(run_dir, f"{SOURCE}_tokenizer.json")):
+        return (prepare_tokenizer(cfg, run_dir, SOURCE, (p[0] for p in pairs), d.source_vocab_size),
+                prepare_tokenizer(cfg, run_dir, TARGET, (p[1] for p in pairs), d.target_vocab_size))
+    size, key = max((d.source_vocab_size, "data.source_vocab_size"), (d.target_vocab_size, "data.target_vocab_size"),
+                    key=lambda x: x[0])
+    texts = [p[0] for p in pairs] + [p[1] for p in pairs]
+    source = prepare_tokenizer(cfg, run_dir, SOURCE, texts, size, size_key=key, shared=True)
+    source.save(run_dir, TARGET)
+    return source, load_tokenizer(run_dir, TARGET)
 
 
 class Task(abc.ABC):

@@ -41,11 +41,16 @@ def onnx_graphs(tokenizer_kind: str) -> dict:
     WordPiece models get no text graph: it converts, but onnxruntime-extensions' WordPiece op tokenizes
     differently from tensorflow-text's (measured: different translations and scores), and a graph that
     silently disagrees with the SavedModel is worse than none. Their ids graphs are exported as usual.
+    SentencePiece models keep it: tf2onnx turns tensorflow-text's raw ``SentencepieceOp`` into
+    onnxruntime-extensions' ``SentencepieceTokenizer``, which runs the same SentencePiece library.
     """
     if tokenizer_kind == "wordpiece":
         return {k: v for k, v in ONNX_GRAPHS.items() if k != "translate_text"}
     return dict(ONNX_GRAPHS)
 
+
+# Tokenizers made of tensorflow-text ops: tf2onnx must run with them registered.
+TEXT_OP_TOKENIZERS = ("wordpiece", "sentencepiece")
 
 # ONNX graphs that decode from the encoder's outputs: the ids graphs join these to tfs2s.export.onnx.encoder's encoder.
 DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "translate_ids": "decode_encoded"}
@@ -123,7 +128,7 @@ def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, to
     if text_ops:
         args += ["--extra_opset", "ai.onnx.contrib:1"]
     # The converter must see TensorFlow Text's ops registered when the graph uses them.
-    prelude = "import tensorflow_text\n" if tokenizer_kind == "wordpiece" else ""
+    prelude = "import tensorflow_text\n" if tokenizer_kind in TEXT_OP_TOKENIZERS else ""
     code = prelude + "import sys\nfrom tf2onnx.convert import main\nsys.argv = ['tf2onnx'] + sys.argv[1:]\nmain()\n"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)

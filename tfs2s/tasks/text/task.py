@@ -15,11 +15,11 @@ from tfs2s.core import text_data as data
 from tfs2s.core.config import Config
 from tfs2s.core.errors import ConfigError
 from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
-from tfs2s.core.tokenizers import load_tokenizer
+from tfs2s.core.tokenizer_registry import load_tokenizer
 from tfs2s.data import corpora
 from tfs2s.export.onnx.convert import export_onnx, onnx_graphs
 from tfs2s.export.savedmodel import Check
-from tfs2s.tasks.base import SOURCE, TARGET, Task, prepare_tokenizer
+from tfs2s.tasks.base import SOURCE, TARGET, Task, prepare_text_tokenizers
 from tfs2s.tasks.text.predictor import Translator
 from tfs2s.tasks.text.serving import TextServingModule
 from tfs2s.training.callbacks import BleuEvaluator, TrainingClock
@@ -27,6 +27,9 @@ from tfs2s.training.fit import TrainingJob
 from tfs2s.training.run_dir import HISTORY_FILE, checkpoint_path, require_files
 
 logger = logging.getLogger(__name__)
+
+# Tokenizers whose in-graph ops are tensorflow-text's (a SavedModel of them loads after `import tensorflow_text`).
+TEXT_OP_TOKENIZERS = {"wordpiece", "sentencepiece"}
 
 # Sentences an export is checked on after it is written (reloaded from disk vs the in-memory model).
 SAMPLE_CHECK = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "", "Eine Frau singt auf einer Bühne."]
@@ -66,6 +69,14 @@ def count_target_tokens(dataset: tf.data.Dataset, vocab_size: int) -> tuple[int,
     return tokens, batches, counts
 
 
+def tokenizer_assets(tokenizer) -> dict:
+    """How a client without TensorFlow tokenizes like ``tokenizer``: its kind and files under ``assets/``."""
+    files = {"vocab": os.path.basename(tokenizer.vocab_path)}
+    if getattr(tokenizer, "model_path", None):  # SentencePiece: the model file itself
+        files["model"] = os.path.basename(tokenizer.model_path)
+    return {"kind": tokenizer.kind, "lowercase": tokenizer.lowercase, "assets": files}
+
+
 class TextJob(TrainingJob):
     """Reads the corpus splits, learns (or reloads) the vocabularies and builds the bucketed datasets."""
 
@@ -75,8 +86,7 @@ class TextJob(TrainingJob):
         train_pairs = corpora.load_split(d, "train", d.limit)
         self.val_pairs = corpora.load_split(d, "validation")
         logger.info("%d training pairs, %d validation pairs", len(train_pairs), len(self.val_pairs))
-        self.source_tok = prepare_tokenizer(cfg, run_dir, SOURCE, (p[0] for p in train_pairs), d.source_vocab_size)
-        self.target_tok = prepare_tokenizer(cfg, run_dir, TARGET, (p[1] for p in train_pairs), d.target_vocab_size)
+        self.source_tok, self.target_tok = prepare_text_tokenizers(cfg, run_dir, train_pairs)
         logger.info("vocabularies: source %d, target %d", self.source_tok.vocab_size, self.target_tok.vocab_size)
         common = dict(batch_size=d.batch_size, **data.source_target_options(d))
         self.train = data.make_dataset(train_pairs, self.source_tok, self.target_tok, bucket_width=d.bucket_width,
@@ -142,10 +152,16 @@ class TextTask(Task):
     def export_metadata(self, predictor: Translator, module: TextServingModule) -> dict:
         cfg = predictor.config
         kinds = (predictor.source_tokenizer.kind, predictor.target_tokenizer.kind)
-        needs_text_ops = "wordpiece" in kinds
+        needs_text_ops = bool(TEXT_OP_TOKENIZERS.intersection(kinds))
         return {
             "tokenizer": predictor.source_tokenizer.kind,
             "requires_tensorflow_text": needs_text_ops,
+            # Op libraries a client imports before loading the SavedModel (`import tensorflow_text`).
+            "requires": ["tensorflow_text"] if needs_text_ops else [],
+            # What an ONNX export (--onnx) holds: without the text graph, clients tokenize on the host.
+            "onnx_graphs": sorted(filename for filename, _ in onnx_graphs(kinds[0]).values()),
+            "host_tokenizers": {side: tokenizer_assets(tok) for side, tok in (
+                (SOURCE, predictor.source_tokenizer), (TARGET, predictor.target_tokenizer))},
             "note": ("needs TensorFlow Text ops: load after `import tensorflow_text`; TF Serving builds link them"
                      if needs_text_ops else "core TensorFlow ops only: loads in plain TensorFlow and stock TF Serving"),
             "max_beam_width": module.max_beam_width,
