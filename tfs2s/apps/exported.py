@@ -13,6 +13,7 @@ Everything else (``length_penalty``, ``no_repeat_ngram_size``, ``min_length``) i
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,8 @@ from tfs2s.export.savedmodel import read_metadata
 SIGNATURE_OPTIONS = {"beam": ("beam_width", "n_best"), "greedy": (), "sample": ("temperature", "top_k", "seed")}
 # Options a run folder takes per request but an export has baked in (set in the config before `tfs2s export`).
 BAKED = ("length_penalty", "no_repeat_ngram_size", "min_length")
+
+logger = logging.getLogger(__name__)
 
 
 def check_options(strategy: str, overrides: dict, decoding: dict, where: str) -> None:
@@ -109,6 +112,10 @@ class ExportedTranslator:
                                              seed=tf.constant(int(values["seed"])))
         if strategy == "greedy" and "translate_greedy" in self.signatures:
             return self.signatures["translate_greedy"](text=text)
+        if strategy == "greedy" and not getattr(self, "_warned", False):
+            self._warned = True
+            logger.warning("%s has no translate_greedy signature: greedy decoding is a beam of width 1 here, "
+                           "which can differ from greedy search", self.export_dir)
         width, n_best = (1, 1) if strategy == "greedy" else (values["beam_width"], values["n_best"])
         return self._signature("translate_options")(text=text, beam_width=tf.constant(int(width)),
                                                     n_best=tf.constant(int(n_best)), max_length=tf.constant(0))
