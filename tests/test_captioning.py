@@ -257,3 +257,23 @@ def test_files_corpus_with_images_of_other_sizes(tmp_path, monkeypatch):
     served = captioning.ImageTask().serving_module(captioner).serve(tf.constant(encoded))
     assert [t.decode() for t in served["text"].numpy()] == captioner.caption(encoded)
     assert served["alignment"].shape[-1] == 48 // 2
+
+
+def test_evaluate_command_on_an_image_run(run, capsys):
+    """``tfs2s evaluate`` on an image run gives the run's own validation scores; a split it lacks is one line."""
+    from tfs2s.cli import main
+
+    path, summary, _ = run
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--run-dir", path, "--split", "validation", "--strategies", "greedy,beam"])
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err[-2000:]
+    report = json.loads(out.out)
+    assert report["examples"] == 12
+    for strategy in ("greedy", "beam"):
+        assert report[strategy]["exact_accuracy"] == summary["validation"][strategy]["exact_accuracy"]
+        assert report[strategy]["character_error_rate"] == summary["validation"][strategy]["character_error_rate"]
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--run-dir", path, "--split", "test"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "has no test images" in err and "Traceback" not in err

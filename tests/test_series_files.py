@@ -197,7 +197,8 @@ def test_forecast_from_own_csv_through_the_cli(tmp_path, monkeypatch, capsys, on
     np.testing.assert_allclose(stats["mean"], train_values.mean(axis=0), rtol=1e-5)  # training rows only
 
     forecaster = tasks.load(run)
-    report = forecasting.evaluate_run(forecaster, "test")
+    report = json.loads(_cli(capsys, "evaluate", "--run-dir", run, "--split", "test"))
+    assert report == json.loads(json.dumps(forecasting.evaluate_run(forecaster, "test")))
     assert report["model"] == summary["test"]["model"] and report["windows"] == 31
     assert report["persistence"] == summary["test"]["persistence"]
 

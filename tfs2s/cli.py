@@ -37,6 +37,10 @@ _NO_DRIVER_NOISE = (re.compile(r"I\d{4} [\d:. ]+\d+ cudart_stub\.cc:\d+\] Could 
                                r"failed call to cuInit"))
 
 
+DATA_DIR_HELP = ("folder holding the corpora, only read (default: $TFS2S_DATA_DIR, else ../shared/data when "
+                 "present, else ~/.cache/tfs2s, into which Multi30k, Topical-Chat and ETTh1 download themselves)")
+
+
 def gpu_driver_present() -> bool:
     """Whether this machine has an NVIDIA driver (a device node, or a loadable ``libcuda``)."""
     if glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg"):
@@ -138,7 +142,7 @@ def _add_train(sub):
                                     "config.json when it has one, else the built-in defaults")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set model.hidden=256 (repeatable)")
-    p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--strategy", choices=["default", "mirrored", "multi_worker"], default="default",
                    help="tf.distribute strategy: one device, all local devices, or one process per machine "
                         "(cluster from the TF_CONFIG environment variable)")
@@ -151,8 +155,9 @@ def _add_train(sub):
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="BLEU/chrF of a model on a corpus split or on files, or of a file of "
-                                        "translations", description=EVALUATE_HELP,
+    p = sub.add_parser("evaluate", help="scores of a run on a corpus split (BLEU/chrF and perplexity for text, "
+                                        "accuracy for images, MSE/MAE for series), of a model on files, or of a "
+                                        "file of translations", description=EVALUATE_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     model = p.add_mutually_exclusive_group()
     model.add_argument("--run-dir", help="a training run folder (written by `tfs2s train`)")
@@ -163,8 +168,8 @@ def _add_evaluate(sub):
     p.add_argument("--hyp", metavar="FILE", help="translations to score against --ref, without a model")
     p.add_argument("--strategies", default="greedy,beam", help="comma-separated: greedy,beam,sample "
                                                                "(default greedy,beam)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N pairs only (0: all)")
-    p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N pairs (or images) only (0: all)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--plot", metavar="TEXT", help="run folders: also save the attention heatmap of TEXT")
     p.add_argument("--plot-path", default="alignment.png", help="where --plot saves it (default alignment.png)")

@@ -12,6 +12,8 @@ from tfs2s.apps.batch import check_parallel, in_batches, read_lines
 from tfs2s.apps.chat import Conversation
 from tfs2s.apps.exported import ExportedTranslator
 from tfs2s.apps.translation import evaluate_split, plot_sentence
+from tfs2s.tasks.image.task import evaluate_run as evaluate_images
+from tfs2s.tasks.series.task import evaluate_run as evaluate_series
 from tfs2s.core.config import load_config
 from tfs2s.core.errors import InputError
 from tfs2s.core.metrics import bleu_scores
@@ -165,8 +167,7 @@ def evaluate(args) -> int:
     if args.ref:
         results = _evaluate_files(args)
     elif args.run_dir:
-        translator = tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
-        results = evaluate_split(translator, args.split, [s for s in args.strategies.split(",") if s], args.limit)
+        results, translator = _evaluate_run(args)
     else:
         raise InputError("evaluate what? give --run-dir R (its corpus split), --src F --ref G with --run-dir or "
                          "--model, or --hyp H --ref G")
@@ -176,6 +177,21 @@ def evaluate(args) -> int:
         translator = translator or tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
         print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
     return 0
+
+
+def _evaluate_run(args) -> tuple[dict, object]:
+    """A run's scores on its corpus split: BLEU and perplexity (text), caption accuracy (images), MSE / MAE beside
+    the baselines (series). Returns the results and the text run's translator (else None)."""
+    predictor = tasks.load(args.run_dir, data_dir=args.data_dir)
+    strategies = [s for s in args.strategies.split(",") if s]
+    kind = tasks.task_for(predictor.config).input_encoder
+    if kind == "tokens":
+        return evaluate_split(predictor, args.split, strategies, args.limit), predictor
+    if args.plot:
+        raise InputError("--plot draws a text model's attention; this run is not a text model")
+    if kind == "image":
+        return evaluate_images(predictor, args.split, [s for s in strategies if s != "sample"], args.limit), None
+    return evaluate_series(predictor, args.split), None
 
 
 def chat(args) -> int:

@@ -23,7 +23,8 @@ def parser(description: str, config: str, run_dir: str) -> argparse.ArgumentPars
     p.add_argument("--config", default=config, help=f"YAML config (default: {config})")
     p.add_argument("--run-dir", default=run_dir, help=f"run folder, resumed when it exists (default: {run_dir})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    p.add_argument("--data-dir", help="folder holding the corpora (default: ../shared/data when present)")
+    p.add_argument("--data-dir", help="folder holding the corpora, only read (default: "
+                   "$TFS2S_DATA_DIR, else ../shared/data when present, else ~/.cache/tfs2s, downloading Multi30k)")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N pairs only")
     p.add_argument("--export-dir", default="saved_models", help="root of exported models")
     p.add_argument("--no-onnx", action="store_true", help="export the SavedModel only")

@@ -17,9 +17,9 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
-from tfs2s.core.errors import ConfigError
+from tfs2s.core.errors import ConfigError, DataError
 from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
-from tfs2s.core.tokenizers import load_tokenizer
+from tfs2s.core.tokenizer_registry import load_tokenizer
 from tfs2s.data import images
 from tfs2s.data.corpora import resolve_data_dir
 from tfs2s.export.onnx.convert import export_onnx
@@ -96,6 +96,25 @@ def load_splits(cfg: Config) -> dict[str, list[tuple[bytes, str]]]:
         examples, 0.0 if "validation" in given else d.validation_fraction,
         0.0 if "test" in given else d.test_fraction, d.seed)
     return {"train": train, "validation": given.get("validation", validation), "test": given.get("test", test)}
+
+
+def evaluate_run(captioner: Captioner, split_name: str = "validation", strategies: Sequence[str] = ("greedy",),
+                 limit: int = 0) -> dict:
+    """Sequence accuracy, character error rate and the misread examples of a loaded captioner on one split of
+    its run's images, per decoding strategy (what ``tfs2s evaluate`` reports for an image run).
+
+    Raises:
+        DataError: The run has no such split, or it is empty (a registered corpus has no test split; a ``files``
+            run has one when ``data.test`` or ``data.test_fraction`` is set).
+    """
+    splits = load_splits(captioner.config)
+    examples = splits.get(split_name) or []
+    if not examples:
+        have = ", ".join(name for name, rows in splits.items() if rows)
+        raise DataError(f"the run has no {split_name} images (splits with images: {have})")
+    examples = examples[:limit] if limit else examples
+    return {"split": split_name, "examples": len(examples),
+            **{strategy: evaluate_captioner(captioner, examples, strategy) for strategy in strategies}}
 
 
 def build_captioner_models(cfg: Config, target_vocab_size: int) -> Seq2SeqModels:

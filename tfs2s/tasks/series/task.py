@@ -27,7 +27,7 @@ from tfs2s.core.errors import ConfigError, SeriesError
 from tfs2s.core.models import Seq2SeqModels, build_models
 from tfs2s.core.models.contract import LINEAR_SKIP
 from tfs2s.data import timeseries
-from tfs2s.data.corpora import resolve_data_dir
+from tfs2s.data.corpora import data_file
 from tfs2s.export.onnx.convert import export_onnx
 from tfs2s.export.savedmodel import Check
 from tfs2s.tasks.base import Task
@@ -75,7 +75,7 @@ def load_series(cfg: Config) -> timeseries.Series:
     columns = [c.strip() for c in d.columns.split(",") if c.strip()]
     if d.corpus == "files":
         return timeseries.read_csv_series(d.train[0], columns)
-    series = timeseries.read_csv_series(os.path.join(resolve_data_dir(d.data_dir), SERIES_CORPORA[d.corpus]))
+    series = timeseries.read_csv_series(data_file(SERIES_CORPORA[d.corpus], d.data_dir))
     return series.select(columns) if columns else series
 
 
