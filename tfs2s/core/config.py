@@ -35,17 +35,19 @@ class DataConfig:
         validation: ``files`` corpora: the validation data, as ``train``; empty = a seeded
             ``validation_fraction`` share held out of ``train``.
         test: ``files`` corpora: the test data, as ``train``; empty = a seeded ``test_fraction`` share of
-            ``train`` (none when 0).
+            ``train`` (none when 0). Time series read only ``train`` and split it in time order.
         image_dir: ``files`` image corpora: folder the captions file's image paths are relative to (empty =
             the captions file's folder).
         tokenizer: ``word`` (whole words, in-graph hash table), ``wordpiece`` (tensorflow-text subwords),
             ``sentencepiece`` (SentencePiece subwords, learned with the ``sentencepiece`` package, run with
             tensorflow-text) or ``char`` (characters; image-to-text).
         subword_model: ``sentencepiece`` only: ``unigram`` or ``bpe``.
-        shared_vocab: Subword tokenizers: one vocabulary learned from both sides and used on both.
+        shared_vocab: Subword tokenizers: one vocabulary learned from both sides and used on both (of the
+            larger of ``source_vocab_size`` and ``target_vocab_size``).
         source_vocab_size: Upper bound on the source vocabulary, special tokens included.
         target_vocab_size: Upper bound on the target vocabulary, special tokens included.
-        min_frequency: Word-level only: words seen fewer times in training become ``<unk>``.
+        min_frequency: Word-level only: words seen fewer times in training become ``<unk>`` (SentencePiece
+            keeps every character seen in training; unseen characters become ``<unk>``).
         lowercase: Lowercase text before tokenizing.
         max_source_length: Source tokens kept (longer sources are truncated, in training and serving).
         max_target_length: Training pairs whose target is longer are dropped.
@@ -57,8 +59,9 @@ class DataConfig:
         limit: Read only the first N training pairs (0 = all); for smoke runs.
         context_turns: Dialogue corpora: previous utterances in each example's source.
         turn_separator: Dialogue corpora: the token placed between those utterances.
-        image_height: Image corpora: height in pixels every image must have.
-        image_width: Image corpora: width in pixels every image must have.
+        image_height: Image corpora: height in pixels the model reads (images of another size are resized to
+            it in-graph, in training and serving).
+        image_width: Image corpora: width in pixels the model reads (see ``image_height``).
         image_channels: Image corpora: 1 (grayscale) or 3 (RGB); images are converted on decoding.
         augment: Image corpora: light augmentation of training images (brightness, contrast, small shifts).
         validation_fraction: Corpora without an official validation split (images, ``files`` corpora without a
