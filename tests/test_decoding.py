@@ -256,3 +256,54 @@ def test_options_replace_copies_and_key_identifies():
         options.beam_width = 2  # frozen
     assert options.key() == D.DecodeOptions("beam", beam_width=4).key()
     assert options.key() != wider.key() and hash(options.key()) == hash(D.DecodeOptions("beam", beam_width=4).key())
+
+
+# --------------------------------------------------------------------------- <unk> replacement (in-graph)
+def _replace(tokens, ids, alignment, words, lengths, reversed_source=False):
+    from tfs2s.core.decoding.unk import replace_unknown_tokens
+
+    out = replace_unknown_tokens(tf.constant(tokens), tf.constant(ids), tf.constant(alignment, tf.float32),
+                                 words if isinstance(words, tf.RaggedTensor) else tf.ragged.constant(words),
+                                 tf.constant(lengths), reversed_source)
+    return [[[t.decode() for t in row] for row in beam] for beam in out.numpy()]
+
+
+ALIGN = [  # [B=2, N=1, L=3, S=4]: encoder positions 0-2 words, then </s>/padding
+    [[[0.1, 0.7, 0.1, 0.1], [0.0, 0.0, 0.0, 1.0], [0.6, 0.2, 0.2, 0.0]]],
+    [[[0.2, 0.3, 0.1, 0.4], [0.9, 0.1, 0.0, 0.0], [0.1, 0.1, 0.1, 0.7]]],
+]
+TOKENS = [[["<unk>", "<unk>", "<unk>"]], [["a", "<unk>", ""]]]
+IDS = [[[1, 1, 1]], [[5, 1, 0]]]
+
+
+def test_unknown_words_become_the_most_attended_source_word():
+    """Known alignments: the argmax over the words read (never </s> or padding, even where it weighs most)."""
+    words = [["Kaffee", "Bern", "Zürich", "extra"], ["Hund", "Bello"]]
+    got = _replace(TOKENS, IDS, ALIGN, words, [3, 2])
+    # Row 0: position 1, then position 3 is </s> so the best word (all 0) is the first, then position 0.
+    assert got[0] == [["Bern", "Kaffee", "Kaffee"]]
+    # Row 1 read 2 words: step 1 attends to position 0; "a" and the padding "" are no <unk> ids.
+    assert got[1] == [["a", "Hund", ""]]
+
+
+def test_unknown_replacement_with_reversed_source_and_agrees_with_the_python_reference():
+    from tfs2s.core.decoding.unk import replace_unknown_words
+
+    words = [["Kaffee", "Bern", "Zürich", "extra"], ["Hund", "Bello"]]
+    got = _replace(TOKENS, IDS, ALIGN, words, [3, 2], reversed_source=True)
+    # Reversed, encoder position p held word (length - 1 - p): row 0 reads "Zürich Bern Kaffee".
+    assert got[0] == [["Bern", "Zürich", "Zürich"]] and got[1] == [["a", "Bello", ""]]
+    for b, n in enumerate([3, 2]):
+        for reverse in (False, True):
+            length = sum(1 for i in IDS[b][0] if i)
+            expected = replace_unknown_words(TOKENS[b][0][:length], np.array(ALIGN[b][0]), words[b][:n],
+                                             reversed_source=reverse)
+            assert _replace(TOKENS, IDS, ALIGN, words, [3, 2], reverse)[b][0][:length] == expected
+
+
+def test_unknown_words_stay_where_the_source_has_no_word():
+    got = _replace([[["<unk>", "b"]]], [[[1, 6]]], [[[[1.0], [1.0]]]], [["<pad>"]], [0])
+    assert got == [[["<unk>", "b"]]]
+    empty = _replace(np.zeros([0, 1, 2], bytes), np.zeros([0, 1, 2], np.int32), np.zeros([0, 1, 2, 1]),
+                     tf.ragged.constant([], dtype=tf.string, ragged_rank=1), np.zeros([0], np.int32))
+    assert empty == []

@@ -31,6 +31,8 @@ def run_dir(tmp_path_factory, data_dir):
     path = str(tmp_path_factory.mktemp("run") / "run")
     cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 300, "data.batch_size": 16,
                              "data.min_frequency": 1, "model.hidden": 32, "model.embedding_dim": 16,
+                             # A small target vocabulary: the model writes <unk>, which text outputs replace.
+                             "data.target_vocab_size": 40,
                              "model.attention_units": 16, "training.epochs": 2, "training.bleu_sentences": 10,
                              "training.early_stopping_patience": 0, "decoding.n_best": 2, "name": "tiny"})
     train(cfg, path, verbose=0)
@@ -169,6 +171,7 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
         out["text"] = t.translate({sources!r})
         out["bad"] = t.translate({BAD!r} + [b"caf\\xc3 \\xff Hund"])
         out["empty"] = t.translate([])
+        out["only_empty"] = t.translate(["", " \\t\\n\\r "])
         out["empty_ids"] = list(t.translate_ids(np.zeros((0, 3), np.int32))["tokens"].shape)
         logits = t.session("logits").run(["logits"], {{"encoder_token_ids": ids[:len(data["decoder_ids"])],
                                                       "decoder_token_ids": data["decoder_ids"]}})[0]
@@ -191,7 +194,11 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
     np.testing.assert_allclose(got["host"]["scores"], expected["greedy"]["scores"].numpy()[:, 0], atol=1e-4)
     assert got["text"] == [t.decode() for t in expected["text"]["translation"].numpy()]
     assert len(got["bad"]) == len(BAD) + 1 and got["bad"][0] == "" and got["bad"][1] == ""
-    assert got["empty"] == [] and got["empty_ids"] == [0, 1, 0]
+    assert got["empty"] == [] and got["empty_ids"] == [0, 1, 0] and got["only_empty"] == ["", ""]
+    # <unk> replaced by the attended source word in the ONNX text graph as in Translator.translate.
+    assert any(F.UNK in t for t in translator.translate(sources, strategy="beam", replace_unknown=False))
+    assert got["text"] == translator.translate(sources, strategy="beam")
+    assert not any(F.UNK in t for t in got["text"])
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected["logits"]["logits"].numpy(), atol=1e-4)
 
 

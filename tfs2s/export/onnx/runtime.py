@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +36,11 @@ def _clean_text(text) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     return str(text).encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _has_words(text: str) -> bool:
+    """Whether ``text`` holds a character that the graph's normaliser keeps (it folds ``[\\s\\p{Z}\\p{Cc}]``)."""
+    return any(not (c.isspace() or unicodedata.category(c) in ("Cc", "Zs", "Zl", "Zp")) for c in text)
 
 
 def _string_ops_library() -> str:
@@ -139,15 +145,23 @@ class OnnxTranslator(_OnnxExport):
         return super().session(GRAPH_FILES[graph])
 
     def translate(self, texts: Sequence[str | bytes]) -> list[str]:
-        """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``."""
-        if len(texts) == 0:
-            return []
+        """Best translation of each text (beam search inside the graph). An empty batch gives ``[]``.
+
+        Empty and whitespace-only texts translate to "" without running the graph, as in the SavedModel (a
+        batch of only such texts stops onnxruntime: a ``ConstantOfShape`` of the converted graph gets an empty
+        shape); the others are translated together (each translates the same whatever it is batched with).
+        """
         texts = [_clean_text(t) for t in texts]
         if self.metadata.get("text_graph_input", {}).get("lowercased"):
             texts = [t.lower() for t in texts]  # the model lowercases; the graph leaves it to its host
-        batch = np.array(texts, dtype=object)
-        translation, _ = self.session("text").run(["translation", "score"], {F.SOURCE_TEXT: batch})
-        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in translation]
+        keep = [i for i, t in enumerate(texts) if _has_words(t)]
+        out = [""] * len(texts)
+        if keep:
+            batch = np.array([texts[i] for i in keep], dtype=object)
+            translation, _ = self.session("text").run(["translation", "score"], {F.SOURCE_TEXT: batch})
+            for i, t in zip(keep, translation):
+                out[i] = t.decode("utf-8") if isinstance(t, bytes) else str(t)
+        return out
 
     def translate_ids(self, ids: np.ndarray, strategy: str = "greedy") -> dict:
         """Decodes padded ``[B, S]`` int32 encoder ids with the whole decoding loop in ONNX.

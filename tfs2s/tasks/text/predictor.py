@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from tfs2s.core import text_data as data
 from tfs2s.core import decoding
-from tfs2s.core.decoding import DecodeOptions
-from tfs2s.core.decoding.unk import replace_unknown_words
+from tfs2s.core.decoding import ALIGNMENT, DecodeOptions
+from tfs2s.core.decoding.unk import replace_unknown_tokens
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
 from tfs2s.core.errors import InputError
 from tfs2s.core.models import Seq2SeqModels
-from tfs2s.core.tokenizers import Tokenizer, join_tokens, normalize, split_words
+from tfs2s.core.tokenizers import Tokenizer, output_mask
 
 
 class Translator(tf.Module):
@@ -75,38 +75,76 @@ class Translator(tf.Module):
         state = self.models.initial_state(source_ids, alignment)
         return decoding.decode(self.models.step, state, self.max_length(source_ids), options)
 
-    def translate_tensor(self, texts: tf.Tensor, options: DecodeOptions, portable: bool = False,
-                         alignment: bool = True) -> dict:
-        """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``."""
-        source_ids = self.encode(texts, portable)
-        return self.finish(self.decode_ids(source_ids, options, alignment), source_ids)
+    @property
+    def can_replace_unknown(self) -> bool:
+        """Whether ``<unk>`` replacement applies: attention, a word-level source, a word or WordPiece target."""
+        return bool(self.models.has_attention and self.source_tokenizer.kind == "word"
+                    and self.target_tokenizer.kind in ("word", "wordpiece"))
 
-    def finish(self, result: dict, source_ids: tf.Tensor) -> dict:
-        """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict."""
+    @property
+    def replaces_unknown(self) -> bool:
+        """What text outputs do by default: ``decoding.replace_unknown`` where it applies (else nothing)."""
+        return bool(self.config.decoding.replace_unknown) and self.can_replace_unknown
+
+    def _replacing(self, replace_unknown: bool | None) -> bool:
+        return self.replaces_unknown if replace_unknown is None else bool(replace_unknown) and self.can_replace_unknown
+
+    def translate_tensor(self, texts: tf.Tensor, options: DecodeOptions, portable: bool = False,
+                         alignment: bool = True, replace_unknown: bool | None = None) -> dict:
+        """Graph-friendly: ``[batch]`` text -> decoding dict plus ``text [batch, n]`` and ``source_ids``.
+
+        ``replace_unknown`` (default: ``replaces_unknown``) replaces each ``<unk>`` of ``text`` by the source word
+        it attends to most (``tokens`` keep the ``<unk>`` id); it collects the alignment even if ``alignment`` is
+        False. It does nothing where it does not apply (see ``can_replace_unknown``).
+        """
+        replace = self._replacing(replace_unknown)
+        source_ids = self.encode(texts, portable)
+        result = self.decode_ids(source_ids, options, alignment or replace)
+        return self.finish(result, source_ids, texts if replace else None, portable)
+
+    def finish(self, result: dict, source_ids: tf.Tensor, texts: tf.Tensor | None = None,
+               portable: bool = False) -> dict:
+        """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict.
+
+        With the source ``texts`` (read with ``portable`` as ``encode`` read them) and an ``alignment`` in
+        ``result``, each ``<unk>`` of ``text`` becomes the source word it attends to most
+        (``tfs2s.core.decoding.unk``).
+        """
         result = dict(result)
         tokens = result["tokens"]
         batch, n = tf.shape(tokens)[0], tf.shape(tokens)[1]
         flat = tf.reshape(tokens, [batch * n, -1])
-        text = tf.reshape(self.target_tokenizer.detokenize(flat), [batch, n])
+        source_lengths = tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.int32), axis=1)
+        if texts is None:
+            text = self.target_tokenizer.detokenize(flat)
+        else:
+            strings = tf.reshape(self.target_tokenizer.dense_tokens(flat), tf.shape(tokens))
+            shown = tf.reshape(tf.where(output_mask(flat), flat, tf.zeros_like(flat)), tf.shape(tokens))
+            words = self.source_tokenizer.words(texts, portable)
+            strings = replace_unknown_tokens(strings, shown, result[ALIGNMENT], words, source_lengths - 1,
+                                             self.config.data.reverse_source)
+            text = self.target_tokenizer.join(tf.reshape(strings, [batch * n, -1]))
+        text = tf.reshape(text, [batch, n])
         # Nothing to translate (only </s> in the source) -> empty translation.
-        empty = tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.int32), axis=1) <= 1
+        empty = source_lengths <= 1
         result["text"] = tf.where(empty[:, None], tf.constant(""), text)
         result["source_ids"] = source_ids
         return result
 
     def translate_batch(self, texts: Sequence[str], strategy: str | None = None, alignment: bool = True,
-                        **overrides) -> dict:
+                        replace_unknown: bool | None = None, **overrides) -> dict:
         """Translates one batch and returns numpy arrays (``text`` as ``[batch, n]`` Python strings).
 
         ``overrides`` change the config's decoding options (``beam_width``, ``temperature``, ...; see
         ``DecodeOptions``). ``alignment=False`` skips collecting attention weights, which makes decoding a little
-        cheaper.
+        cheaper. ``replace_unknown``: as in ``translate_tensor``.
         """
         options = self.options(strategy, **overrides)
-        key = (options.key(), alignment)
+        replace = self._replacing(replace_unknown)
+        key = (options.key(), alignment, replace)
         if key not in self._functions:
             self._functions[key] = tf.function(
-                lambda x: self.translate_tensor(x, options, alignment=alignment),
+                lambda x: self.translate_tensor(x, options, alignment=alignment, replace_unknown=replace),
                 input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         result = self._functions[key](tf.constant(list(texts), dtype=tf.string))
         out = {k: v.numpy() for k, v in result.items()}
@@ -115,39 +153,26 @@ class Translator(tf.Module):
         return out
 
     def translate(self, texts: Sequence[str], strategy: str | None = None, batch_size: int = 64,
-                  replace_unknown: bool = False, **overrides) -> list[str]:
+                  replace_unknown: bool | None = None, **overrides) -> list[str]:
         """Best translation of each text, batched, in input order.
 
-        ``replace_unknown`` replaces every ``<unk>`` of the output by the source word it attends to most (Jean et
-        al. 2015; Luong et al. 2015): word-level models with attention only.
+        ``replace_unknown`` (default: the config's ``decoding.replace_unknown``, where it applies) replaces every
+        ``<unk>`` of the output by the source word it attends to most (Jean et al. 2015; Luong et al. 2015):
+        word-level models with attention only.
+
+        Raises:
+            InputError: ``replace_unknown=True`` for a model it does not apply to.
         """
         texts = list(texts)
-        if replace_unknown and (not self.models.has_attention or self.source_tokenizer.kind != "word"):
+        if replace_unknown and not self.can_replace_unknown:
             raise InputError("replace_unknown needs a word-level model with attention")
         # Sorting by length keeps batches uniform (less padding, shorter decode loops).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: dict[int, str] = {}
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = [texts[i] for i in idx]
-            out = self.translate_batch(batch, strategy, alignment=replace_unknown, **overrides)
-            best = self._replace_unknown(batch, out) if replace_unknown else out["text"][:, 0]
-            for i, text in zip(idx, best):
+            out = self.translate_batch([texts[i] for i in idx], strategy, alignment=False,
+                                       replace_unknown=replace_unknown, **overrides)
+            for i, text in zip(idx, out["text"][:, 0]):
                 results[i] = text
         return [results[i] for i in range(len(texts))]
-
-    def _replace_unknown(self, texts: Sequence[str], out: dict) -> list[str]:
-        """The best outputs of ``translate_batch`` with ``<unk>`` replaced from the source (see ``translate``)."""
-        d = self.config.data
-        words = split_words(normalize(tf.constant(list(texts)), self.source_tokenizer.lowercase)).to_list()
-        tokens = self.target_tokenizer.id_tokens(out["tokens"][:, 0]).to_list()
-        results = []
-        for i, text in enumerate(out["text"][:, 0]):
-            output = [t.decode("utf-8") for t in tokens[i]]
-            if F.UNK not in output:
-                results.append(text)
-                continue
-            source = [w.decode("utf-8") for w in words[i] if w != F.PAD.encode()][: d.max_source_length - 1]
-            output = replace_unknown_words(output, out["alignment"][i, 0], source, F.UNK, d.reverse_source)
-            results.append(join_tokens(tf.constant([output]))[0].numpy().decode("utf-8"))
-        return results

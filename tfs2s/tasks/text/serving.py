@@ -1,6 +1,8 @@
 """What a text export serves: the ``tf.Module`` saved as the SavedModel of a text-to-text model.
 
-Signatures (all take batches; a batch of zero gives empty outputs):
+Signatures (all take batches; a batch of zero gives empty outputs). Text outputs (``text``, ``translations``,
+``translation``) replace each ``<unk>`` by the source word it attends to most where ``decoding.replace_unknown``
+applies (word-level source, attention: ``Translator.replaces_unknown``); ``tokens`` keep the ``<unk>`` id:
 
 * ``serving_default``: ``text [B]`` -> ``text [B]`` best translation, ``translations [B, N]``,
   ``tokens [B, N, L]``, ``length [B, N]``, ``scores [B, N]`` (and ``alignment [B, N, L, S]`` with attention),
@@ -55,6 +57,8 @@ class TextServingModule(ServingModule):
         models = translator.models
         self.state_names = list(models.state_names)
         self.has_attention = models.has_attention
+        # Text outputs replace <unk> by the attended source word (decoding.replace_unknown, where it applies).
+        self.replaces_unknown = translator.replaces_unknown
         self.beam = translator.options("beam")
         self.greedy = translator.options("greedy")
         self.step_keys = [k for k in sorted(models.encoder.output) if k != "mask"] + ["mask"]
@@ -103,13 +107,13 @@ class TextServingModule(ServingModule):
         source_ids = tr.encode(text)
         limit = tf.where(max_length > 0, max_length, tr.max_length(source_ids))
         result = decoding.decode(tr.models.step, tr.models.initial_state(source_ids), limit, options)
-        return self._outputs(tr.finish(result, source_ids))
+        return self._outputs(tr.finish(result, source_ids, text if self.replaces_unknown else None))
 
     def _sample(self, text, temperature, top_k, seed):
         options = self.translator.options("sample").replace(
             temperature=tf.maximum(temperature, 1e-3),  # 0 would divide by zero; tiny means nearly greedy
             top_k=tf.maximum(top_k, 0), seed=seed)
-        result = self.translator.translate_tensor(text, options, alignment=False)
+        result = self.translator.translate_tensor(text, options, alignment=False)  # alignment if replacing <unk>
         return {"text": result["text"][:, 0], **_ids_outputs(result)}
 
     def _translate_ids(self, ids, options):
@@ -123,7 +127,7 @@ class TextServingModule(ServingModule):
 
     def _translate_text(self, text):
         # Converted to ONNX, which has no UTF-8 repair op and a locale-dependent lowercasing op: the ONNX runtime
-        # repairs and lowercases the input on the host.
+        # repairs and lowercases the input on the host. It collects the alignment only to replace <unk>.
         result = self.translator.translate_tensor(text, self.beam, portable=True, alignment=False)
         return {"translation": result["text"][:, 0], "score": result["scores"][:, 0]}
 
