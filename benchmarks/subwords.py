@@ -75,9 +75,12 @@ def run_one(config: str, overrides: list[str], run_dir: str) -> dict:
     d = translator.config.data
     validation = score(translator, corpora.load_split(d, "validation"), strategy="greedy")
     test_pairs = corpora.load_split(d, "test")
+    # The word model's raw output (its <unk> visible) in "test"; with unknown-word replacement (decoding's
+    # default since it became one) in "test_replace_unknown".
+    replaceable = translator.can_replace_unknown
     result = {"overrides": overrides, "run_dir": run_dir, "train": summary, "validation": validation,
-              "test": score(translator, test_pairs)}
-    if d.tokenizer == "word" and translator.models.has_attention:
+              "test": score(translator, test_pairs, **({"replace_unknown": False} if replaceable else {}))}
+    if replaceable:
         result["test_replace_unknown"] = score(translator, test_pairs, replace_unknown=True)
     return result
 
