@@ -18,7 +18,7 @@ import sys
 
 from tfs2s.core.errors import ExportError
 from tfs2s.export.onnx.encoder import build_encoder, compose
-from tfs2s.export.onnx.graph import ONNX_OPSET
+from tfs2s.export.onnx.graph import ONNX_OPSET, save_model
 from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     for signature, (filename, text_ops) in graphs.items():
         path = written[signature] = os.path.join(output_dir, filename)
         if encoder is not None and signature == "encode":
-            onnx.save(encoder, path)
+            save_model(encoder, path)
         elif encoder is not None and signature == "translate_ids_greedy" and greedy is not None:
-            onnx.save(compose(encoder, greedy), path)
+            save_model(compose(encoder, greedy), path)
         elif encoder is not None and signature in DECODE_FROM_ENCODED:
             joins[signature] = path + ".decoder"  # converted, then joined to the written encoder
             conversions.append((DECODE_FROM_ENCODED[signature], joins[signature], text_ops))
@@ -106,7 +106,7 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
                        for signature, path, text_ops in conversions]:
             future.result()  # raises the first failure
     for signature, decoder_path in joins.items():
-        onnx.save(compose(encoder, onnx.load(decoder_path)), written[signature])
+        save_model(compose(encoder, onnx.load(decoder_path)), written[signature])
         os.remove(decoder_path)
     return written
 
@@ -134,11 +134,13 @@ def _convert(saved_model_dir: str, signature: str, path: str, text_ops: bool, to
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not os.path.exists(path):
         raise RuntimeError(f"tf2onnx failed on signature {signature!r}:\n{proc.stderr[-4000:]}")
-    _mend_loop_counters(path)
+    _finish_converted(path)
 
 
-def _mend_loop_counters(path: str) -> None:
-    """Gives every ``Loop`` body's iteration number and condition inputs a scalar shape where tf2onnx left none.
+def _finish_converted(path: str) -> None:
+    """Rewrites tf2onnx's file through ``save_model`` (IR version and opset imports as every export's graph).
+
+    It also gives every ``Loop`` body's iteration number and condition inputs a scalar shape where tf2onnx left none.
 
     tf2onnx drops the loop counter's shape when the ``tf.while_loop`` body holds a ``tf.cond`` (beam search's
     retiring of finished inputs), and onnxruntime then refuses to run the ``Loop`` ("subgraph input 0 has
@@ -161,5 +163,5 @@ def _mend_loop_counters(path: str) -> None:
         return count
 
     model = onnx.load(path)
-    if mend(model.graph):
-        onnx.save(model, path)
+    mend(model.graph)
+    save_model(model, path)

@@ -22,7 +22,7 @@ import numpy as np
 from tfs2s.core import features as F
 from tfs2s.core.models import (ATTENTION_KEYS, BRIDGE, CONTEXT, CONTEXT_PROJECTION, ENCODER_BIRNN, ENCODER_RNN, KEYS,
                                MASK, MEMORY, SOURCE_EMBEDDING)
-from tfs2s.export.onnx.graph import GraphBuilder, make_model, weight_array
+from tfs2s.export.onnx.graph import GraphBuilder, make_model, merged_opsets, min_ir_version, portable, weight_array
 
 PREFIX = "tfs2s_encoder/"
 
@@ -172,13 +172,15 @@ def compose(encoder: "onnx.ModelProto", decoder: "onnx.ModelProto") -> "onnx.Mod
     missing = [i.name for i in decoder.graph.input if i.name not in produced]
     if missing:
         raise ValueError(f"the encoder does not produce the decoder inputs {missing}")
-    encoder = onnx.ModelProto.FromString(encoder.SerializeToString())
-    encoder.ir_version = decoder.ir_version
-    # Opsets must agree domain by domain; the decoder (tf2onnx) may import more domains than the encoder.
-    versions = {o.domain: o.version for o in decoder.opset_import}
-    del encoder.opset_import[:]
-    encoder.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in versions.items())
-    merged = onnx_compose.merge_models(encoder, decoder, io_map=io_map,
-                                       outputs=[o.name for o in decoder.graph.output])
-    onnx.checker.check_model(merged)
-    return merged
+    # merge_models wants one IR version and, domain by domain, one opset version in both models: both get the
+    # union of their opsets (the decoder, from tf2onnx, may import more domains than the encoder) and its IR version.
+    versions = merged_opsets(encoder.opset_import, decoder.opset_import)
+    halves = []
+    for model in (encoder, decoder):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        del model.opset_import[:]
+        model.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in versions.items())
+        model.ir_version = min_ir_version(versions)
+        halves.append(model)
+    merged = onnx_compose.merge_models(*halves, io_map=io_map, outputs=[o.name for o in decoder.graph.output])
+    return portable(merged)  # merge_models lists both models' opset imports: one per domain again, and checked

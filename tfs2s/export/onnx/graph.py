@@ -2,8 +2,10 @@
 
 ``tfs2s.export.onnx.encoder`` and ``tfs2s.export.onnx.greedy`` write their graphs from the trained weights with
 ``GraphBuilder``; the graphs converted by tf2onnx (``tfs2s.export.onnx.convert``) use the same ``ONNX_OPSET``, so
-the two kinds join into one model. The ``onnx`` package is imported only where a graph is written: it comes with
-the optional onnx extra, and importing this module must not need it.
+the two kinds join into one model. Every ``.onnx`` file an export writes goes through ``save_model``, which gives it
+the lowest IR version its opsets need and one opset import per domain (``portable``), so runtimes older than the
+``onnx`` package that wrote it load it. The ``onnx`` package is imported only where a graph is written: it comes
+with the optional onnx extra, and importing this module must not need it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 ONNX_OPSET = 17  # every ONNX graph tfs2s writes or converts
+# IR version for opset 17 is 8 (onnx.helper.VERSION_TABLE); ``portable`` computes it from the opsets actually imported.
+# onnx's make_model otherwise stamps its own newest IR version (14 in onnx 1.23), which onnxruntime 1.30 refuses.
 
 
 def weight_array(variable) -> np.ndarray:
@@ -54,13 +58,68 @@ def check_activations(layer, unsupported: type[ValueError] = ValueError) -> None
 
 
 def make_model(graph) -> "onnx.ModelProto":  # noqa: F821
-    """The checked ONNX model of ``graph``, at ``ONNX_OPSET``."""
+    """The checked ONNX model of ``graph``, at ``ONNX_OPSET`` and the IR version it needs (``portable``)."""
+    from onnx import helper
+
+    return portable(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                                      producer_name="tfs2s"))
+
+
+def merged_opsets(*opset_lists) -> dict[str, int]:
+    """``{domain: version}`` over opset import lists, the highest version per domain (``""`` is ``ai.onnx``)."""
+    versions: dict[str, int] = {}
+    for opsets in opset_lists:
+        for opset in opsets:
+            domain = "" if opset.domain == "ai.onnx" else opset.domain
+            versions[domain] = max(versions.get(domain, 0), opset.version)
+    return versions
+
+
+def min_ir_version(versions: dict[str, int]) -> int:
+    """The lowest ONNX IR version that ``{domain: opset version}`` needs (8 for the default opset 17).
+
+    Domains onnx does not know (``ai.onnx.contrib``, onnxruntime-extensions' string ops) put no bound on it.
+    """
+    from onnx import helper
+
+    return helper.find_min_ir_version_for([helper.make_opsetid(d, v) for d, v in versions.items()],
+                                          ignore_unknown=True)
+
+
+def portable(model: "onnx.ModelProto") -> "onnx.ModelProto":  # noqa: F821
+    """``model`` (changed in place) with one opset import per domain and the lowest IR version they need; checked.
+
+    Why: onnx's ``make_model`` stamps the newest IR version the installed onnx knows (onnxruntime-node 1.30 refuses
+    IR 14 from onnx 1.23), and ``onnx.compose.merge_models`` lists the opsets of both models, so a joined graph
+    imported the default domain twice. Model-local functions get the same one-per-domain imports.
+
+    Raises:
+        onnx.checker.ValidationError: The result is not a valid ONNX model (our bug).
+    """
     import onnx
     from onnx import helper
 
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="tfs2s")
+    def one_per_domain(holder) -> dict[str, int]:
+        versions = merged_opsets(holder.opset_import)
+        del holder.opset_import[:]
+        holder.opset_import.extend(helper.make_opsetid(d, v) for d, v in versions.items())
+        return versions
+
+    versions = one_per_domain(model)
+    for function in model.functions:  # tf2onnx and GraphBuilder write none; kept right should one appear
+        for domain, version in one_per_domain(function).items():
+            versions[domain] = max(versions.get(domain, 0), version)
+    model.ir_version = min_ir_version(versions)
     onnx.checker.check_model(model)
     return model
+
+
+def save_model(model: "onnx.ModelProto", path: str) -> str:  # noqa: F821
+    """Writes ``model`` to ``path`` made ``portable``: every ``.onnx`` file of an export is saved here; returns it."""
+    import onnx
+
+    onnx.save(portable(model), path)
+    return path
 
 
 class GraphBuilder:
