@@ -57,9 +57,11 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
     lengths = sorted(len(s.split()) for _, s in train_pairs) or [1]
     lead_words = max(1, lengths[len(lengths) // 2])
     results: dict = {"documents": len(pairs), "lead_words": lead_words}
-    summaries = translator.translate(documents, batch_size=batch_size)
+    # The model's own output first (replacement is the default where it applies), then with <unk> replaced.
+    summaries = translator.translate(documents, batch_size=batch_size,
+                                     **({"replace_unknown": False} if translator.can_replace_unknown else {}))
     results["model"] = rouge_scores(summaries, references)
-    if translator.models.has_attention and translator.source_tokenizer.kind == "word":
+    if translator.can_replace_unknown:
         replaced = translator.translate(documents, batch_size=batch_size, replace_unknown=True)
         results["model_unk_replaced"] = rouge_scores(replaced, references)
         results["unk_replaced_summaries"] = sum(a != b for a, b in zip(summaries, replaced))

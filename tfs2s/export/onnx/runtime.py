@@ -15,6 +15,7 @@ and the numpy-only ``tfs2s.export.onnx.graph``), so it runs where only ``numpy``
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import unicodedata
@@ -23,8 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from tfs2s.core import features as F
-from tfs2s.core.errors import InputError, RunNotFoundError
-from tfs2s.export.onnx.graph import ONNX_OPSET  # numpy only: no TensorFlow
+from tfs2s.core.errors import ExportError, InputError, RunNotFoundError
+from tfs2s.export.onnx.graph import ONNX_OPSET, portable  # numpy only (onnx when called): no TensorFlow
 
 GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx",
                "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
@@ -78,8 +79,9 @@ def _check_string_ops(ort, options) -> None:
         [helper.make_tensor_value_info("out", TensorProto.STRING, [None])],
         [helper.make_tensor("pattern", TensorProto.STRING, [1], [b" +"]),
          helper.make_tensor("rewrite", TensorProto.STRING, [1], [b" "])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
-                                                    helper.make_opsetid("ai.onnx.contrib", 1)])
+    # portable: the IR version of opset 17 (make_model stamps the newest, which older onnxruntimes refuse).
+    model = portable(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
+                                                             helper.make_opsetid("ai.onnx.contrib", 1)]))
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     if session.run(["out"], {"text": np.array(["a   b"], dtype=object)})[0].tolist() != ["a b"]:
         raise RuntimeError(
@@ -104,7 +106,10 @@ class _OnnxExport:
         if not os.path.isdir(self.onnx_dir):
             raise RunNotFoundError(f"no ONNX graphs in {export_dir}: export with --onnx")
         self._options = ort.SessionOptions()
-        if string_ops:  # onnxruntime-extensions' string ops (text graphs)
+        # onnxruntime-extensions' string ops (text graphs), where installed: a deployment that runs only the ids
+        # graphs needs numpy and onnxruntime alone (see text_session).
+        self.string_ops = string_ops and importlib.util.find_spec("onnxruntime_extensions") is not None
+        if self.string_ops:
             self._options.register_custom_ops_library(_string_ops_library())
             _check_string_ops(ort, self._options)
         if threads:
@@ -139,6 +144,9 @@ class OnnxTranslator(_OnnxExport):
     def session(self, graph: str):
         """The onnxruntime session of ``graph`` (``text``, ``greedy``, ``beam``, ``encoder``, ``decoder_step``)."""
         path = os.path.join(self.onnx_dir, GRAPH_FILES[graph])
+        if graph == "text" and not self.string_ops:
+            raise ExportError(f"ONNX graph {path} needs onnxruntime-extensions' string ops: pip install "
+                              "onnxruntime-extensions (or tokenize on the host and use translate_ids)")
         if graph == "text" and self.metadata.get("tokenizer") == "wordpiece" and not os.path.exists(path):
             raise RunNotFoundError(f"ONNX graph {path} is missing (WordPiece exports have no ONNX text graph: "
                                     "tokenize on the host and use translate_ids)")

@@ -74,7 +74,8 @@ def tokenizer_assets(tokenizer) -> dict:
     files = {"vocab": os.path.basename(tokenizer.vocab_path)}
     if getattr(tokenizer, "model_path", None):  # SentencePiece: the model file itself
         files["model"] = os.path.basename(tokenizer.model_path)
-    return {"kind": tokenizer.kind, "lowercase": tokenizer.lowercase, "assets": files}
+    return {"kind": tokenizer.kind, "lowercase": tokenizer.lowercase, "rules": getattr(tokenizer, "rules", None),
+            "assets": files}
 
 
 class TextJob(TrainingJob):
@@ -169,6 +170,8 @@ class TextTask(Task):
             "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
             "max_source_length": cfg.data.max_source_length, "reverse_source": cfg.data.reverse_source,
             "decoding": cfg.decoding.__dict__,
+            # Whether the text outputs replace <unk> (decoding.replace_unknown, where the model allows it).
+            "replace_unknown": predictor.replaces_unknown,
             # The ONNX text graph leaves UTF-8 repair and lowercasing to its host (see tokenizers.normalize).
             "text_graph_input": {"valid_utf8": True, "lowercased": cfg.data.lowercase},
         }
