@@ -73,12 +73,12 @@ class _Signature:
         return out
 
 
-def _stub_export(calls, decoding=None):
+def _stub_export(calls, decoding=None, names=("translate_greedy", "translate_options", "sample")):
     stub = ExportedTranslator.__new__(ExportedTranslator)
     stub._tf, stub.export_dir, stub.max_beam_width = tf, "saved_models/m/1", 8
     stub.decoding = {"strategy": "beam", "beam_width": 5, "n_best": 1, "length_penalty": 0.6, "temperature": 1.0,
                      "top_k": 0, "no_repeat_ngram_size": 0, "min_length": 1, **(decoding or {})}
-    stub.signatures = {name: _Signature(name, calls) for name in ("translate_options", "sample")}
+    stub.signatures = {name: _Signature(name, calls) for name in names}
     return stub
 
 
@@ -93,7 +93,7 @@ def export_stub(monkeypatch):
 @pytest.mark.parametrize("options, signature, values", [
     ([], "translate_options", {"beam_width": 5, "n_best": 1, "max_length": 0}),
     (["--strategy", "beam", "--beam-width", "3"], "translate_options", {"beam_width": 3, "n_best": 1}),
-    (["--strategy", "greedy"], "translate_options", {"beam_width": 1, "n_best": 1}),
+    (["--strategy", "greedy"], "translate_greedy", {}),
     (["--strategy", "sample", "--temperature", "0.5", "--top-k", "7", "--seed", "11"], "sample",
      {"temperature": 0.5, "top_k": 7, "seed": 11}),
     (["--strategy", "sample"], "sample", {"temperature": 1.0, "top_k": 0, "seed": 0}),
@@ -104,6 +104,16 @@ def test_export_decoding_options_reach_its_signatures(capsys, export_stub, optio
     name, got = export_stub[-1]
     assert name == signature and values.items() <= got.items()
     assert out.startswith("EIN HUND ")
+
+
+def test_greedy_on_an_export_without_its_signature_is_a_beam_of_one(capsys, monkeypatch, caplog):
+    calls = []
+    stub = _stub_export(calls, names=("translate_options", "sample"))  # an export made before translate_greedy
+    monkeypatch.setattr(commands, "_translator", lambda args: stub)
+    code, out, err = _run(capsys, "translate", "--model", "m", "ein hund", "--strategy", "greedy")
+    assert code == 0, err
+    assert calls[-1][0] == "translate_options" and {"beam_width": 1, "n_best": 1}.items() <= calls[-1][1].items()
+    assert "no translate_greedy signature" in caplog.text
 
 
 @pytest.mark.parametrize("options, message", [
@@ -139,7 +149,7 @@ def test_input_file_keeps_order_and_empty_lines_batch_by_batch(capsys, export_st
     assert code == 0 and out == "", err
     got = dst.read_text(encoding="utf-8").split("\n")
     assert got[-1] == "" and len(got) - 1 == len(lines)
-    assert got[:-1] == [f"{t.upper()} translate_options:1" if t else "" for t in lines]
+    assert got[:-1] == [f"{t.upper()} translate_greedy:" if t else "" for t in lines]
     assert [v["batch"] for _, v in export_stub] == [3, 3, 1]  # one call per batch
 
 
@@ -197,12 +207,12 @@ def test_evaluate_files_of_different_lengths_names_both(capsys, write_lines, tmp
 def test_evaluate_an_export_on_files(capsys, write_lines, tmp_path, export_stub):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     write_lines(src, ["eins", "zwei", "drei"])
-    write_lines(ref, ["EINS translate_options:1", "ZWEI translate_options:1", "three"])
+    write_lines(ref, ["EINS translate_greedy:", "ZWEI translate_greedy:", "three"])
     code, out, err = _run(capsys, "evaluate", "--model", "m", "--src", str(src), "--ref", str(ref),
                           "--strategies", "greedy,beam", "--batch-size", "2")
     assert code == 0, err
     result = json.loads(out)
-    hypotheses = {"greedy": ["EINS translate_options:1", "ZWEI translate_options:1", "DREI translate_options:1"],
+    hypotheses = {"greedy": ["EINS translate_greedy:", "ZWEI translate_greedy:", "DREI translate_greedy:"],
                   "beam": ["EINS translate_options:5", "ZWEI translate_options:5", "DREI translate_options:5"]}
     for strategy, hyps in hypotheses.items():
         expected = round(sacrebleu.corpus_bleu(hyps, [read_lines(str(ref))]).score, 2)

@@ -89,6 +89,13 @@ def test_serving_default_and_bad_input(exported, translator):
     assert texts[2:] == translator.translate(BAD[2:], strategy="beam")
 
 
+def test_translate_greedy_signature(exported, translator):
+    greedy = tf.saved_model.load(exported).signatures["translate_greedy"]
+    out = greedy(text=tf.constant(SENTENCES + BAD[:2]))
+    assert [t.decode() for t in out["text"].numpy()] == translator.translate(SENTENCES + BAD[:2], strategy="greedy")
+    assert out["scores"].shape == (len(SENTENCES) + 2, 1)
+
+
 def test_translate_options(exported):
     options = tf.saved_model.load(exported).signatures["translate_options"]
     text = tf.constant(SENTENCES)

@@ -7,6 +7,7 @@ applies (word-level source, attention: ``Translator.replaces_unknown``); ``token
 * ``serving_default``: ``text [B]`` -> ``text [B]`` best translation, ``translations [B, N]``,
   ``tokens [B, N, L]``, ``length [B, N]``, ``scores [B, N]`` (and ``alignment [B, N, L, S]`` with attention),
   decoded with the exported decoding config (beam search by default);
+* ``translate_greedy``: the same outputs, decoded by greedy search (``tfs2s translate --model --strategy greedy``);
 * ``translate_options``: the same plus per-request ``beam_width`` (clipped to ``[1, max_beam_width]``),
   ``n_best`` (clipped to ``beam_width``) and ``max_length`` (``<= 0``: ratio of the source length);
 * ``translate_ids``: ``encoder_token_ids [B, S]`` -> ``tokens``, ``length``, ``scores`` for clients that
@@ -47,8 +48,8 @@ class TextServingModule(ServingModule):
         max_beam_width: Largest beam width a request may ask for.
     """
 
-    SIGNATURES = ("serve", "translate_options", "translate_ids", "sample", "translate_ids_greedy", "translate_text",
-                  "encode", "logits", "decode_step", "decode_encoded", "decode_encoded_greedy")
+    SIGNATURES = ("serve", "translate_greedy", "translate_options", "translate_ids", "sample", "translate_ids_greedy",
+                  "translate_text", "encode", "logits", "decode_step", "decode_encoded", "decode_encoded_greedy")
 
     def __init__(self, translator: Translator, max_beam_width: int = 16):
         super().__init__("tfs2s_serving", translator.models)
@@ -69,6 +70,8 @@ class TextServingModule(ServingModule):
         ids = tf.TensorSpec([None, None], tf.int32, name=F.ENCODER_TOKEN_IDS)
         scalar = lambda name: tf.TensorSpec([], tf.int32, name=name)  # noqa: E731
         self.serve = tf.function(self._serve, input_signature=[text])
+        self.translate_greedy = tf.function(
+            lambda t: self._outputs(self.translator.translate_tensor(t, self.greedy)), input_signature=[text])
         self.translate_options = tf.function(
             self._translate_options, input_signature=[text, scalar("beam_width"), scalar("n_best"), scalar("max_length")])
         self.translate_ids = tf.function(lambda x: self._translate_ids(x, self.beam), input_signature=[ids])
