@@ -69,17 +69,33 @@ def normalize(texts: tf.Tensor, lowercase: bool = False, portable: bool = False,
         texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
     if lowercase and not portable:
         texts = tf.strings.lower(texts, encoding="utf-8")
+    return apply_steps(texts, normalize_steps(split_punctuation, rules))
+
+
+def normalize_steps(split_punctuation: bool = True, rules: int = RULES) -> tuple[tuple[str, str], ...]:
+    """The ``(RE2 pattern, rewrite)`` steps of ``normalize`` after UTF-8 repair and lowercasing, in order.
+
+    ``normalize`` runs exactly these (``apply_steps``), and exports describe the tokenizer with them
+    (``tfs2s.export.tokenization``), so a client in another language cannot drift from the graph.
+    """
     # RE2's \s is ASCII-only: fold every Unicode separator (e.g. U+00A0, in Multi30k) and control character.
-    texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
+    steps = [(r"[\s\p{Z}\p{Cc}]+", " ")]
     if split_punctuation:
-        texts = tf.strings.regex_replace(texts, _CONTRACTION, r"\1'\2")
+        steps.append((_CONTRACTION, r"\1'\2"))
         if rules >= 2:
-            for pattern, rewrite in _JOINED + _JOINED + (_GLUE_LEFT, _GLUE_RIGHT):
-                texts = tf.strings.regex_replace(texts, pattern, rewrite)
-        texts = tf.strings.regex_replace(texts, _PUNCT_2 if rules >= 2 else _PUNCT, r" \1 ")
-        texts = tf.strings.regex_replace(texts, r" +", " ")
+            steps.extend(_JOINED + _JOINED + (_GLUE_LEFT, _GLUE_RIGHT))
+        steps.append((_PUNCT_2 if rules >= 2 else _PUNCT, r" \1 "))
+        steps.append((r" +", " "))
     # `tf.strings.strip` does not convert to ONNX; a regex does.
-    return tf.strings.regex_replace(texts, r"^ | $", "")
+    steps.append((r"^ | $", ""))
+    return tuple(steps)
+
+
+def apply_steps(texts: tf.Tensor, steps: Iterable[tuple[str, str]]) -> tf.Tensor:
+    """Runs ``(pattern, rewrite)`` regex replacements (every match, RE2 syntax) on ``texts`` in order."""
+    for pattern, rewrite in steps:
+        texts = tf.strings.regex_replace(texts, pattern, rewrite)
+    return texts
 
 
 def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
@@ -103,15 +119,18 @@ def join_tokens(tokens: tf.Tensor, wordpiece: bool = False, rules: int = RULES) 
     Dense on purpose: a ragged ``reduce_join`` has no ONNX equivalent. ``rules``: as in ``normalize``.
     """
     texts = tf.strings.reduce_join(tokens, axis=1, separator=" ")
-    texts = tf.strings.regex_replace(texts, " +", " ")
-    texts = tf.strings.regex_replace(texts, "^ | $", "")
+    return apply_steps(texts, join_steps(wordpiece, rules))
+
+
+def join_steps(wordpiece: bool = False, rules: int = RULES) -> tuple[tuple[str, str], ...]:
+    """The ``(RE2 pattern, rewrite)`` steps of ``join_tokens`` after joining the tokens with spaces, in order."""
+    steps = [(" +", " "), ("^ | $", "")]
     if wordpiece:
-        texts = tf.strings.regex_replace(texts, r" ##", "")  # glue continuation pieces
+        steps.append((r" ##", ""))  # glue continuation pieces
     if rules >= 2:
-        for pattern, rewrite in _DETOK_JOINERS + _DETOK_QUOTES:
-            texts = tf.strings.regex_replace(texts, pattern, rewrite)
-    texts = tf.strings.regex_replace(texts, _DETOK_CLOSE, r"\1")
-    return tf.strings.regex_replace(texts, _DETOK_OPEN, r"\1")
+        steps.extend(_DETOK_JOINERS + _DETOK_QUOTES)
+    steps.extend(((_DETOK_CLOSE, r"\1"), (_DETOK_OPEN, r"\1")))
+    return tuple(steps)
 
 
 def output_mask(ids: tf.Tensor) -> tf.Tensor:

@@ -19,6 +19,7 @@ from tfs2s.core.tokenizer_registry import load_tokenizer
 from tfs2s.data import corpora
 from tfs2s.export.onnx.convert import export_onnx, onnx_graphs
 from tfs2s.export.savedmodel import Check
+from tfs2s.export.tokenization import describe as describe_tokenization
 from tfs2s.tasks.base import SOURCE, TARGET, Task, prepare_text_tokenizers
 from tfs2s.tasks.text.predictor import Translator
 from tfs2s.tasks.text.serving import TextServingModule
@@ -169,6 +170,9 @@ class TextTask(Task):
             "state_names": module.state_names, "step_inputs": [F.DECODER_TOKEN_IDS] + module.step_keys,
             "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
             "max_source_length": cfg.data.max_source_length, "reverse_source": cfg.data.reverse_source,
+            # Tokenization as data, for clients without TensorFlow (tfs2s.export.tokenization; clients/js).
+            "host_tokenization": describe_tokenization(predictor.source_tokenizer, predictor.target_tokenizer,
+                                                       cfg.data.max_source_length, cfg.data.reverse_source),
             "decoding": cfg.decoding.__dict__,
             # Whether the text outputs replace <unk> (decoding.replace_unknown, where the model allows it).
             "replace_unknown": predictor.replaces_unknown,

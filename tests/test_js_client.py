@@ -1,0 +1,115 @@
+"""The JavaScript client (clients/js/src/index.mjs) tokenizes and translates exactly as tfs2s does in Python.
+
+A tiny word model is trained for a few steps and exported with the greedy ids graph tfs2s writes itself (no
+tf2onnx). The export's metadata describes its tokenization (``host_tokenization``, built from the steps the
+in-graph tokenizer runs); the JS client implements it in JavaScript regexes. ``node --test`` must give TF's words
+and joined text on Multi30k test lines and odd inputs (rules 1 and 2, cased and lowercased), TF's source ids, and
+``Translator.translate``'s greedy text (without ``<unk>`` replacement: the ids graphs have no alignment output).
+"""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s.core import tokenizers
+from tfs2s.core.config import load_config
+from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
+from tfs2s.export.tokenization import FORMAT, describe_side
+from tfs2s.tasks import export, load, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JS_CLIENT = os.path.join(ROOT, "clients", "js")
+MULTI30K_TEST = os.path.join(ROOT, "..", "shared", "data", "multi30k", "test_2016_flickr.de.gz")
+ODD = ["", "   ", "\t\n", "Ein Mann ’s T-Shirt kostet 1,000 € (U.S.A.)!", "„Open“-Anzeige: 10:30 Uhr.", "I ’ m here",
+       "ΟΔΟΣ ΣΟΦΟΣ İSTANBUL ẞ", "😀 Hund 😀", "中文的句子。", "x" * 5000, "?!...,,;", "<s> </s> <unk> <pad>",
+       "a\u00a0b\u2028c\u0085d\u000be", "Obst- und Gemüse -42 #19 rot-, weiß-", 'er sagt " Hallo " und ‘ja’',
+       "¿Cómo está? ¡Hola!", "ＡＢＣ full\u3000width", "tab\tand\r\nnewline", "ſ’S K’CLOCK I’ll", "e\u0301 combining",
+       "I’ſt o’cloc\u212aa", "a\ufeffb zero\u200bwidth"]  # RE2's (?i) folds ſ and K (Kelvin); \s excludes U+FEFF
+
+
+def _node():
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(JS_CLIENT, "node_modules", "onnxruntime-node")):
+        pytest.skip("JS client check not run: needs `node` on PATH and `npm ci --ignore-scripts` in clients/js")
+    return node
+
+
+def _multi30k_lines(n: int) -> list[str]:
+    if not os.path.exists(MULTI30K_TEST):
+        pytest.skip(f"Multi30k test file missing: {MULTI30K_TEST}")
+    with gzip.open(MULTI30K_TEST, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for _, line in zip(range(n), f)]
+
+
+@pytest.fixture(scope="module")
+def greedy_export(tmp_path_factory, data_dir):
+    run_dir = str(tmp_path_factory.mktemp("run") / "run")
+    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 200, "data.batch_size": 16,
+                             "data.min_frequency": 1, "model.hidden": 16, "model.embedding_dim": 8,
+                             "model.attention_units": 8, "training.epochs": 1, "training.steps_per_epoch": 3,
+                             "training.bleu_sentences": 0, "training.early_stopping_patience": 0,
+                             "data.max_source_length": 12, "name": "jsclient"})
+    train(cfg, run_dir, verbose=0)
+    translator = load(run_dir)
+    path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "jsclient", onnx=False)
+    export_onnx(path, os.path.join(path, "onnx"), graphs={"translate_ids_greedy": ONNX_GRAPHS["translate_ids_greedy"]},
+                models=translator.models, decoding=translator.config.decoding)
+    return path, translator
+
+
+def _normalization_cases(vocab_path: str, texts: list[str]) -> list[dict]:
+    """TF's words and re-joined text of ``texts`` for each rules version, cased and lowercased."""
+    out = []
+    batch = tf.constant(texts)
+    for rules in (1, 2):
+        for lowercase in (False, True):
+            tok = tokenizers.WordTokenizer(vocab_path, lowercase=lowercase, rules=rules)
+            rows = [[w.decode("utf-8") for w in row if w != tokenizers.F.PAD.encode()]
+                    for row in tok.words(batch).numpy()]  # an empty text's one <pad> word is no token
+            dense = tf.ragged.constant(rows, dtype=tf.string, ragged_rank=1).to_tensor(default_value="")
+            joined = tok.join(dense).numpy()
+            out.append({"side": describe_side(tok), "texts": texts, "words": rows,
+                        "joined": [j.decode("utf-8") for j in joined]})
+    return out
+
+
+def test_export_describes_its_tokenization(greedy_export):
+    path, translator = greedy_export
+    with open(os.path.join(path, "assets.extra", "tfs2s_export.json"), encoding="utf-8") as f:
+        described = json.load(f)["host_tokenization"]
+    assert described["format"] == FORMAT and described["max_source_length"] == 12
+    for side, tok in (("source", translator.source_tokenizer), ("target", translator.target_tokenizer)):
+        record = described[side]
+        assert record["supported"] and record["rules"] == tok.rules
+        assert [tuple(s) for s in record["normalize"]] == list(tokenizers.normalize_steps(rules=tok.rules))
+        assert os.path.exists(os.path.join(path, "assets", record["vocab"])), record["vocab"]
+        # The steps alone (after UTF-8 repair) give the tokenizer's normalised text.
+        texts = tf.constant(ODD[3:8])
+        np.testing.assert_array_equal(tokenizers.apply_steps(texts, record["normalize"]).numpy(),
+                                      tokenizers.normalize(texts, rules=tok.rules).numpy())
+
+
+def test_js_client_matches_python(greedy_export, tmp_path):
+    node = _node()
+    path, translator = greedy_export
+    sentences = _multi30k_lines(60) + ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", ""]
+    ids = translator.encode(tf.constant(sentences)).numpy()
+    greedy = translator.translate(sentences, strategy="greedy", replace_unknown=False)
+    assert any(greedy), "the tiny model translates everything to nothing: the comparison would be empty"
+    vocab = os.path.join(path, "assets", json.load(open(os.path.join(path, "assets.extra", "tfs2s_export.json"),
+                                                        encoding="utf-8"))["host_tokenization"]["source"]["vocab"])
+    cases = {"export_dir": path, "normalization": _normalization_cases(vocab, _multi30k_lines(1000) + ODD),
+             "sentences": sentences, "encoder_token_ids": ids.tolist(), "greedy": greedy, "bad_inputs": ODD}
+    cases_path = str(tmp_path / "js_client_cases.json")
+    with open(cases_path, "w", encoding="utf-8") as f:
+        json.dump(cases, f, ensure_ascii=False)
+    proc = subprocess.run([node, "--test", "test/client.test.mjs"], cwd=JS_CLIENT, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TFS2S_JS_CLIENT_CASES=cases_path))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "# pass 4" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout[-2000:]
