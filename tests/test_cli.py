@@ -9,25 +9,18 @@ from tfs2s.cli import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(capsys, *argv):
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    out = capsys.readouterr()
-    return done.value.code, out.out, out.err
-
-
-def test_unknown_config_key_is_a_one_line_error(capsys, tmp_path):
-    code, _, err = _run(capsys, "train", "--run-dir", str(tmp_path), "--set", "model.hiden=3")
+def test_unknown_config_key_is_a_one_line_error(run_cli, tmp_path):
+    code, _, err = run_cli("train", "--run-dir", str(tmp_path), "--set", "model.hiden=3")
     assert code == 2 and "unknown config key 'hiden'" in err and "Traceback" not in err
 
 
-def test_missing_data_dir_names_files(capsys, tmp_path):
-    code, _, err = _run(capsys, "train", "--run-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "nowhere"))
+def test_missing_data_dir_names_files(run_cli, tmp_path):
+    code, _, err = run_cli("train", "--run-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "nowhere"))
     assert code == 2 and "multi30k/train.de.gz" in err and "nowhere" in err
 
 
-def test_translate_without_a_run_is_a_clear_error(capsys, tmp_path):
-    code, _, err = _run(capsys, "translate", "--run-dir", str(tmp_path), "hallo")
+def test_translate_without_a_run_is_a_clear_error(run_cli, tmp_path):
+    code, _, err = run_cli("translate", "--run-dir", str(tmp_path), "hallo")
     assert code == 2 and "not a tfs2s run folder" in err
 
 
@@ -41,7 +34,7 @@ def _pipeline_module(name: str):
     return module
 
 
-def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
+def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, run_cli):
     """pipelines/translate.py end to end (train, evaluate, translate) on 300 Multi30k lines."""
     run_dir = tmp_path / "run"
     cmd = [sys.executable, os.path.join(ROOT, "pipelines", "translate.py"), "--run-dir", str(run_dir),
@@ -65,12 +58,12 @@ def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, capsys):
         assert proc.stdout.split("\n") == translations + ["", "", ""], source
 
     # The finished run goes on only under its own configuration (read from the run without --config) ...
-    code, _, err = _run(capsys, "train", "--run-dir", str(run_dir), "--set", "model.hidden=64")
+    code, _, err = run_cli("train", "--run-dir", str(run_dir), "--set", "model.hidden=64")
     assert code == 2 and "model.hidden: 32 -> 64" in err and "Traceback" not in err
-    code, _, err = _run(capsys, "train", "--run-dir", str(run_dir), "--extend")
+    code, _, err = run_cli("train", "--run-dir", str(run_dir), "--extend")
     assert code == 2 and "nothing to extend" in err
     # ... and trains one more epoch with --extend.
-    code, out, err = _run(capsys, "train", "--run-dir", str(run_dir), "--extend", "--set", "training.epochs=2")
+    code, out, err = run_cli("train", "--run-dir", str(run_dir), "--extend", "--set", "training.epochs=2")
     assert code == 0, err[-2000:]
     assert '"epochs_run": 2' in out and (run_dir / "summary.previous.json").exists()
 
@@ -112,6 +105,7 @@ def _shared(*parts):
     return data
 
 
+@pytest.mark.slow  # about 35 s; the captioning tests and the image evaluate command run by default
 def test_caption_pipeline_smoke(tmp_path):
     """pipelines/caption.py end to end on 40 captcha images: train, score, plot, export, serve image bytes."""
     data = _shared("captcha-images-v2")
@@ -132,6 +126,7 @@ def test_caption_pipeline_smoke(tmp_path):
     assert report["export"] == str(exports / "captcha" / "1") and len(report["samples"]) == 4
 
 
+@pytest.mark.slow  # about 40 s; tests/test_series_files.py runs train/evaluate/export through the CLI by default
 def test_forecast_pipeline_smoke(tmp_path):
     """pipelines/forecast.py end to end on a short ETTh1 run: train, baselines, export, ONNX parity."""
     data = _shared("ett", "ETTh1.csv")
@@ -148,18 +143,18 @@ def test_forecast_pipeline_smoke(tmp_path):
     assert report["sample"]["column"] == "OT" and len(report["sample"]["predicted_next_24h"]) == 24
 
 
-def test_text_commands_on_a_forecasting_run_are_a_clear_error(capsys, tmp_path):
+def test_text_commands_on_a_forecasting_run_are_a_clear_error(run_cli, tmp_path):
     import json
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps(
         {"model": {"input_encoder": "vectors", "output_head": "regression"}}))
-    code, _, err = _run(capsys, "translate", "--run-dir", str(run_dir), "hello")
+    code, _, err = run_cli("translate", "--run-dir", str(run_dir), "hello")
     assert code == 2 and "is a forecasting run" in err and "Traceback" not in err
 
 
-def test_only_tfs2s_errors_are_one_line_messages(capsys, monkeypatch):
+def test_only_tfs2s_errors_are_one_line_messages(run_cli, monkeypatch):
     """A user's mistake (a Tfs2sError) is one line and exit status 2; any other exception is a bug and keeps its
     traceback (the CLI used to turn every ValueError into a 'user error')."""
     from tfs2s import commands
@@ -172,7 +167,7 @@ def test_only_tfs2s_errors_are_one_line_messages(capsys, monkeypatch):
         raise ValueError("an internal bug")
 
     monkeypatch.setitem(commands.COMMANDS, "translate", mistake)
-    code, _, err = _run(capsys, "translate", "--run-dir", "x", "hallo")
+    code, _, err = run_cli("translate", "--run-dir", "x", "hallo")
     assert code == 2 and err == "tfs2s: error: no such option for greedy search\n"
     monkeypatch.setitem(commands.COMMANDS, "translate", bug)
     with pytest.raises(ValueError, match="an internal bug"):

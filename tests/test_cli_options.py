@@ -16,16 +16,9 @@ import tensorflow as tf
 from tfs2s import cli, commands
 from tfs2s.apps.batch import in_batches, read_lines
 from tfs2s.apps.exported import ExportedTranslator
-from tfs2s.cli import build_parser, main, startup_noise
+from tfs2s.cli import build_parser, startup_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(capsys, *argv):
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    out = capsys.readouterr()
-    return done.value.code, out.out, out.err
 
 
 def _parsers(parser, name="tfs2s"):
@@ -46,8 +39,8 @@ def test_every_option_of_every_command_has_help():
     assert not missing, missing
 
 
-def test_version_and_the_export_version_option(capsys):
-    code, out, _ = _run(capsys, "--version")
+def test_version_and_the_export_version_option(run_cli):
+    code, out, _ = run_cli("--version")
     assert code == 0 and out.strip() == f"tfs2s {metadata.version('tfs2s')}"
     args = build_parser().parse_args(["export", "--run-dir", "r", "--version", "3"])
     assert args.command == "export" and args.version == 3
@@ -98,19 +91,19 @@ def export_stub(monkeypatch):
      {"temperature": 0.5, "top_k": 7, "seed": 11}),
     (["--strategy", "sample"], "sample", {"temperature": 1.0, "top_k": 0, "seed": 0}),
 ])
-def test_export_decoding_options_reach_its_signatures(capsys, export_stub, options, signature, values):
-    code, out, err = _run(capsys, "translate", "--model", "m", "ein hund", *options)
+def test_export_decoding_options_reach_its_signatures(run_cli, export_stub, options, signature, values):
+    code, out, err = run_cli("translate", "--model", "m", "ein hund", *options)
     assert code == 0, err
     name, got = export_stub[-1]
     assert name == signature and values.items() <= got.items()
     assert out.startswith("EIN HUND ")
 
 
-def test_greedy_on_an_export_without_its_signature_is_a_beam_of_one(capsys, monkeypatch, caplog):
+def test_greedy_on_an_export_without_its_signature_is_a_beam_of_one(run_cli, monkeypatch, caplog):
     calls = []
     stub = _stub_export(calls, names=("translate_options", "sample"))  # an export made before translate_greedy
     monkeypatch.setattr(commands, "_translator", lambda args: stub)
-    code, out, err = _run(capsys, "translate", "--model", "m", "ein hund", "--strategy", "greedy")
+    code, out, err = run_cli("translate", "--model", "m", "ein hund", "--strategy", "greedy")
     assert code == 0, err
     assert calls[-1][0] == "translate_options" and {"beam_width": 1, "n_best": 1}.items() <= calls[-1][1].items()
     assert "no translate_greedy signature" in caplog.text
@@ -126,13 +119,13 @@ def test_greedy_on_an_export_without_its_signature_is_a_beam_of_one(capsys, monk
     (["--beam-width", "2", "--n-best", "3"], "--n-best 3 must be between 1 and the beam width (2)"),
     (["--no-replace-unknown"], "applies to run folders"),
 ])
-def test_options_an_export_cannot_take_are_clear_errors(capsys, export_stub, options, message):
-    code, out, err = _run(capsys, "translate", "--model", "m", "ein hund", *options)
+def test_options_an_export_cannot_take_are_clear_errors(run_cli, export_stub, options, message):
+    code, out, err = run_cli("translate", "--model", "m", "ein hund", *options)
     assert code == 2 and message in err and "Traceback" not in err and not export_stub
 
 
-def test_json_prints_the_n_best_list_and_scores_of_an_export(capsys, export_stub):
-    code, out, err = _run(capsys, "translate", "--model", "m", "--n-best", "3", "--json", "a b", "")
+def test_json_prints_the_n_best_list_and_scores_of_an_export(run_cli, export_stub):
+    code, out, err = run_cli("translate", "--model", "m", "--n-best", "3", "--json", "a b", "")
     assert code == 0, err
     first, second = [json.loads(line) for line in out.splitlines()]
     assert first == {"source": "a b", "translations": ["A B translate_options:5", "A B translate_options:5 #1",
@@ -140,11 +133,11 @@ def test_json_prints_the_n_best_list_and_scores_of_an_export(capsys, export_stub
     assert second["source"] == "" and second["translations"][0] == "" and len(second["scores"]) == 3
 
 
-def test_input_file_keeps_order_and_empty_lines_batch_by_batch(capsys, export_stub, tmp_path):
+def test_input_file_keeps_order_and_empty_lines_batch_by_batch(run_cli, export_stub, tmp_path):
     lines = ["eins", "", "zwei drei", "   ", "vier", "fünf", ""]
     src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_bytes(("\r\n".join(lines) + "\r\n").encode())  # Windows line ends too
-    code, out, err = _run(capsys, "translate", "--model", "m", "--input", str(src), "--output", str(dst),
+    code, out, err = run_cli("translate", "--model", "m", "--input", str(src), "--output", str(dst),
                           "--batch-size", "3", "--strategy", "greedy")
     assert code == 0 and out == "", err
     got = dst.read_text(encoding="utf-8").split("\n")
@@ -171,22 +164,22 @@ def test_each_batch_is_written_before_the_next_is_translated(tmp_path):
     assert seen == ["A\nB\n"] and out_path.read_text() == "A\nB\n"
 
 
-def test_missing_or_undecodable_input_is_a_clear_error(capsys, export_stub, tmp_path):
-    code, _, err = _run(capsys, "translate", "--model", "m", "--input", str(tmp_path / "nope.txt"))
+def test_missing_or_undecodable_input_is_a_clear_error(run_cli, export_stub, tmp_path):
+    code, _, err = run_cli("translate", "--model", "m", "--input", str(tmp_path / "nope.txt"))
     assert code == 2 and "nope.txt: no such file" in err
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"gut\nschlecht \xff\n")
-    code, _, err = _run(capsys, "translate", "--model", "m", "--input", str(bad))
+    code, _, err = run_cli("translate", "--model", "m", "--input", str(bad))
     assert code == 2 and "bad.txt:2: not UTF-8" in err
 
 
-def test_evaluate_scores_a_file_of_translations_with_sacrebleu(capsys, write_lines, tmp_path):
+def test_evaluate_scores_a_file_of_translations_with_sacrebleu(run_cli, write_lines, tmp_path):
     hyp, ref = tmp_path / "hyp.txt", tmp_path / "ref.txt"
     hypotheses = ["a man rides a bike .", "two dogs play", ""]
     references = ["a man rides a bicycle .", "two dogs are playing", "a woman sings"]
     write_lines(hyp, hypotheses)
     write_lines(ref, references)
-    code, out, err = _run(capsys, "evaluate", "--hyp", str(hyp), "--ref", str(ref))
+    code, out, err = run_cli("evaluate", "--hyp", str(hyp), "--ref", str(ref))
     assert code == 0, err
     result = json.loads(out)
     assert result["sentences"] == 3
@@ -194,21 +187,21 @@ def test_evaluate_scores_a_file_of_translations_with_sacrebleu(capsys, write_lin
     assert result["chrf"] == round(sacrebleu.corpus_chrf(hypotheses, [references]).score, 2)
 
 
-def test_evaluate_files_of_different_lengths_names_both(capsys, write_lines, tmp_path, export_stub):
+def test_evaluate_files_of_different_lengths_names_both(run_cli, write_lines, tmp_path, export_stub):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     write_lines(src, ["eins", "zwei", "drei"])
     write_lines(ref, ["one", "two"])
-    code, _, err = _run(capsys, "evaluate", "--model", "m", "--src", str(src), "--ref", str(ref))
+    code, _, err = run_cli("evaluate", "--model", "m", "--src", str(src), "--ref", str(ref))
     assert code == 2 and f"{src} has 3 lines but {ref} has 2" in err and not export_stub
-    code, _, err = _run(capsys, "evaluate", "--src", str(src))
+    code, _, err = run_cli("evaluate", "--src", str(src))
     assert code == 2 and "--src needs --ref" in err
 
 
-def test_evaluate_an_export_on_files(capsys, write_lines, tmp_path, export_stub):
+def test_evaluate_an_export_on_files(run_cli, write_lines, tmp_path, export_stub):
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
     write_lines(src, ["eins", "zwei", "drei"])
     write_lines(ref, ["EINS translate_greedy:", "ZWEI translate_greedy:", "three"])
-    code, out, err = _run(capsys, "evaluate", "--model", "m", "--src", str(src), "--ref", str(ref),
+    code, out, err = run_cli("evaluate", "--model", "m", "--src", str(src), "--ref", str(ref),
                           "--strategies", "greedy,beam", "--batch-size", "2")
     assert code == 0, err
     result = json.loads(out)

@@ -14,7 +14,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfs2s.core.config import load_config
 from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 from tfs2s.tasks import export, load, train
 
@@ -40,12 +39,9 @@ def runtime_venv(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def greedy_export(tmp_path_factory, data_dir):
+def greedy_export(tmp_path_factory, tiny_text_config):
     run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 200, "data.batch_size": 16,
-                             "data.min_frequency": 1, "model.hidden": 16, "model.embedding_dim": 8,
-                             "model.attention_units": 8, "training.epochs": 1, "training.steps_per_epoch": 3,
-                             "training.bleu_sentences": 4, "training.early_stopping_patience": 0, "name": "tiny"})
+    cfg = tiny_text_config("tiny", **{"data.limit": 200, "training.steps_per_epoch": 3})
     train(cfg, run_dir, verbose=0)
     translator = load(run_dir)
     path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "tiny", onnx=False)

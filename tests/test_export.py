@@ -209,6 +209,7 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected["logits"]["logits"].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow  # about 65 s (its own export and ONNX conversions); n-gram blocking itself is tested in test_decoding
 def test_no_repeat_ngram_export_agrees_in_tf_and_onnx(translator, tmp_path):
     cfg = translator.config.replace(**{"decoding.no_repeat_ngram_size": 1})
     blocked = Translator(translator.models, translator.source_tokenizer, translator.target_tokenizer, cfg)

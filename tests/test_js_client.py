@@ -18,7 +18,6 @@ import pytest
 import tensorflow as tf
 
 from tfs2s.core import tokenizers
-from tfs2s.core.config import load_config
 from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 from tfs2s.export.tokenization import FORMAT, describe_side
 from tfs2s.tasks import export, load, train
@@ -48,13 +47,10 @@ def _multi30k_lines(n: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def greedy_export(tmp_path_factory, data_dir):
+def greedy_export(tmp_path_factory, tiny_text_config):
     run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 200, "data.batch_size": 16,
-                             "data.min_frequency": 1, "model.hidden": 16, "model.embedding_dim": 8,
-                             "model.attention_units": 8, "training.epochs": 1, "training.steps_per_epoch": 3,
-                             "training.bleu_sentences": 0, "training.early_stopping_patience": 0,
-                             "data.max_source_length": 12, "name": "jsclient"})
+    cfg = tiny_text_config("jsclient", **{"data.limit": 200, "training.steps_per_epoch": 3,
+                                         "data.max_source_length": 12})
     train(cfg, run_dir, verbose=0)
     translator = load(run_dir)
     path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "jsclient", onnx=False)
@@ -79,6 +75,8 @@ def _normalization_cases(vocab_path: str, texts: list[str]) -> list[dict]:
     return out
 
 
+@pytest.mark.slow  # a tiny training and export (about 45 s) and a Node run; the Node graph checks of
+# tests/test_onnx_portable.py run by default
 def test_export_describes_its_tokenization(greedy_export):
     path, translator = greedy_export
     with open(os.path.join(path, "assets.extra", "tfs2s_export.json"), encoding="utf-8") as f:
@@ -95,6 +93,8 @@ def test_export_describes_its_tokenization(greedy_export):
                                       tokenizers.normalize(texts, rules=tok.rules).numpy())
 
 
+@pytest.mark.slow  # a tiny training and export (about 45 s) and a Node run; the Node graph checks of
+# tests/test_onnx_portable.py run by default
 def test_js_client_matches_python(greedy_export, tmp_path):
     node = _node()
     path, translator = greedy_export

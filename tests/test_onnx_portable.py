@@ -17,7 +17,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from tfs2s.core.config import DecodingConfig, load_config  # noqa: E402
+from tfs2s.core.config import DecodingConfig  # noqa: E402
 from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx  # noqa: E402
 from tfs2s.export.onnx.encoder import build_encoder, compose  # noqa: E402
 from tfs2s.export.onnx.graph import ONNX_OPSET, portable, save_model  # noqa: E402
@@ -100,17 +100,14 @@ def test_written_graphs_are_portable_and_run_in_node(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory, data_dir):
+def tiny_export(tmp_path_factory, tiny_text_config):
     """A tiny text model exported with the graphs of every path: written, converted, and the two joined."""
     import tensorflow as tf
 
     from tfs2s.tasks import export, load, train
 
     path = str(tmp_path_factory.mktemp("portable") / "run")
-    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 64, "data.batch_size": 16,
-                             "data.min_frequency": 1, "model.hidden": 16, "model.embedding_dim": 8,
-                             "model.attention_units": 8, "training.epochs": 1, "training.bleu_sentences": 0,
-                             "training.early_stopping_patience": 0, "name": "portable"})
+    cfg = tiny_text_config("portable", **{"data.limit": 64})
     train(cfg, path, verbose=0)
     translator = load(path)
     exported = export(translator, str(tmp_path_factory.mktemp("saved_models")), onnx=False, max_beam_width=4)

@@ -156,12 +156,10 @@ def test_rest_bodies_follow_tf_serving_rules(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def text_export(tmp_path_factory, data_dir):
+def text_export(tmp_path_factory, tiny_text_config):
     run = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 300, "data.batch_size": 16,
-                             "data.min_frequency": 1, "model.hidden": 16, "model.embedding_dim": 16,
-                             "model.attention_units": 16, "training.epochs": 1, "training.bleu_sentences": 10,
-                             "training.early_stopping_patience": 0, "name": "multi30k_small"})
+    cfg = tiny_text_config("multi30k_small", **{"data.limit": 300, "model.embedding_dim": 16,
+                                               "model.attention_units": 16, "training.bleu_sentences": 10})
     tasks.train(cfg, run, verbose=0)
     translator = tasks.load(run)
     root = str(tmp_path_factory.mktemp("saved_models"))
@@ -267,13 +265,12 @@ def test_readme_image_and_series_bodies_match_the_real_signatures(tmp_path_facto
 
 
 @pytest.mark.slow  # a WordPiece training and export (about a minute)
-def test_saved_model_cli_needs_tensorflow_text_for_a_wordpiece_export(tmp_path_factory, data_dir, tmp_path):
+def test_saved_model_cli_needs_tensorflow_text_for_a_wordpiece_export(tmp_path_factory, tiny_text_config, tmp_path):
     run = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = load_config(None, {"data.data_dir": data_dir, "data.limit": 300, "data.batch_size": 16,
-                             "data.tokenizer": "wordpiece", "data.source_vocab_size": 200,
-                             "data.target_vocab_size": 200, "model.hidden": 16, "model.embedding_dim": 16,
-                             "model.attention_units": 16, "training.epochs": 1, "training.bleu_sentences": 10,
-                             "training.early_stopping_patience": 0, "name": "wordpiece"})
+    cfg = tiny_text_config("wordpiece", **{"data.limit": 300, "data.tokenizer": "wordpiece",
+                                          "data.source_vocab_size": 200, "data.target_vocab_size": 200,
+                                          "model.embedding_dim": 16, "model.attention_units": 16,
+                                          "training.bleu_sentences": 10})
     tasks.train(cfg, run, verbose=0)
     translator = tasks.load(run)
     path = tasks.export(translator, str(tmp_path / "saved_models"), onnx=False)

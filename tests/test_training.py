@@ -68,6 +68,7 @@ def _optimizer_steps(run_dir):
         return int(f["optimizer/vars/0"][()])  # Keras optimizers keep `iterations` first
 
 
+@pytest.mark.slow  # about 25 s; tests/test_captioning.py extends a finished run by default
 def test_extend_a_finished_run(data_dir, tmp_path):
     from tfs2s.core.config import ConfigError
 
