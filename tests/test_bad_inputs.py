@@ -1,0 +1,126 @@
+"""Every runtime of an export answers the bad-input corpus (tests/data/bad_inputs.json): one string per input,
+no exception, no crash.
+
+The runtimes run in their own processes (``benchmarks/runtimes.py``, shared with ``benchmarks/bad_inputs.py``):
+the SavedModel's text signatures in a process that imports only TensorFlow, never tfs2s; Python onnxruntime
+through ``OnnxTranslator`` (no TensorFlow in that process) on the text graph and on the ids graphs fed the ids
+Python's tokenizer gives; the JS client in Node (``clients/js/test/bad_inputs.test.mjs``). A crash is caught as
+the worker's death in the case it was answering. Beyond "answered", cheap sanity checks (``runtimes.problems``):
+texts with no words give "", a batch of zero gives zero answers, and the mixed batch's first sentence gets the
+answer it gets alone.
+
+One tiny word export per module, with the greedy ids graph tfs2s writes itself (no tf2onnx) by default; the
+beam ids graph and the text graph are converted with tf2onnx only for the slow test.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import runtimes  # noqa: E402  (benchmarks/runtimes.py)
+
+CASES = runtimes.with_checks(runtimes.read_corpus())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_text_config):
+    """A tiny word export with the written greedy ids graph, and its translator (about 45 s)."""
+    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
+    from tfs2s.tasks import export, load, train
+
+    run_dir = str(tmp_path_factory.mktemp("run") / "run")
+    train(tiny_text_config("badinputs", **{"data.limit": 64, "training.steps_per_epoch": 3,
+                                           "data.max_source_length": 12}), run_dir, verbose=0)
+    translator = load(run_dir)
+    path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "badinputs", onnx=False,
+                  max_beam_width=5)
+    export_onnx(path, os.path.join(path, "onnx"), graphs={"translate_ids_greedy": ONNX_GRAPHS["translate_ids_greedy"]},
+                models=translator.models, decoding=translator.config.decoding)
+    return path, translator
+
+
+@pytest.fixture(scope="module")
+def converted(tiny):
+    """The same export with the beam ids graph and the text graph converted by tf2onnx (about 30 s on 2 cores)."""
+    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
+
+    path, translator = tiny
+    graphs = {k: ONNX_GRAPHS[k] for k in ("translate_ids", "translate_text")}
+    export_onnx(path, os.path.join(path, "onnx"), graphs=graphs, models=translator.models,
+                decoding=translator.config.decoding)
+    return path
+
+
+def _all_answered(report: dict) -> None:
+    for runtime, cases in report.items():
+        assert set(cases) == {c["name"] for c in CASES}, runtime
+        assert runtimes.problems(cases) == [], runtime
+
+
+def test_corpus_items_as_bytes_and_text():
+    by_name = {c["name"]: c["batch"] for c in CASES}
+    invalid = by_name["invalid_utf8"][0]
+    assert isinstance(invalid, dict)
+    with pytest.raises(UnicodeDecodeError):
+        runtimes.as_bytes(invalid).decode("utf-8")
+    assert "\ufffd" in runtimes.as_text(invalid) and runtimes.as_text("Ein Hund") == "Ein Hund"
+    assert by_name["batch_of_zero"] == [] and by_name[runtimes.ALONE] == by_name["mixed_batch"][:1]
+
+
+def test_a_crash_is_marked_in_its_case_and_the_rest_still_run(tmp_path):
+    """A worker that dies (the echo worker exits in case "die") marks that case; a fresh worker goes on."""
+    jobs = [{"runtime": "echo", "case": name, "batch": ["a", "b"]} for name in ("before", "die", "after")]
+    results = runtimes.run_worker("echo", str(tmp_path), jobs, str(tmp_path))
+    assert results["echo", "before"]["answers"] == ["a", "b"] == results["echo", "after"]["answers"]
+    assert results["echo", "die"]["answered"] == 0 and "process died (exit 7)" in results["echo", "die"]["error"]
+    assert runtimes.problems({"die": results["echo", "die"]})  # counted as unanswered
+
+
+def test_problems_sees_wrong_answers():
+    good = {"answered": 1, "of": 1, "error": None, "answers": [""]}
+    assert runtimes.problems({"empty": good, "batch_of_zero": {**good, "of": 0, "answered": 0, "answers": []}}) == []
+    found = runtimes.problems({"empty": {**good, "answers": ["a"]},
+                               "mixed_batch": {**good, "answers": ["x"]}, runtimes.ALONE: {**good, "answers": ["y"]}})
+    assert len(found) == 2 and found[0].startswith("empty") and found[1].startswith("mixed_batch")
+
+
+def test_savedmodel_in_a_tensorflow_only_process(tiny, tmp_path):
+    path, _ = tiny
+    report = runtimes.run_runtimes(path, CASES, ["savedmodel serving_default", "savedmodel translate_greedy"],
+                                   str(tmp_path))
+    _all_answered(report)
+
+
+def test_python_onnxruntime_ids_graph_and_node(tiny, tmp_path):
+    """The greedy ids graph in Python onnxruntime (no TensorFlow in its process) and in Node's JS client."""
+    path, _ = tiny
+    names = ["onnx ids greedy"] + ([] if runtimes.node_missing() else ["node greedy"])
+    report = runtimes.run_runtimes(path, CASES, names, str(tmp_path))
+    _all_answered(report)
+    assert not any(o["tensorflow_imported"] for o in report["onnx ids greedy"].values())
+    if runtimes.node_missing():
+        pytest.skip(f"Node runtime not run: {runtimes.node_missing()}")
+
+
+@pytest.mark.slow  # two tf2onnx conversions (about 30 s on 2 cores) and three runtimes (about 15 s); the
+# default tests above run the same corpus through the SavedModel, the greedy ids graph in Python and in Node
+def test_text_graph_and_beam_graphs(converted, tmp_path):
+    names = ["onnx text", "onnx ids beam"] + ([] if runtimes.node_missing() else ["node beam"])
+    report = runtimes.run_runtimes(converted, CASES, names, str(tmp_path))
+    _all_answered(report)
+
+
+def test_browser_report_becomes_a_column(tmp_path):
+    browser = {"runtime": "browser (onnxruntime-web)",
+               "cases": {"empty": {"answered": 1, "of": 1, "error": None}}}
+    path = tmp_path / "browser.json"
+    path.write_text(json.dumps(browser), encoding="utf-8")
+    report = runtimes.add_browser_report({"node greedy": {}}, str(path))
+    assert list(report) == ["node greedy", "browser (onnxruntime-web)"]
+    assert report["browser (onnxruntime-web)"]["empty"] == {"answered": 1, "of": 1, "error": None, "answers": None}
+    assert "| empty | not run | 1/1 |" in runtimes.table(report, ["empty"])
