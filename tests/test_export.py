@@ -172,7 +172,8 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
         out = {{}}
         for strategy in ("greedy", "beam"):
             r = t.translate_ids(ids, strategy)
-            out[strategy] = {{"tokens": r["tokens"].tolist(), "scores": r["scores"].tolist()}}
+            out[strategy] = {{"tokens": r["tokens"].tolist(), "scores": r["scores"].tolist(),
+                              "alignment": r["alignment"].tolist()}}
         host = t.greedy_host_loop(ids, max_length=t.max_length(ids))
         out["host"] = {{"tokens": host["tokens"].tolist(), "scores": host["scores"].tolist()}}
         out["text"] = t.translate({sources!r})
@@ -194,6 +195,8 @@ def test_onnx_parity_without_tensorflow(exported, translator, tmp_path):
     for strategy in ("greedy", "beam"):
         np.testing.assert_array_equal(got[strategy]["tokens"], expected[strategy]["tokens"].numpy())
         np.testing.assert_allclose(got[strategy]["scores"], expected[strategy]["scores"].numpy(), atol=1e-4)
+        # The ids graphs' attention weights (clients replace <unk> and plot alignments with them).
+        np.testing.assert_allclose(got[strategy]["alignment"], expected[strategy]["alignment"].numpy(), atol=1e-4)
     tf_greedy = expected["greedy"]["tokens"].numpy()[:, 0]
     host = np.array(got["host"]["tokens"])
     np.testing.assert_array_equal(host, tf_greedy[:, : host.shape[1]])

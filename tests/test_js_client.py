@@ -1,10 +1,11 @@
 """The JavaScript client (clients/js/src/index.mjs) tokenizes and translates exactly as tfs2s does in Python.
 
-A tiny word model is trained for a few steps and exported with the greedy ids graph tfs2s writes itself (no
-tf2onnx). The export's metadata describes its tokenization (``host_tokenization``, built from the steps the
-in-graph tokenizer runs); the JS client implements it in JavaScript regexes. ``node --test`` must give TF's words
-and joined text on Multi30k test lines and odd inputs (rules 1 and 2, cased and lowercased), TF's source ids, and
-``Translator.translate``'s greedy text (without ``<unk>`` replacement: the ids graphs have no alignment output).
+A tiny word model is trained for a few steps and exported with the greedy ids graph tfs2s writes itself and the
+beam graph tf2onnx converts. The export's metadata describes its tokenization (``host_tokenization``, built from
+the steps the in-graph tokenizer runs); the JS client implements it in JavaScript regexes. ``node --test`` must
+give TF's words and joined text on Multi30k test lines and odd inputs (rules 1 and 2, cased and lowercased), TF's
+source ids, and ``Translator.translate_batch``'s greedy and beam text, n-best lists and scores, with ``<unk>``
+replaced by the attended source word as Python does by default (the ids graphs return the alignment).
 """
 
 import gzip
@@ -18,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tfs2s.core import tokenizers
+from tfs2s.core.models.output_bias import output_layer
 from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 from tfs2s.export.tokenization import FORMAT, describe_side
 from tfs2s.tasks import export, load, train
@@ -50,13 +52,29 @@ def _multi30k_lines(n: int) -> list[str]:
 def greedy_export(tmp_path_factory, tiny_text_config):
     run_dir = str(tmp_path_factory.mktemp("run") / "run")
     cfg = tiny_text_config("jsclient", **{"data.limit": 200, "training.steps_per_epoch": 3,
-                                         "data.max_source_length": 12})
+                                         "data.max_source_length": 12, "decoding.beam_width": 3,
+                                         "decoding.n_best": 2})
     train(cfg, run_dir, verbose=0)
     translator = load(run_dir)
+    _vary(translator)
     path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "jsclient", onnx=False)
-    export_onnx(path, os.path.join(path, "onnx"), graphs={"translate_ids_greedy": ONNX_GRAPHS["translate_ids_greedy"]},
+    export_onnx(path, os.path.join(path, "onnx"), graphs={k: ONNX_GRAPHS[k] for k in ("translate_ids_greedy",
+                                                                                    "translate_ids")},
                 models=translator.models, decoding=translator.config.decoding)
     return path, translator
+
+
+def _vary(translator) -> None:
+    """Makes a 3-step model's outputs worth comparing: random weights (varied words, not "a a a ...") and an
+    output bias that favours ``<unk>`` (5 of the 60 test outputs hold one), so ``<unk>`` replacement is exercised."""
+    rng = np.random.default_rng(0)
+    models = translator.models
+    models.training.set_weights([w + rng.normal(0, 0.8, w.shape).astype(np.float32)
+                                 for w in models.training.get_weights()])
+    layer = output_layer(models.decoder_step)
+    bias = np.zeros(layer.bias.shape, np.float32)
+    bias[tokenizers.F.UNK_ID] = 3.0
+    layer.bias.assign(bias)
 
 
 def _normalization_cases(vocab_path: str, texts: list[str]) -> list[dict]:
@@ -93,23 +111,35 @@ def test_export_describes_its_tokenization(greedy_export):
                                       tokenizers.normalize(texts, rules=tok.rules).numpy())
 
 
-@pytest.mark.slow  # a tiny training and export (about 45 s) and a Node run; the Node graph checks of
-# tests/test_onnx_portable.py run by default
+def _python_results(translator, sentences: list[str], strategy: str) -> list[dict]:
+    """Python's text (``<unk>`` replaced, the default), n-best texts and scores of ``sentences``, one batch."""
+    out = translator.translate_batch(sentences, strategy)
+    return [{"text": str(texts[0]), "nbest": [str(t) for t in texts], "scores": scores.tolist()}
+            for texts, scores in zip(out["text"], out["scores"])]
+
+
+@pytest.mark.slow  # a tiny training and export with a converted beam graph (about 70 s) and a Node run; the Node
+# graph checks of tests/test_onnx_portable.py run by default
 def test_js_client_matches_python(greedy_export, tmp_path):
     node = _node()
     path, translator = greedy_export
     sentences = _multi30k_lines(60) + ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", ""]
     ids = translator.encode(tf.constant(sentences)).numpy()
-    greedy = translator.translate(sentences, strategy="greedy", replace_unknown=False)
-    assert any(greedy), "the tiny model translates everything to nothing: the comparison would be empty"
+    greedy = _python_results(translator, sentences, "greedy")
+    beam = _python_results(translator, sentences, "beam")
+    raw = translator.translate(sentences, strategy="greedy", replace_unknown=False)
+    assert any(r["text"] for r in greedy), "the tiny model translates everything to nothing: nothing to compare"
+    # The comparison covers <unk> replacement only if some output held an <unk> that was replaced.
+    assert translator.replaces_unknown and any(r != g["text"] for r, g in zip(raw, greedy)), "no <unk> replaced"
     vocab = os.path.join(path, "assets", json.load(open(os.path.join(path, "assets.extra", "tfs2s_export.json"),
                                                         encoding="utf-8"))["host_tokenization"]["source"]["vocab"])
     cases = {"export_dir": path, "normalization": _normalization_cases(vocab, _multi30k_lines(1000) + ODD),
-             "sentences": sentences, "encoder_token_ids": ids.tolist(), "greedy": greedy, "bad_inputs": ODD}
+             "sentences": sentences, "encoder_token_ids": ids.tolist(), "greedy": greedy, "beam": beam,
+             "n_best": translator.config.decoding.n_best, "bad_inputs": ODD}
     cases_path = str(tmp_path / "js_client_cases.json")
     with open(cases_path, "w", encoding="utf-8") as f:
         json.dump(cases, f, ensure_ascii=False)
     proc = subprocess.run([node, "--test", "test/client.test.mjs"], cwd=JS_CLIENT, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, TFS2S_JS_CLIENT_CASES=cases_path))
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "# pass 4" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout[-2000:]
+    assert "# pass 5" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout[-2000:]

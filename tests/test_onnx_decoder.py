@@ -23,16 +23,19 @@ def _models(**kwargs):
 
 
 def _expected(m, ids, dc):
-    state = m.initial_state(tf.constant(ids), alignment=False)
+    state = m.initial_state(tf.constant(ids), alignment=m.has_attention)
     limits = decoding.length_limits(np.sum(ids != 0, axis=1), dc.max_length_ratio, dc.max_length_offset)
     out = decoding.greedy_search(m.step, state, limits, dc.min_length)
-    return {"tokens": out["tokens"].numpy(), "length": out["lengths"].numpy(), "scores": out["scores"].numpy()}
+    expected = {"tokens": out["tokens"].numpy(), "length": out["lengths"].numpy(), "scores": out["scores"].numpy()}
+    if m.has_attention:
+        expected["alignment"] = out["alignment"].numpy()
+    return expected
 
 
 def _run(model, ids):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip(["tokens", "length", "scores"], session.run(["tokens", "length", "scores"],
-                                                                {"encoder_token_ids": ids})))
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {"encoder_token_ids": ids})))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
@@ -45,6 +48,12 @@ def test_onnx_greedy_matches_tensorflow(case):
     np.testing.assert_array_equal(got["tokens"], expected["tokens"])
     np.testing.assert_array_equal(got["length"], expected["length"])
     np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+    # Attention models return each step's attention weights (zero once a row is done), as greedy_search does.
+    assert ("alignment" in got) == ("alignment" in expected)
+    if "alignment" in expected:
+        assert got["alignment"].shape == expected["alignment"].shape
+        np.testing.assert_allclose(got["alignment"], expected["alignment"], atol=1e-5)
+        assert expected["alignment"][0, 0, 0].sum() == pytest.approx(1.0, abs=1e-5)
     lengths = expected["length"][:, 0]
     assert len(set(lengths.tolist())) > 1 and (lengths >= 2).all()  # varied outputs; min_length holds
 

@@ -8,17 +8,18 @@
 //   import { loadTranslator } from '@tfs2s/client';
 //   const translator = await loadTranslator({ ort, readFile: (p) => fs.promises.readFile(path.join(dir, p)) });
 //   const [best] = await translator.translate(['Ein Mann fährt Fahrrad.'], { strategy: 'greedy' });
-//   best.text; best.nbest; // [{ text, score, ids }]
+//   best.text; best.nbest; // [{ text, score, ids, tokens, alignment }]; best.sourceTokens
 //
 // The tokenization comes from the export's metadata (assets.extra/tfs2s_export.json, "host_tokenization", written
 // by tfs2s.export.tokenization from the steps the in-graph tokenizer runs): RE2 regex steps, translated here to
 // JavaScript regular expressions (translatePattern). Only the word tokenizer is described; WordPiece and
 // SentencePiece exports are refused with a clear error.
 //
-// Unknown words: the ids graphs return <unk> ids. The SavedModel's and the ONNX text graph's text outputs replace
-// each <unk> by the source word it attends to most (decoding.replace_unknown); the ids graphs have no alignment
-// output, so this client leaves "<unk>" in its text (for models where the export replaces, the Python text can
-// then differ on sentences with unknown words; ids and scores are the same).
+// Unknown words: the ids graphs return <unk> ids and, for attention models, the alignment (each output token's
+// attention weights over the encoder positions). Where the export's text outputs replace each <unk> by the source
+// word it attends to most (metadata "replace_unknown", from decoding.replace_unknown), this client does the same
+// from that alignment (as tfs2s.core.decoding.unk.replace_unknown_tokens), so its text equals Python's. Exports
+// written before the ids graphs returned the alignment keep "<unk>" in the text (ids and scores are the same).
 
 const METADATA = 'assets.extra/tfs2s_export.json';
 const GRAPHS = { greedy: 'onnx/translate_ids_greedy.onnx', beam: 'onnx/translate_ids_beam.onnx' };
@@ -187,14 +188,22 @@ export class WordTokenizer {
     });
   }
 
-  /** Output ids -> text: cut at the first </s>, <pad>/<s> dropped, joined, detokenization steps. */
-  detokenize(ids) {
+  /** The token string of an output id (out-of-range ids -> <unk>). */
+  token(id) {
+    return this.tokens[Number(id)] ?? this.tokens[this.special.unk];
+  }
+
+  /**
+   * Output ids -> text: cut at the first </s>, <pad>/<s> dropped, joined, detokenization steps. `replacements`
+   * (position in `ids` -> word) replaces the tokens at those positions first (<unk> replacement).
+   */
+  detokenize(ids, replacements = new Map()) {
     const kept = [];
-    for (const raw of ids) {
-      const id = Number(raw);
+    for (let t = 0; t < ids.length; t++) {
+      const id = Number(ids[t]);
       if (id === this.special.eos) break;
       if (id === this.special.pad || id === this.special.bos) continue;
-      kept.push(this.tokens[id] ?? this.tokens[this.special.unk]);
+      kept.push(replacements.get(t) ?? this.token(id));
     }
     return this.join(kept);
   }
@@ -214,6 +223,14 @@ export class Translator {
     this.target = target;
     this.readFile = readFile;
     this.sessions = {};
+    // Whether the export's text outputs replace <unk> by the attended source word (metadata "replace_unknown").
+    this.replaceUnknown = Boolean(description.replace_unknown);
+  }
+
+  /** The source words each text's encoder row reads (truncated, before any reversal), as `encode` uses them. */
+  sourceWords(texts) {
+    const limit = Math.max(0, this.description.max_source_length - 1);
+    return texts.map((text) => this.source.words(text).slice(0, limit));
   }
 
   /** Padded `[B, S]` source ids as the graph wants them (truncate, reverse, </s>, pad; at least one column). */
@@ -238,7 +255,10 @@ export class Translator {
     return this.sessions[strategy];
   }
 
-  /** Raw graph outputs for padded ids: `{tokens [B,N,L], length [B,N], scores [B,N]}` as ort tensors. */
+  /**
+   * Raw graph outputs for padded ids: `{tokens [B,N,L], length [B,N], scores [B,N]}` (and `alignment [B,N,L,S]`
+   * for attention models) as ort tensors.
+   */
   async translateIds(ids, { strategy = 'greedy' } = {}) {
     const session = await this.session(strategy);
     const flat = Int32Array.from(ids.flat());
@@ -247,29 +267,69 @@ export class Translator {
   }
 
   /**
-   * Translates `texts`. Returns one `{text, score, nbest: [{text, score, ids}]}` per text, best first
-   * (greedy: one candidate). A text with no words translates to "" with score 0, as in the SavedModel.
+   * Translates `texts`. Returns one `{text, score, nbest, sourceTokens}` per text, best first (greedy: one
+   * candidate). Each n-best entry is `{text, score, ids, tokens}`, plus `alignment` (one row of attention weights
+   * over `sourceTokens` per output token) when the graph returns it. `sourceTokens` are the source words in the
+   * order the encoder read them (reversed when the model reverses its source), then "</s>". A text with no words
+   * translates to "" with score 0, as in the SavedModel.
    */
   async translate(texts, { strategy = 'greedy' } = {}) {
     if (!texts.length) return [];
     const ids = this.encode(texts);
+    const words = this.sourceWords(texts);
     const out = await this.translateIds(ids, { strategy });
     const [batch, n, steps] = out.tokens.dims.map(Number);
     const tokens = Array.from(out.tokens.data, Number);
     const lengths = Array.from(out.length.data, Number);
     const scores = Array.from(out.scores.data, Number);
-    const eos = this.description.special_ids.eos;
+    const alignment = out.alignment ? { data: out.alignment.data, dims: out.alignment.dims.map(Number) } : null;
+    const { eos, pad } = this.description.special_ids;
+    const reverse = this.description.reverse_source;
     return texts.map((_, b) => {
-      const empty = ids[b].filter((id) => id !== this.description.special_ids.pad).length <= 1; // only </s>
+      const read = reverse ? [...words[b]].reverse() : words[b];
+      const empty = ids[b].filter((id) => id !== pad).length <= 1; // only </s>
       const nbest = [];
       for (let k = 0; k < n; k++) {
         const row = tokens.slice((b * n + k) * steps, (b * n + k + 1) * steps).slice(0, lengths[b * n + k]);
         const cut = row.indexOf(eos);
         const hyp = cut < 0 ? row : row.slice(0, cut);
-        nbest.push({ text: empty ? '' : this.target.detokenize(hyp), score: scores[b * n + k], ids: hyp });
+        const weights = alignment ? this.alignmentRows(alignment, b, k, hyp.length, read.length + 1) : null;
+        const replacements = weights && this.replaceUnknown ? this.unknownReplacements(hyp, weights, read) : new Map();
+        const candidate = { text: empty ? '' : this.target.detokenize(hyp, replacements), score: scores[b * n + k], ids: hyp,
+          tokens: hyp.map((id, t) => replacements.get(t) ?? this.target.token(id)) };
+        if (weights) candidate.alignment = weights;
+        nbest.push(candidate);
       }
-      return { text: nbest[0].text, score: nbest[0].score, nbest };
+      return { text: nbest[0].text, score: nbest[0].score, nbest, sourceTokens: [...read, '</s>'] };
     });
+  }
+
+  /** Rows `[0, length)` of candidate (b, k) of an `alignment [B, N, L, S]`, each cut to its first `width` columns. */
+  alignmentRows({ data, dims }, b, k, length, width) {
+    const [, n, steps, positions] = dims;
+    const base = (b * n + k) * steps * positions;
+    const rows = [];
+    for (let t = 0; t < Math.min(length, steps); t++) {
+      rows.push(Array.from(data.subarray(base + t * positions, base + t * positions + Math.min(width, positions))));
+    }
+    return rows;
+  }
+
+  /**
+   * Position -> source word for each <unk> of `hyp`: the word of the position it attends to most, among the
+   * positions of words (never </s> or padding), as tfs2s.core.decoding.unk.replace_unknown_tokens. `read` are the
+   * words in the encoder's order. Rows of a source without words keep their <unk>.
+   */
+  unknownReplacements(hyp, weights, read) {
+    const replacements = new Map();
+    if (!read.length) return replacements;
+    hyp.forEach((id, t) => {
+      if (id !== this.description.special_ids.unk || !weights[t]) return;
+      let best = 0;
+      for (let p = 1; p < read.length; p++) if (weights[t][p] > weights[t][best]) best = p; // first maximum wins
+      replacements.set(t, read[best]);
+    });
+    return replacements;
   }
 
   async release() {
@@ -296,5 +356,6 @@ export async function loadTranslator({ ort, readFile }) {
     if (!record.supported) return new WordTokenizer(record, '', description.special_ids); // throws with the note
     return new WordTokenizer(record, decodeText(await readFile(`assets/${record.vocab}`)), description.special_ids);
   };
-  return new Translator(ort, description, await side(description.source), await side(description.target), readFile);
+  const options = { ...description, replace_unknown: Boolean(metadata.replace_unknown) };
+  return new Translator(ort, options, await side(description.source), await side(description.target), readFile);
 }

@@ -6,10 +6,10 @@
 //    "normalization": [{"side": SIDE, "texts": [...], "words": [[...]], "joined": [...]}],  // TF's words and
 //                                                                    // join_tokens of them, per tokenizer setting
 //    "encoder_token_ids": [[...]],    // Translator.encode of "sentences" (TF)
-//    "sentences": [...], "greedy": [...],  // Translator.translate(strategy="greedy", replace_unknown=False)
-//    "bad_inputs": [...]}
-// the client's words, joined text, source ids and greedy translations must equal Python's exactly, and every
-// bad input must get a string answer.
+//    "sentences": [...], "greedy": [R], "beam": [R], "n_best": N,  // R = {"text", "nbest": [...], "scores": [...]}
+//    "bad_inputs": [...]}                          //   of Translator.translate_batch (<unk> replaced by default)
+// the client's words, joined text, source ids, greedy and beam translations (n-best texts, scores) must equal
+// Python's, and every bad input must get a string answer.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -50,10 +50,36 @@ if (casesPath) {
   test('source ids and greedy translations equal Python\'s', async () => {
     const translator = await loadTranslator({ ort, readFile });
     assert.deepEqual(translator.encode(cases.sentences), cases.encoder_token_ids);
+    assert.ok(translator.replaceUnknown, 'the export replaces <unk>: the client must too');
     const results = await translator.translate(cases.sentences, { strategy: 'greedy' });
     assert.equal(results.length, cases.sentences.length);
-    results.forEach((r, i) => assert.equal(r.text, cases.greedy[i], `sentence ${i}: ${cases.sentences[i]}`));
-    assert.ok(results.every((r) => r.nbest.length === 1 && Number.isFinite(r.score)));
+    results.forEach((r, i) => {
+      assert.equal(r.text, cases.greedy[i].text, `sentence ${i}: ${cases.sentences[i]}`);
+      assert.ok(Math.abs(r.score - cases.greedy[i].scores[0]) < 1e-3, `score ${i}: ${r.score}`);
+      assert.equal(r.nbest.length, 1);
+      const [best] = r.nbest;
+      // One row of attention weights per output token, over the source words and </s>; each row sums to 1.
+      assert.equal(best.alignment.length, best.ids.length);
+      assert.equal(best.tokens.length, best.ids.length);
+      best.alignment.forEach((row) => {
+        assert.equal(row.length, r.sourceTokens.length);
+        assert.ok(Math.abs(row.reduce((a, x) => a + x, 0) - 1) < 1e-4, `alignment row of ${i} sums to 1`);
+      });
+    });
+    await translator.release();
+  });
+
+  test('beam search: n-best texts and scores equal Python\'s', async () => {
+    const translator = await loadTranslator({ ort, readFile });
+    const results = await translator.translate(cases.sentences, { strategy: 'beam' });
+    results.forEach((r, i) => {
+      const expected = cases.beam[i];
+      assert.equal(r.text, expected.text, `sentence ${i}: ${cases.sentences[i]}`);
+      assert.deepEqual(r.nbest.map((c) => c.text), expected.nbest, `n-best of ${i}`);
+      assert.equal(r.nbest.length, cases.n_best);
+      r.nbest.forEach((c, k) => assert.ok(Math.abs(c.score - expected.scores[k]) < 1e-3, `score ${i}/${k}`));
+      assert.ok(r.nbest.every((c) => c.alignment.length === c.ids.length));
+    });
     await translator.release();
   });
 

@@ -9,7 +9,8 @@ step: the GRU/LSTM cells as ONNX ``GRU`` / ``LSTM`` nodes of one time step, the 
 
 The graph takes the encoder's outputs (``memory``, ``mask``, ``keys`` or ``context``, ``state_*``), as the
 ``decode_encoded_greedy`` signature does, and returns ``tokens [B, 1, L]``, ``length [B, 1]``, ``scores [B, 1]``
-with that signature's semantics (per-input length limits ``ceil(ratio * source length) + offset``,
+(and, with attention, ``alignment [B, 1, L, S]``: each step's attention weights, zero once a row is done) with that
+signature's semantics (per-input length limits ``ceil(ratio * source length) + offset``,
 ``min_length``); joined to ``tfs2s.export.onnx.encoder``'s encoder it is ``translate_ids_greedy.onnx``. Parity with
 TensorFlow's greedy search is checked by the tests for each supported configuration.
 """
@@ -30,8 +31,14 @@ from tfs2s.core.models import (ATTENTION, ATTENTIONAL_HIDDEN, CONTEXT, DECODER_R
 from tfs2s.export.onnx.graph import GraphBuilder, make_model, weight_array
 
 PREFIX = "tfs2s_greedy/"
-OUTPUTS = ["tokens", "length", "scores"]
+OUTPUTS = ["tokens", "length", "scores", "alignment"]
 LOOP_STATE = ["ids", "finished", "lengths", "log_probs", "tokens"]  # carried by the Loop, before the RNN states
+ALIGNMENT_STATE = "alignment"  # carried after LOOP_STATE by attention models: clients replace <unk>, plot heatmaps
+
+
+def loop_state(models) -> list[str]:
+    """The Loop's carried values before the RNN states: ``LOOP_STATE``, then the alignment with attention."""
+    return LOOP_STATE + ([ALIGNMENT_STATE] if models.has_attention else [])
 
 
 class UnsupportedDecoder(ValueError):
@@ -72,11 +79,14 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
     g = GraphBuilder(PREFIX, public=inputs + OUTPUTS, unsupported=UnsupportedDecoder)
     outer = _before_loop(g, models, decoding)
     body = _loop_body(models, decoding, projection, outer)
-    loop_state = LOOP_STATE + state_names
-    final = g.node("Loop", [outer["trips"], outer["go"], *(outer[f"{k}0"] for k in LOOP_STATE), *state_names],
-                   [f"final_{k}" for k in loop_state], body=body)
-    for value, name, axis in ((final[4], "tokens", "t"), (final[2], "length", "l"), (final[3], "scores", "s")):
-        g.node("Unsqueeze", [value, g.const(f"axis1_out_{axis}", i64([1]))], [name])
+    carried = loop_state(models)
+    final = g.node("Loop", [outer["trips"], outer["go"], *(outer[f"{k}0"] for k in carried), *state_names],
+                   [f"final_{k}" for k in carried + state_names], body=body)
+    final = dict(zip(carried, final))
+    outputs = [("tokens", "tokens"), ("lengths", "length"), ("log_probs", "scores")]
+    outputs += [(ALIGNMENT_STATE, "alignment")] if models.has_attention else []
+    for value, name in outputs:
+        g.node("Unsqueeze", [final[value], g.const(f"axis1_out_{name}", i64([1]))], [name])
     return _decoder_model(g, models, inputs)
 
 
@@ -131,6 +141,9 @@ def _before_loop(g: GraphBuilder, models, decoding) -> dict:
     outer["mask_bias"] = n("Mul", [n("Sub", [c("one_f", f32(1.0)), outer["keep"]]),
                                    c("neg", f32(MASKED_SCORE))])  # as masked_softmax
     outer["keys_t"] = n("Transpose", [KEYS], perm=[0, 2, 1]) if models.config.attention == "luong" else None
+    if models.has_attention:  # [B, L, S] zeros: each step writes its attention weights at its position
+        source = n("Slice", [n("Shape", [MASK]), c("one_1b", i64([1])), c("two_1", i64([2]))])
+        outer[f"{ALIGNMENT_STATE}0"] = filled(0.0, TensorProto.FLOAT, n("Concat", [width, source], axis=0))
     return outer
 
 
@@ -140,7 +153,7 @@ def _loop_body(models, decoding, projection, outer: dict):
 
     step = models.decoder_step
     b = GraphBuilder(PREFIX + "body/", unsupported=UnsupportedDecoder)  # the Loop body: its nodes and weights
-    names = ["iter", "cond"] + LOOP_STATE + list(models.state_names)
+    names = ["iter", "cond"] + loop_state(models) + list(models.state_names)
     body_in = {name: PREFIX + "body/in_" + name for name in names}
     t = b.node("Cast", [body_in["iter"]], to=TensorProto.INT32)
     x = b.node("Gather", [b.const("target_embedding", weight_array(target_embedding_layer(step).embeddings)),
@@ -148,11 +161,11 @@ def _loop_body(models, decoding, projection, outer: dict):
     if not models.has_attention:
         x = b.node("Concat", [x, CONTEXT], axis=1)
     x, new_states = _body_recurrent(b, models, x, body_in)
-    context = _body_attention(b, models, x, outer) if models.has_attention else CONTEXT
+    context, weights = _body_attention(b, models, x, outer) if models.has_attention else (CONTEXT, None)
     hidden = b.dense(b.node("Concat", [x, context], axis=1), step.get_layer(ATTENTIONAL_HIDDEN), ATTENTIONAL_HIDDEN)
     logits = _body_logits(b, projection, hidden, t, int(decoding.min_length))
-    go_on, loop_state = _body_choice(b, logits, t, body_in, outer)
-    return _body_graph(b, body_in, names, [go_on, *loop_state, *new_states])
+    go_on, carried = _body_choice(b, logits, t, body_in, outer, weights)
+    return _body_graph(b, body_in, names, [go_on, *carried, *new_states])
 
 
 def _body_recurrent(b: GraphBuilder, models, x: str, body_in: dict) -> tuple[str, list]:
@@ -185,8 +198,9 @@ def _body_recurrent(b: GraphBuilder, models, x: str, body_in: dict) -> tuple[str
     return x, new_states
 
 
-def _body_attention(b: GraphBuilder, models, x: str, outer: dict) -> str:
-    """The attention's context ``[N, D]`` for the query ``x`` (Bahdanau or Luong scores, masked softmax)."""
+def _body_attention(b: GraphBuilder, models, x: str, outer: dict) -> tuple[str, str]:
+    """The attention's context ``[N, D]`` and weights ``[N, S]`` for the query ``x`` (Bahdanau or Luong scores,
+    masked softmax)."""
     bc, bn = b.const, b.node
     layer = models.decoder_step.get_layer(ATTENTION)
     if models.config.attention == "bahdanau":
@@ -202,8 +216,9 @@ def _body_attention(b: GraphBuilder, models, x: str, outer: dict) -> str:
     weights = bn("Mul", [bn("Softmax", [bn("Add", [scores, outer["mask_bias"]])], axis=-1), outer["keep"]])
     weights = bn("Div", [weights, bn("Max", [bn("ReduceSum", [weights, bc("axis_m1", i64([-1]))], keepdims=1),
                                              bc("tiny", f32(1e-9))])])
-    return bn("Squeeze", [bn("MatMul", [bn("Unsqueeze", [weights, bc("axis1_w", i64([1]))]), MEMORY]),
-                          bc("axis1_c", i64([1]))])
+    context = bn("Squeeze", [bn("MatMul", [bn("Unsqueeze", [weights, bc("axis1_w", i64([1]))]), MEMORY]),
+                             bc("axis1_c", i64([1]))])
+    return context, weights
 
 
 def _body_logits(b: GraphBuilder, projection, hidden: str, t: str, min_length: int) -> str:
@@ -223,11 +238,13 @@ def _body_logits(b: GraphBuilder, projection, hidden: str, t: str, min_length: i
     return logits
 
 
-def _body_choice(b: GraphBuilder, logits: str, t: str, body_in: dict, outer: dict) -> tuple[str, list]:
-    """The greedy bookkeeping of one step: the chosen ids, finished rows, lengths, scores and tokens so far.
+def _body_choice(b: GraphBuilder, logits: str, t: str, body_in: dict, outer: dict,
+                 weights: str | None) -> tuple[str, list]:
+    """The greedy bookkeeping of one step: the chosen ids, finished rows, lengths, scores and tokens so far (and
+    the attention ``weights`` of active rows written into the alignment, as ``decoding.greedy_search`` does).
 
     Returns:
-        The loop condition and the new loop state (``LOOP_STATE``'s order).
+        The loop condition and the new loop state (``loop_state``'s order).
     """
     from onnx import TensorProto  # the onnx extra is optional: needed only when a graph is written
 
@@ -249,7 +266,12 @@ def _body_choice(b: GraphBuilder, logits: str, t: str, body_in: dict, outer: dic
     done = bn("Or", [finished, bn("GreaterOrEqual", [bn("Add", [t, bc("one", i32(1))]), limits])])
     go_on = bn("Not", [bn("Cast", [bn("ReduceMin", [bn("Cast", [done], to=TensorProto.INT32)], keepdims=0)],
                               to=TensorProto.BOOL)])
-    return go_on, [ids, finished, lengths_out, log_probs_out, tokens]
+    carried = [ids, finished, lengths_out, log_probs_out, tokens]
+    if weights is not None:
+        step = bn("Mul", [weights, bn("Unsqueeze", [bn("Cast", [active], to=TensorProto.FLOAT), bc("axis1_a", i64([1]))])])
+        at = bn("Unsqueeze", [here, bc("axis2_p", i64([2]))])  # [1, L, 1]
+        carried.append(bn("Where", [at, bn("Unsqueeze", [step, bc("axis1_step", i64([1]))]), body_in[ALIGNMENT_STATE]]))
+    return go_on, carried
 
 
 def _info(name: str, dtype, rank: int):
@@ -264,8 +286,8 @@ def _body_graph(b: GraphBuilder, body_in: dict, names: list[str], body_outputs: 
     from onnx import TensorProto, helper  # the onnx extra is optional: needed only when a graph is written
 
     kinds = dict(ids=(TensorProto.INT32, 1), finished=(TensorProto.BOOL, 1), lengths=(TensorProto.INT32, 1),
-                 log_probs=(TensorProto.FLOAT, 1), tokens=(TensorProto.INT32, 2),
-                 **{s: (TensorProto.FLOAT, 2) for s in names[2 + len(LOOP_STATE):]})
+                 log_probs=(TensorProto.FLOAT, 1), tokens=(TensorProto.INT32, 2), alignment=(TensorProto.FLOAT, 3),
+                 **{s: (TensorProto.FLOAT, 2) for s in names[2:] if s not in LOOP_STATE + [ALIGNMENT_STATE]})
     return helper.make_graph(
         b.nodes, "greedy_step",
         [helper.make_tensor_value_info(body_in["iter"], TensorProto.INT64, []),
@@ -277,7 +299,8 @@ def _body_graph(b: GraphBuilder, body_in: dict, names: list[str], body_outputs: 
 
 
 def _decoder_model(g: GraphBuilder, models, inputs: list[str]) -> "onnx.ModelProto":  # noqa: F821
-    """The model of ``g``'s nodes: the encoder's outputs ``inputs`` in, ``tokens``, ``length``, ``scores`` out."""
+    """The model of ``g``'s nodes: the encoder's outputs ``inputs`` in, ``tokens``, ``length``, ``scores`` (and
+    ``alignment``) out."""
     from onnx import TensorProto, helper  # the onnx extra is optional: needed only when a graph is written
 
     encoder_outputs = models.encoder.output
@@ -285,5 +308,7 @@ def _decoder_model(g: GraphBuilder, models, inputs: list[str]) -> "onnx.ModelPro
                                                   [None] * len(encoder_outputs[name].shape)) for name in inputs]
     graph_outputs = [_info("tokens", TensorProto.INT32, 3), _info("length", TensorProto.INT32, 2),
                      _info("scores", TensorProto.FLOAT, 2)]
+    if models.has_attention:
+        graph_outputs.append(_info("alignment", TensorProto.FLOAT, 4))
     graph = helper.make_graph(g.nodes, "tfs2s_greedy", graph_inputs, graph_outputs, g.inits)
     return make_model(graph)

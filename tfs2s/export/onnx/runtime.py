@@ -175,7 +175,9 @@ class OnnxTranslator(_OnnxExport):
         """Decodes padded ``[B, S]`` int32 encoder ids with the whole decoding loop in ONNX.
 
         Returns:
-            ``{"tokens" [B, 1, L], "length" [B, 1], "scores" [B, 1]}``.
+            ``{"tokens" [B, N, L], "length" [B, N], "scores" [B, N]}`` (N: 1 for greedy, the exported n-best for
+            beam), and ``"alignment" [B, N, L, S]`` where the graph returns it (attention models; older exports
+            have none).
         """
         if strategy not in ("greedy", "beam"):
             raise InputError(f"strategy must be greedy or beam, got {strategy!r}")
@@ -185,9 +187,9 @@ class OnnxTranslator(_OnnxExport):
         if ids.shape[0] == 0:
             return {"tokens": np.zeros((0, 1, 0), np.int32), "length": np.zeros((0, 1), np.int32),
                     "scores": np.zeros((0, 1), np.float32)}
-        tokens, length, scores = self.session(strategy).run(["tokens", "length", "scores"],
-                                                            {F.ENCODER_TOKEN_IDS: ids})
-        return {"tokens": tokens, "length": length, "scores": scores}
+        session = self.session(strategy)
+        names = [o.name for o in session.get_outputs() if o.name in ("tokens", "length", "scores", "alignment")]
+        return dict(zip(names, session.run(names, {F.ENCODER_TOKEN_IDS: ids})))
 
     def max_length(self, ids: np.ndarray) -> np.ndarray:
         """Decoding length limit of each input ``[B]``, computed as the exported graphs do."""

@@ -10,8 +10,9 @@ applies (word-level source, attention: ``Translator.replaces_unknown``); ``token
 * ``translate_greedy``: the same outputs, decoded by greedy search (``tfs2s translate --model --strategy greedy``);
 * ``translate_options``: the same plus per-request ``beam_width`` (clipped to ``[1, max_beam_width]``),
   ``n_best`` (clipped to ``beam_width``) and ``max_length`` (``<= 0``: ratio of the source length);
-* ``translate_ids``: ``encoder_token_ids [B, S]`` -> ``tokens``, ``length``, ``scores`` for clients that
-  tokenize themselves; ``translate_ids_greedy`` likewise with greedy search;
+* ``translate_ids``: ``encoder_token_ids [B, S]`` -> ``tokens``, ``length``, ``scores`` (and ``alignment``
+  with attention, so that such clients can replace ``<unk>`` and plot alignments) for clients that tokenize
+  themselves; ``translate_ids_greedy`` likewise with greedy search;
 * ``translate_text``: ``text [B]`` -> ``translation [B]``, ``score [B]``, beam search (the graph converted to
   text-in/text-out ONNX; it expects valid UTF-8, already lowercased when the model lowercases, as recorded in
   the metadata's ``text_graph_input``: onnxruntime's lowercasing op needs a locale many systems lack);
@@ -20,7 +21,7 @@ applies (word-level source, attention: ``Translator.replaces_unknown``); ``token
 * ``encode`` and ``decode_step``: the model split for runtimes that drive their own decoding loop;
 * ``logits``: ``encoder_token_ids``, ``decoder_token_ids`` -> teacher-forced ``logits [B, T, V]``.
 * ``decode_encoded`` / ``decode_encoded_greedy``: the encoder outputs (as ``decode_step`` takes them) ->
-  ``tokens``, ``length``, ``scores``; the ONNX ids graphs are these joined to ``tfs2s.export.onnx.encoder``'s
+  ``tokens``, ``length``, ``scores`` (and ``alignment``); the ONNX ids graphs are these joined to ``tfs2s.export.onnx.encoder``'s
   encoder.
 """
 
@@ -37,7 +38,10 @@ from tfs2s.tasks.text.predictor import Translator
 
 
 def _ids_outputs(result: dict) -> dict:
-    return {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
+    out = {"tokens": result["tokens"], "length": result["lengths"], "scores": result["scores"]}
+    if ALIGNMENT in result:
+        out[ALIGNMENT] = result[ALIGNMENT]
+    return out
 
 
 class TextServingModule(ServingModule):
@@ -120,10 +124,12 @@ class TextServingModule(ServingModule):
         return {"text": result["text"][:, 0], **_ids_outputs(result)}
 
     def _translate_ids(self, ids, options):
-        return _ids_outputs(self.translator.decode_ids(ids, options, alignment=False))
+        return _ids_outputs(self.translator.decode_ids(ids, options, alignment=self.has_attention))
 
     def _decode_encoded(self, state_values, options):
         state = dict(zip(self.step_keys, state_values))
+        if self.has_attention:  # the decoders collect the alignment when the state holds one
+            state[ALIGNMENT] = tf.zeros_like(tf.cast(state["mask"], tf.float32))
         lengths = tf.reduce_sum(tf.cast(state["mask"], tf.int32), axis=1)
         result = decoding.decode(self.translator.models.step, state, self.translator.length_limits(lengths), options)
         return _ids_outputs(result)
