@@ -195,18 +195,21 @@ def run_runtimes(export_dir: str, cases: list[dict], runtimes: list[str], work: 
         output ids detokenized with Python's tokenizer).
     """
     work = work or tempfile.mkdtemp(prefix="tfs2s-runtimes-")
+    report: dict = {r: {} for r in runtimes}
+    tokenization = None
     by_worker: dict = {}
     for runtime in runtimes:
-        by_worker.setdefault(RUNTIMES[runtime][0], []).append(runtime)
-    tokenization = None
-    if any(RUNTIMES[r][1] in ("greedy", "beam") for r in by_worker.get("onnx", [])):
-        tokenization = PythonTokenization(export_dir)
-    report: dict = {r: {} for r in runtimes}
+        reason = not_runnable(runtime, export_dir)
+        if reason is None and runtime.startswith("onnx ids") and tokenization is None:
+            try:
+                tokenization = PythonTokenization(export_dir)
+            except (KeyError, ValueError) as error:
+                reason = f"no Python source ids for this export ({type(error).__name__}: {error})"
+        if reason:
+            report[runtime] = {c["name"]: _error(c, f"not run: {reason}") for c in cases}
+        else:
+            by_worker.setdefault(RUNTIMES[runtime][0], []).append(runtime)
     for worker, names in by_worker.items():
-        if worker == "node" and node_missing():
-            for r in names:
-                report[r] = {c["name"]: _error(c, f"not run: {node_missing()}") for c in cases}
-            continue
         jobs = []
         for runtime in names:
             for case in cases:
@@ -222,67 +225,21 @@ def run_runtimes(export_dir: str, cases: list[dict], runtimes: list[str], work: 
     return report
 
 
-# --------------------------------------------------------------------------- what the answers must be
-ALONE = "check: mixed_batch's first input alone"  # not a corpus case: the sanity check's reference
+GRAPHS = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx"}
 
 
-def with_checks(cases: list[dict]) -> list[dict]:
-    """``cases`` plus the batch the sanity checks compare with: the mixed batch's first input on its own."""
-    mixed = next((c for c in cases if c["name"] == "mixed_batch"), None)
-    return cases + ([{"name": ALONE, "batch": mixed["batch"][:1]}] if mixed and mixed["batch"] else [])
-
-
-def problems(cases: dict) -> list[str]:
-    """What is wrong in one runtime's ``{case: outcome}``: unanswered cases and cheap sanity checks.
-
-    Every case answered (one string per input, no error); texts with no words (``empty``, ``whitespace_only``
-    and the mixed batch's "" and " ") translate to ""; a batch of zero gets zero answers; the mixed batch's first
-    input gets the same answer as on its own (a sentence translates the same whatever it is batched with).
-    """
-    found = []
-    for name, outcome in cases.items():
-        if outcome["error"] or outcome["answered"] != outcome["of"]:
-            found.append(f"{name}: {outcome['answered']}/{outcome['of']} answered, {outcome['error']}")
-        elif outcome["answers"] is not None and not all(isinstance(a, str) for a in outcome["answers"]):
-            found.append(f"{name}: a non-string answer")
-    for name in ("empty", "whitespace_only"):
-        if name in cases and cases[name]["answers"] is not None and cases[name]["answers"] != [""]:
-            found.append(f"{name}: answered {cases[name]['answers']!r}, not ['']")
-    zero = cases.get("batch_of_zero")
-    if zero and (zero["of"] != 0 or zero["answered"] or zero["answers"]):
-        found.append(f"batch_of_zero: {zero['answered']} answers")
-    mixed, alone = cases.get("mixed_batch"), cases.get(ALONE)
-    if mixed and alone and mixed["answers"] and alone["answers"] and mixed["answers"][0] != alone["answers"][0]:
-        found.append(f"mixed_batch: first answer {mixed['answers'][0]!r}, alone {alone['answers'][0]!r}")
-    return found
-
-
-def add_browser_report(report: dict, path: str) -> dict:
-    """``report`` with the column of a browser run (``tests/test_web_demo.py`` writes it where
-    ``TFS2S_BAD_INPUT_REPORT`` says: ``{"runtime", "cases": {name: {"answered", "of", "error"}}}``)."""
-    with open(path, encoding="utf-8") as f:
-        browser = json.load(f)
-    cases = {name: {"answered": o["answered"], "of": o["of"], "error": o.get("error"), "answers": o.get("answers")}
-             for name, o in browser["cases"].items()}
-    return {**report, browser.get("runtime", "browser"): cases}
-
-
-def table(report: dict, case_names: list[str]) -> str:
-    """A Markdown table, case x runtime: ``answered/of``, or the error's first words."""
-    runtimes = list(report)
-    lines = ["| case | " + " | ".join(runtimes) + " |", "|---" * (len(runtimes) + 1) + "|"]
-    for name in case_names:
-        cells = []
-        for runtime in runtimes:
-            outcome = report[runtime].get(name)
-            if outcome is None:
-                cells.append("not run")
-            elif outcome["error"]:
-                cells.append(f"{outcome['answered']}/{outcome['of']} **{outcome['error'][:60]}**")
-            else:
-                cells.append(f"{outcome['answered']}/{outcome['of']}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def not_runnable(runtime: str, export_dir: str) -> str | None:
+    """Why ``runtime`` cannot run on ``export_dir`` here (a missing graph, Node, or host description), or None."""
+    worker, what = RUNTIMES[runtime]
+    if worker in ("onnx", "node") and not os.path.exists(os.path.join(export_dir, "onnx", GRAPHS[what])):
+        return f"the export has no onnx/{GRAPHS[what]}"
+    if worker == "savedmodel" and what not in read_metadata(export_dir).get("signatures", [what]):
+        return f"the export has no {what} signature (exported by an older tfs2s)"
+    if worker == "node" and node_missing():
+        return node_missing()
+    if worker == "node" and "host_tokenization" not in read_metadata(export_dir):
+        return "the export's metadata has no host_tokenization (exported by an older tfs2s)"
+    return None
 
 
 def _error(case: dict, message: str) -> dict:

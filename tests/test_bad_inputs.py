@@ -5,7 +5,7 @@ The runtimes run in their own processes (``benchmarks/runtimes.py``, shared with
 the SavedModel's text signatures in a process that imports only TensorFlow, never tfs2s; Python onnxruntime
 through ``OnnxTranslator`` (no TensorFlow in that process) on the text graph and on the ids graphs fed the ids
 Python's tokenizer gives; the JS client in Node (``clients/js/test/bad_inputs.test.mjs``). A crash is caught as
-the worker's death in the case it was answering. Beyond "answered", cheap sanity checks (``runtimes.problems``):
+the worker's death in the case it was answering. Beyond "answered", cheap sanity checks (``bad_inputs.problems``):
 texts with no words give "", a batch of zero gives zero answers, and the mixed batch's first sentence gets the
 answer it gets alone.
 
@@ -22,9 +22,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import runtimes  # noqa: E402  (benchmarks/runtimes.py)
+import bad_inputs  # noqa: E402  (benchmarks/bad_inputs.py: the sanity checks and the table)
+import runtimes  # noqa: E402  (benchmarks/runtimes.py: the runtimes)
 
-CASES = runtimes.with_checks(runtimes.read_corpus())
+CASES = bad_inputs.with_checks(runtimes.read_corpus())
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def converted(tiny):
 def _all_answered(report: dict) -> None:
     for runtime, cases in report.items():
         assert set(cases) == {c["name"] for c in CASES}, runtime
-        assert runtimes.problems(cases) == [], runtime
+        assert bad_inputs.problems(cases) == [], runtime
 
 
 def test_corpus_items_as_bytes_and_text():
@@ -69,7 +70,7 @@ def test_corpus_items_as_bytes_and_text():
     with pytest.raises(UnicodeDecodeError):
         runtimes.as_bytes(invalid).decode("utf-8")
     assert "\ufffd" in runtimes.as_text(invalid) and runtimes.as_text("Ein Hund") == "Ein Hund"
-    assert by_name["batch_of_zero"] == [] and by_name[runtimes.ALONE] == by_name["mixed_batch"][:1]
+    assert by_name["batch_of_zero"] == [] and by_name[bad_inputs.ALONE] == by_name["mixed_batch"][:1]
 
 
 def test_a_crash_is_marked_in_its_case_and_the_rest_still_run(tmp_path):
@@ -78,14 +79,14 @@ def test_a_crash_is_marked_in_its_case_and_the_rest_still_run(tmp_path):
     results = runtimes.run_worker("echo", str(tmp_path), jobs, str(tmp_path))
     assert results["echo", "before"]["answers"] == ["a", "b"] == results["echo", "after"]["answers"]
     assert results["echo", "die"]["answered"] == 0 and "process died (exit 7)" in results["echo", "die"]["error"]
-    assert runtimes.problems({"die": results["echo", "die"]})  # counted as unanswered
+    assert bad_inputs.problems({"die": results["echo", "die"]})  # counted as unanswered
 
 
 def test_problems_sees_wrong_answers():
     good = {"answered": 1, "of": 1, "error": None, "answers": [""]}
-    assert runtimes.problems({"empty": good, "batch_of_zero": {**good, "of": 0, "answered": 0, "answers": []}}) == []
-    found = runtimes.problems({"empty": {**good, "answers": ["a"]},
-                               "mixed_batch": {**good, "answers": ["x"]}, runtimes.ALONE: {**good, "answers": ["y"]}})
+    assert bad_inputs.problems({"empty": good, "batch_of_zero": {**good, "of": 0, "answered": 0, "answers": []}}) == []
+    found = bad_inputs.problems({"empty": {**good, "answers": ["a"]}, "mixed_batch": {**good, "answers": ["x"]},
+                                 bad_inputs.ALONE: {**good, "answers": ["y"]}})
     assert len(found) == 2 and found[0].startswith("empty") and found[1].startswith("mixed_batch")
 
 
@@ -120,7 +121,7 @@ def test_browser_report_becomes_a_column(tmp_path):
                "cases": {"empty": {"answered": 1, "of": 1, "error": None}}}
     path = tmp_path / "browser.json"
     path.write_text(json.dumps(browser), encoding="utf-8")
-    report = runtimes.add_browser_report({"node greedy": {}}, str(path))
+    report = bad_inputs.add_browser_report({"node greedy": {}}, str(path))
     assert list(report) == ["node greedy", "browser (onnxruntime-web)"]
     assert report["browser (onnxruntime-web)"]["empty"] == {"answered": 1, "of": 1, "error": None, "answers": None}
-    assert "| empty | not run | 1/1 |" in runtimes.table(report, ["empty"])
+    assert "| empty | not run | 1/1 |" in bad_inputs.table(report, ["empty"])
