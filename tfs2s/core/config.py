@@ -54,6 +54,9 @@ class DataConfig:
         reverse_source: Feed the source reversed (Sutskever et al. 2014).
         batch_size: Sentence pairs per batch (bucketing keeps batches of similar length).
         bucket_width: Width of the length buckets in tokens; 0 disables bucketing.
+        batch_tokens: Token-based batches (as JoeyNMT, OpenNMT and fairseq): each length bucket's batches hold
+            up to this many tokens, counted as batch rows x the bucket's longest side (padding included), so
+            short sentences come in larger batches and memory stays flat; 0 = ``batch_size`` sentences.
         shuffle_buffer: Examples in the shuffle buffer.
         seed: Seed of the shuffle and of train/validation/test splits built in code.
         limit: Read only the first N training pairs (0 = all); for smoke runs.
@@ -96,6 +99,7 @@ class DataConfig:
     reverse_source: bool = False
     batch_size: int = 64
     bucket_width: int = 4
+    batch_tokens: int = 0
     shuffle_buffer: int = 20000
     seed: int = 1234
     limit: int = 0
@@ -125,6 +129,13 @@ class ModelConfig:
         embedding_dim: Token embedding size on both sides.
         hidden: Recurrent state size of the decoder (and of each encoder direction).
         dropout: Dropout on embeddings and between recurrent layers.
+        variational_dropout: Locked (variational) dropout, Gal & Ghahramani 2016: one mask per sequence,
+            the same at every time step, on the embeddings and the recurrent layers' outputs (in place of
+            ``dropout`` there when > 0); 0 = off.
+        weight_dropout: DropConnect on the recurrent hidden-to-hidden matrices (AWD-LSTM, Merity et al. 2018):
+            this share of their weights is dropped, one mask per batch; 0 = off.
+        embedding_dropout: Word dropout: this share of the vocabulary's embedding rows is zeroed per batch
+            (every occurrence of a dropped word at once; Gal & Ghahramani 2016); 0 = off.
         attention: ``none`` (Cho et al.: the encoder summary feeds every decoder step), ``bahdanau`` (additive)
             or ``luong`` (multiplicative, "general" score).
         attention_units: Size of the additive attention's hidden layer (``bahdanau`` only).
@@ -152,6 +163,9 @@ class ModelConfig:
     embedding_dim: int = 256
     hidden: int = 512
     dropout: float = 0.2
+    variational_dropout: float = 0.0
+    weight_dropout: float = 0.0
+    embedding_dropout: float = 0.0
     attention: str = "bahdanau"
     attention_units: int = 256
     tie_embeddings: bool = False
@@ -195,6 +209,10 @@ class TrainingConfig:
         scheduled_sampling: ``regression`` head: probability that a decoder input is the model's own
             prediction for the previous step instead of the true previous value (Bengio et al. 2015; the
             decoder then runs step by step); 0 = teacher forcing, 1 = free-running training.
+        precision: ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (Keras mixed precision: computations in
+            16 bits, variables and losses in float32; float16 with dynamic loss scaling).
+        average_checkpoints: Keep the weights of the last N epochs and, when training ends, make the run's
+            final model their average (``tfs2s average`` does it afterwards); 0 = off.
     """
 
     epochs: int = 20
@@ -214,6 +232,8 @@ class TrainingConfig:
     steps_per_epoch: int = 0
     jit_compile: bool = False
     scheduled_sampling: float = 0.0
+    precision: str = "float32"
+    average_checkpoints: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

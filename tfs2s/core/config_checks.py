@@ -9,6 +9,7 @@ from __future__ import annotations
 from tfs2s.core.errors import ConfigError
 
 _CHOICES = {
+    ("training", "precision"): ("float32", "mixed_bfloat16", "mixed_float16"),
     ("data", "tokenizer"): ("word", "wordpiece", "sentencepiece", "char"),
     ("data", "subword_model"): ("unigram", "bpe"),
     ("model", "cell"): ("gru", "lstm"),
@@ -44,8 +45,12 @@ def validate(cfg) -> None:
             raise ConfigError(f"{section}.{key} must be at least 1")
     if not cfg.data.turn_separator.strip() or len(cfg.data.turn_separator.split()) != 1:
         raise ConfigError(f"data.turn_separator must be one word, got {cfg.data.turn_separator!r}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError("model.dropout must be in [0, 1)")
+    for key in ("dropout", "variational_dropout", "weight_dropout", "embedding_dropout"):
+        if not 0.0 <= getattr(cfg.model, key) < 1.0:
+            raise ConfigError(f"model.{key} must be in [0, 1)")
+    for section, key in (("data", "batch_tokens"), ("training", "average_checkpoints")):
+        if getattr(getattr(cfg, section), key) < 0:
+            raise ConfigError(f"{section}.{key} must be 0 (off) or positive")
     if not 0.0 <= cfg.training.label_smoothing < 1.0:
         raise ConfigError("training.label_smoothing must be in [0, 1)")
     if cfg.decoding.n_best > cfg.decoding.beam_width and cfg.decoding.strategy == "beam":
