@@ -93,7 +93,8 @@ class TextJob(TrainingJob):
         logger.info("vocabularies: source %d, target %d", self.source_tok.vocab_size, self.target_tok.vocab_size)
         common = dict(batch_size=d.batch_size, **data.source_target_options(d))
         self.train = data.make_dataset(train_pairs, self.source_tok, self.target_tok, bucket_width=d.bucket_width,
-                                       training=True, shuffle_buffer=d.shuffle_buffer, seed=d.seed, **common)
+                                       batch_tokens=d.batch_tokens, training=True, shuffle_buffer=d.shuffle_buffer,
+                                       seed=d.seed, **common)
         self.validation = data.make_dataset(self.val_pairs, self.source_tok, self.target_tok,
                                             **common).apply(data.no_auto_shard())
         tokens, self.batches, self.target_counts = count_target_tokens(self.train, self.target_tok.vocab_size)
