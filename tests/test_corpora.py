@@ -75,3 +75,10 @@ def test_every_download_lands_where_a_split_reads():
     assert sum(len(c.downloads) for c in corpora.CORPORA.values()) == 9  # Multi30k 6, Topical-Chat 3
     for path, item in corpora.FILE_DOWNLOADS.items():
         assert item.path == path and len(item.sha256) == 64
+
+
+def test_is_dialogue_names_the_dialogue_corpora():
+    """Exports record a ``dialogue`` record for these (clients build the source from the conversation)."""
+    assert [c for c in sorted(corpora.CORPORA) if corpora.is_dialogue(c)] == ["chatterbot", "dailydialog",
+                                                                                "topical_chat"]
+    assert not corpora.is_dialogue("files") and not corpora.is_dialogue("no_such_corpus")

@@ -49,6 +49,7 @@ function setStatus(state, text) {
 function modeOf(metadata, config) {
   if (params.get('mode')) return params.get('mode');
   if (metadata.task === 'image_to_sequence' || metadata.image_shape) return 'caption';
+  if (metadata.dialogue) return 'dialogue'; // tfs2s_export.json names dialogue models (newer exports)
   const data = config.data ?? {};
   return DIALOGUE_CORPORA.includes(data.corpus) || data.source_lang === 'context' ? 'dialogue' : 'translation';
 }

@@ -291,6 +291,11 @@ def prepare_corpus(name: str, splits, data_dir: str | None = None, progress: boo
                     f"{os.path.abspath(os.path.join(root, corpus.folder))}{hint})")
 
 
+def is_dialogue(name: str) -> bool:
+    """Whether ``name`` is a registered dialogue corpus (its sources are conversation contexts)."""
+    return name in CORPORA and CORPORA[name].reader is _read_dialogues
+
+
 def load_pairs(name: str, split: str, data_dir: str | None, source_lang: str, target_lang: str,
                limit: int = 0, **options) -> list[Pair]:
     """Reads one split of a registered corpus as ``(source, target)`` text pairs.

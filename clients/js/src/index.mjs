@@ -292,10 +292,11 @@ export class Translator {
       for (let k = 0; k < n; k++) {
         const row = tokens.slice((b * n + k) * steps, (b * n + k + 1) * steps).slice(0, lengths[b * n + k]);
         const cut = row.indexOf(eos);
-        const hyp = cut < 0 ? row : row.slice(0, cut);
+        // A source without words translates to "" (as the SavedModel answers): no output tokens either.
+        const hyp = empty ? [] : cut < 0 ? row : row.slice(0, cut);
         const weights = alignment ? this.alignmentRows(alignment, b, k, hyp.length, read.length + 1) : null;
         const replacements = weights && this.replaceUnknown ? this.unknownReplacements(hyp, weights, read) : new Map();
-        const candidate = { text: empty ? '' : this.target.detokenize(hyp, replacements), score: scores[b * n + k], ids: hyp,
+        const candidate = { text: this.target.detokenize(hyp, replacements), score: scores[b * n + k], ids: hyp,
           tokens: hyp.map((id, t) => replacements.get(t) ?? this.target.token(id)) };
         if (weights) candidate.alignment = weights;
         nbest.push(candidate);

@@ -58,6 +58,7 @@ if (casesPath) {
       assert.ok(Math.abs(r.score - cases.greedy[i].scores[0]) < 1e-3, `score ${i}: ${r.score}`);
       assert.equal(r.nbest.length, 1);
       const [best] = r.nbest;
+      if (cases.sentences[i] === '') assert.deepEqual([best.tokens, best.alignment], [[], []], 'no words, no tokens');
       // One row of attention weights per output token, over the source words and </s>; each row sums to 1.
       assert.equal(best.alignment.length, best.ids.length);
       assert.equal(best.tokens.length, best.ids.length);

@@ -176,6 +176,9 @@ class TextTask(Task):
             "host_tokenization": describe_tokenization(predictor.source_tokenizer, predictor.target_tokenizer,
                                                        cfg.data.max_source_length, cfg.data.reverse_source),
             "decoding": cfg.decoding.__dict__,
+            # Dialogue models: how a client builds the source from the conversation (as tfs2s chat does).
+            "dialogue": ({"context_turns": cfg.data.context_turns, "turn_separator": cfg.data.turn_separator}
+                         if corpora.is_dialogue(cfg.data.corpus) else None),
             # Whether the text outputs replace <unk> (decoding.replace_unknown, where the model allows it).
             "replace_unknown": predictor.replaces_unknown,
             # The ONNX text graph leaves UTF-8 repair and lowercasing to its host (see tokenizers.normalize).
