@@ -109,22 +109,53 @@ def _example_length(ex):
     return tf.maximum(tf.size(ex["source"]), tf.size(ex["target_out"]))
 
 
-def bucket_batch(batch_size: int, bucket_width: int, max_length: int) -> Transform:
+def bucket_bounds(bucket_width: int, max_length: int) -> tuple[list[int], list[int]]:
+    """``(boundaries, upper_bounds)`` of the length buckets, as ``bucket_by_sequence_length`` takes them.
+
+    Bucket ``i`` holds examples whose longer side is ``(i * width, (i + 1) * width]`` tokens; the last one reaches
+    ``max_length`` (no training example is longer: sources are truncated and longer targets dropped).
+    ``upper_bounds[i]`` is the longest side a batch of bucket ``i`` can have. Width 0: one bucket.
+    """
+    if bucket_width <= 0:
+        return [], [max_length]
+    boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
+    return boundaries, [b - 1 for b in boundaries] + [max_length]
+
+
+def token_batch_sizes(batch_tokens: int, upper_bounds: Sequence[int]) -> list[int]:
+    """Rows per batch of each bucket so that rows x the bucket's longest side stays within ``batch_tokens``;
+    a bucket whose longest side alone exceeds the budget still gets batches of one (nothing is dropped)."""
+    return [max(1, batch_tokens // upper) for upper in upper_bounds]
+
+
+def bucket_batch(batch_size: int, bucket_width: int, max_length: int, batch_tokens: int = 0) -> Transform:
     """Groups examples of similar length into padded batches (less padding, faster steps).
 
-    ``bucket_width`` 0 means plain padded batching.
+    Args:
+        batch_size: Rows per batch (sentence batches).
+        bucket_width: Width of the length buckets; 0 means plain padded batching (one bucket).
+        max_length: The longest side an example can have.
+        batch_tokens: Token batches instead (``data.batch_tokens``): each bucket's batches hold
+            ``token_batch_sizes`` rows, rows x the bucket's longest side <= ``batch_tokens``. 0: ``batch_size``.
     """
     padded_shapes = {"source": [None], "target_in": [None], "target_out": [None]}
+    boundaries, upper_bounds = bucket_bounds(bucket_width, max_length)
+    sizes = token_batch_sizes(batch_tokens, upper_bounds) if batch_tokens > 0 else [batch_size] * len(upper_bounds)
 
     def apply(ds):
-        if bucket_width <= 0:
-            return ds.padded_batch(batch_size, padded_shapes=padded_shapes)
-        boundaries = list(range(bucket_width + 1, max_length + 1, bucket_width))
-        return ds.bucket_by_sequence_length(
-            _example_length, bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padded_shapes=padded_shapes)
+        if not boundaries:
+            return ds.padded_batch(sizes[0], padded_shapes=padded_shapes)
+        return ds.bucket_by_sequence_length(_example_length, bucket_boundaries=boundaries, bucket_batch_sizes=sizes,
+                                            padded_shapes=padded_shapes)
 
     return apply
+
+
+def shuffle_batches(buckets: int, seed: int) -> Transform:
+    """Mixes each epoch's last batches: a bucket emits a batch when it fills, so batches of all buckets already
+    interleave, but at the end of the data every bucket's partial batch comes out in bucket order (shortest
+    first). A buffer of twice as many batches as buckets shuffles those in among the others."""
+    return lambda ds: ds.shuffle(2 * buckets, seed=seed, reshuffle_each_iteration=True)
 
 
 def to_features() -> Transform:
@@ -157,7 +188,7 @@ def shard_batches(num_shards: int, index: int, batches_per_epoch: int) -> Transf
     per_shard = batches_per_epoch // num_shards
     if per_shard < 1:
         raise ValueError(f"{batches_per_epoch} batches cannot be shared by {num_shards} workers; "
-                         "use more data or a smaller data.batch_size")
+                         "use more data or smaller batches (data.batch_size, data.batch_tokens)")
     return lambda ds: ds.shard(num_shards, index).take(per_shard).apply(no_auto_shard())
 
 
@@ -170,12 +201,14 @@ def source_target_options(d) -> dict:
 
 def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                  *, batch_size: int, max_source_length: int, max_target_length: int, reverse_source: bool = False,
-                 bucket_width: int = 0, training: bool = False, shuffle_buffer: int = 10000,
-                 seed: int = 0) -> tf.data.Dataset:
+                 bucket_width: int = 0, batch_tokens: int = 0, training: bool = False,
+                 shuffle_buffer: int = 10000, seed: int = 0) -> tf.data.Dataset:
     """The whole input pipeline, from text pairs to ``(features, targets, sample_weight)`` batches.
 
     Training pipelines drop over-long targets, shuffle (seeded) and bucket; evaluation pipelines keep every
     pair (over-long targets are truncated so the loss stays comparable) and keep the order.
+    ``batch_tokens`` (token batches, see ``bucket_batch``) applies to training pipelines only: evaluation keeps
+    ``batch_size`` sentences per batch (its loss is a mean over tokens either way).
     """
     ds = from_pairs(pairs).apply(tokenize_pairs(source_tokenizer, target_tokenizer, max_source_length,
                                                 reverse_source))
@@ -184,7 +217,10 @@ def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, 
     else:
         ds = ds.map(lambda ex: {k: v[:max_target_length] if k != "source" else v for k, v in ex.items()})
     ds = ds.cache()
-    if training:
-        ds = ds.apply(shuffle(shuffle_buffer, seed))
-    ds = ds.apply(bucket_batch(batch_size, bucket_width if training else 0, max(max_source_length, max_target_length)))
+    max_length = max(max_source_length, max_target_length)
+    if not training:
+        return ds.apply(bucket_batch(batch_size, 0, max_length)).apply(to_features()).prefetch(AUTOTUNE)
+    ds = ds.apply(shuffle(shuffle_buffer, seed)).apply(bucket_batch(batch_size, bucket_width, max_length, batch_tokens))
+    if batch_tokens > 0:
+        ds = ds.apply(shuffle_batches(len(bucket_bounds(bucket_width, max_length)[1]), seed + 1))
     return ds.apply(to_features()).prefetch(AUTOTUNE)
