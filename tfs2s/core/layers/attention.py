@@ -13,14 +13,20 @@ MASKED_SCORE = -1e9  # score of a masked (padding) key before the softmax; finit
 
 
 def masked_softmax(scores, key_mask):
-    """Softmax over the last axis of ``[batch, time, source]`` scores, ignoring masked source positions."""
+    """Softmax over the last axis of ``[batch, time, source]`` scores, ignoring masked source positions.
+
+    Computed in float32 and returned in the scores' dtype: under a float16 policy (``training.precision``)
+    ``MASKED_SCORE`` would be -inf and ``0 * -inf`` NaN. The casts are no ops for a float32 model.
+    """
+    dtype = scores.dtype
+    scores = ops.cast(scores, "float32")
     if key_mask is not None:
         keep = ops.expand_dims(ops.cast(key_mask, scores.dtype), 1)
         scores = scores + (1.0 - keep) * MASKED_SCORE
         weights = ops.softmax(scores, axis=-1) * keep
         # Renormalise so a row is exactly zero outside the mask (softmax leaves ~1e-9-order leakage).
-        return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
-    return ops.softmax(scores, axis=-1)
+        return ops.cast(weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9), dtype)
+    return ops.cast(ops.softmax(scores, axis=-1), dtype)
 
 
 class _Attention(keras.layers.Layer):
