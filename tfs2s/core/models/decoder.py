@@ -12,10 +12,10 @@ from __future__ import annotations
 from keras import layers as L
 
 from tfs2s.core.config import ModelConfig
-from tfs2s.core.layers import BroadcastOverTime, TiedEmbedding, VocabularyProjection
+from tfs2s.core.layers import BroadcastOverTime, TiedEmbedding, VocabularyProjection, WordDropout
 from tfs2s.core.models.contract import (ATTENTIONAL_HIDDEN, CONTEXT, DECODER_RNN, KEYS, MASK, MEMORY,
                                         OUTPUT_PROJECTION, TARGET_EMBEDDING, TIED_EMBEDDING)
-from tfs2s.core.models.encoder import rnn_layer
+from tfs2s.core.models.encoder import dropout_layer, rnn_layer
 
 
 def _output_projection(cfg: ModelConfig, tied, target_vocab_size, sampled_softmax: int, target_features):
@@ -53,11 +53,14 @@ class Decoder:
             self.target_embedding = lambda ids: tied(ids, mode="embed")
         else:
             self.target_embedding = L.Embedding(target_vocab_size, cfg.embedding_dim, name=TARGET_EMBEDDING)
-        self.target_dropout = L.Dropout(cfg.dropout, name="target_dropout")
+        # Word dropout (model.embedding_dropout) of the target vocabulary; none for real-valued targets.
+        self.word_dropout = (WordDropout(cfg.embedding_dropout, target_vocab_size, name="target_word_dropout")
+                             if cfg.embedding_dropout and cfg.output_head != "regression" else None)
+        self.target_dropout = dropout_layer(cfg, "target_dropout")
         self.rnns = [rnn_layer(cfg, DECODER_RNN.format(i=i)) for i in range(cfg.layers)]
-        self.between_dropouts = [L.Dropout(cfg.dropout, name=f"decoder_dropout_{i}") for i in range(cfg.layers - 1)]
+        self.between_dropouts = [dropout_layer(cfg, f"decoder_dropout_{i}") for i in range(cfg.layers - 1)]
         self.combine = L.Dense(cfg.hidden, activation="tanh", name=ATTENTIONAL_HIDDEN)
-        self.output_dropout = L.Dropout(cfg.dropout, name="output_dropout")
+        self.output_dropout = dropout_layer(cfg, "output_dropout")
         self.projection = _output_projection(cfg, tied, target_vocab_size, sampled_softmax, target_features)
         self.with_context = BroadcastOverTime(name="context_over_time")
 
@@ -84,7 +87,10 @@ class Decoder:
         With ``single_step`` (``T == 1``) the recurrent layers' cells are called directly: the same weights, but
         no per-call time loop, which makes a decoding step much cheaper (in TF and in the ONNX graphs).
         """
-        h = self.target_dropout(self.target_embedding(y))
+        h = self.target_embedding(y)
+        if self.word_dropout is not None:
+            h = self.word_dropout(h, y)
+        h = self.target_dropout(h)
         if self.attention is None:
             h = L.Concatenate(name="decoder_input_with_context")([h, self.with_context(enc[CONTEXT], h)])
         if single_step:

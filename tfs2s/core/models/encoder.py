@@ -10,19 +10,36 @@ from __future__ import annotations
 from keras import layers as L
 
 from tfs2s.core.config import ModelConfig
-from tfs2s.core.layers import BahdanauAttention, LastStep, LevelShift, LuongAttention, WindowLinear
+from tfs2s.core.layers import (BahdanauAttention, DropConnectRNN, LastStep, LevelShift, LockedDropout, LuongAttention,
+                               WindowLinear)
 from tfs2s.core.models.contract import (ATTENTION, ATTENTION_KEYS, BASELINE, BRIDGE, CONTEXT, CONTEXT_PROJECTION,
                                         ENCODER_BIRNN, ENCODER_RNN, KEYS, LAST_VALUES, LINEAR_SKIP, MASK, MEMORY,
                                         RNN_CELL, state_names)
 
 
 def rnn_layer(cfg: ModelConfig, name: str):
-    """A GRU or LSTM layer named ``name`` returning its sequence and final states (encoder and decoder)."""
-    cls = L.GRU if cfg.cell == "gru" else L.LSTM
-    layer = cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
+    """A GRU or LSTM layer named ``name`` returning its sequence and final states (encoder and decoder).
+
+    With ``model.weight_dropout`` it is a ``DropConnectRNN`` over a DropConnect cell (the same weights under the
+    same names, dropped in training only).
+    """
+    if cfg.weight_dropout:
+        layer = DropConnectRNN(cfg.hidden, cfg.cell, weight_dropout=cfg.weight_dropout, return_sequences=True,
+                               return_state=True, name=name)
+    else:
+        cls = L.GRU if cfg.cell == "gru" else L.LSTM
+        layer = cls(cfg.hidden, return_sequences=True, return_state=True, name=name)
     # The one-step decoder calls cells directly; distinct names keep a multi-layer step model valid.
     layer.cell.name = RNN_CELL.format(rnn=name)
     return layer
+
+
+def dropout_layer(cfg: ModelConfig, name: str):
+    """The dropout named ``name`` on embeddings and recurrent outputs: locked (one mask per sequence) with
+    ``model.variational_dropout``, else ``model.dropout``'s ordinary dropout."""
+    if cfg.variational_dropout:
+        return LockedDropout(cfg.variational_dropout, name=name)
+    return L.Dropout(cfg.dropout, name=name)
 
 
 def _recurrent_layers(cfg: ModelConfig, x):
@@ -43,7 +60,7 @@ def _recurrent_layers(cfg: ModelConfig, x):
             x, states = outputs[0], list(outputs[1:])
             final_states.append(states)
         if i < cfg.layers - 1:
-            x = L.Dropout(cfg.dropout, name=f"encoder_dropout_{i}")(x)
+            x = dropout_layer(cfg, f"encoder_dropout_{i}")(x)
     return x, final_states
 
 
@@ -68,7 +85,7 @@ def encode_sequence(cfg: ModelConfig, source, x, mask, horizon: int | None) -> t
         ``last_values`` and with ``linear_skip`` the ``baseline`` forecast), the decoder's initial states in
         layer order, and the attention layer the decoder shares (``None`` without attention).
     """
-    x = L.Dropout(cfg.dropout, name="source_dropout")(x)
+    x = dropout_layer(cfg, "source_dropout")(x)
     memory, final_states = _recurrent_layers(cfg, x)
     names = state_names(cfg)
     if cfg.bidirectional:

@@ -11,14 +11,17 @@ from keras import layers as L
 
 from tfs2s.core import features as F
 from tfs2s.core.config import ModelConfig
-from tfs2s.core.layers import FullMask, LastStep, LevelShift, PaddingMask
+from tfs2s.core.layers import FullMask, LastStep, LevelShift, PaddingMask, WordDropout
 from tfs2s.core.models.contract import SOURCE_EMBEDDING, SOURCE_PROJECTION
 
 
 def encode_tokens(cfg: ModelConfig, vocab_size: int):
-    """Token ids ``[B, S]`` (0 = padding) through an embedding; returns the input, the sequence and its mask."""
+    """Token ids ``[B, S]`` (0 = padding) through an embedding (and word dropout with
+    ``model.embedding_dropout``); returns the input, the sequence and its mask."""
     source = keras.Input(shape=(None,), dtype="int32", name=F.ENCODER_TOKEN_IDS)
     x = L.Embedding(vocab_size, cfg.embedding_dim, mask_zero=True, name=SOURCE_EMBEDDING)(source)
+    if cfg.embedding_dropout:
+        x = WordDropout(cfg.embedding_dropout, vocab_size, name="source_word_dropout")(x, source)
     return source, x, PaddingMask(name="source_mask")(source)
 
 
