@@ -209,7 +209,7 @@ class DropConnectRNN(keras.layers.RNN):
             raise ValueError(f"cell_type must be one of {sorted(self.CELLS)}, got {cell_type!r}")
         kwargs.pop("cell", None)  # made from the arguments above (a saved config may still name one)
         cell = self.CELLS[cell_type](units, weight_dropout=weight_dropout, weight_seed=weight_seed,
-                                     dtype=kwargs.get("dtype"), name=f"drop_connect_{cell_type}_cell")
+                                     dtype=kwargs.get("dtype"), name=f"{cell_type}_cell")  # Keras' names
         super().__init__(cell, **kwargs)
         self.units, self.cell_type = int(units), cell_type
 
