@@ -24,7 +24,8 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
-        log_probs = ops.log_softmax(y_pred, axis=-1)
+        # 16-bit logits of a mixed-precision model: the softmax and the loss are float32.
+        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
         nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
         if self.label_smoothing:
             uniform = -ops.mean(log_probs, axis=-1)

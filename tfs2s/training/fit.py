@@ -26,6 +26,7 @@ from tfs2s.core.optimizers import LazyAdam
 from tfs2s.core.text_data import shard_batches
 from tfs2s.training.callbacks import EpochProgbar, TrainingClock, run_callbacks
 from tfs2s.training.distribute import make_strategy, worker_index
+from tfs2s.training.precision import loss_scaled, policy_scope
 from tfs2s.training.run_dir import (BACKUP_DIR, CLOCK_FILE, HISTORY_FILE, checkpoint_path, open_run,
                                     trained_epochs, write_summary)
 
@@ -33,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam (or lazy Adam) with the configured learning-rate schedule and gradient clipping."""
+    """Adam (or lazy Adam) with the configured learning-rate schedule and gradient clipping; with
+    ``training.precision: mixed_float16`` wrapped in dynamic loss scaling (``tfs2s.training.precision``)."""
     t = cfg.training
     lr = t.learning_rate
     if t.lr_schedule == "cosine":
@@ -42,7 +44,7 @@ def make_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimi
                                                     warmup_target=t.learning_rate,
                                                     warmup_steps=min(t.warmup_steps, total))
     adam = LazyAdam if t.optimizer == "lazy_adam" else keras.optimizers.Adam
-    return adam(learning_rate=lr, clipnorm=t.clipnorm or None)
+    return loss_scaled(adam(learning_rate=lr, clipnorm=t.clipnorm or None), t.precision)
 
 
 def compile_model(models: Seq2SeqModels, cfg: Config, steps_per_epoch: int) -> keras.Model:
@@ -79,7 +81,7 @@ class TrainingJob(abc.ABC):
 
     @abc.abstractmethod
     def build(self) -> Seq2SeqModels:
-        """Builds the models (inside the distribution strategy's scope)."""
+        """Builds the models (inside the distribution strategy's scope and the ``training.precision`` policy)."""
 
     def start(self, models: Seq2SeqModels, fresh: bool) -> None:
         """Sets starting weights (a resumed run's backup overwrites them); ``fresh``: no backup to resume from."""
@@ -142,6 +144,10 @@ def train_run(cfg: Config, run_dir: str, make_job: Callable[[Config, str], Train
         connect_timeout: ``multi_worker``: seconds to wait for the other workers (and for a collective step).
         extend: Train a finished run further under ``cfg``'s larger ``training.max_minutes`` / ``training.epochs``.
 
+    ``training.precision`` other than ``float32`` builds the models under that Keras mixed-precision policy
+    (``tfs2s.training.precision``): they train in 16 bits with float32 variables, and the returned models are
+    those 16-bit models; ``tfs2s.tasks.load`` (and so every export) rebuilds the run in float32.
+
     Returns:
         Summary figures (also written to ``summary.json``).
     """
@@ -167,7 +173,8 @@ def train_run(cfg: Config, run_dir: str, make_job: Callable[[Config, str], Train
         train = train.repeat()
     fresh = not os.path.exists(os.path.join(run_dir, BACKUP_DIR))
     with distribution.scope():
-        models = job.build()
+        with policy_scope(t.precision):  # layers keep the policy they are created with; the global is restored
+            models = job.build()
         job.start(models, fresh)
         model = job.compile(models, steps_per_epoch or batches)
         # Build the optimizer's variables now, so BackupAndRestore can load them into a fresh process.

@@ -69,6 +69,17 @@ def _banned_bias(logits):
     return tf.constant(banned_token_bias(vocab, logits.dtype.as_numpy_dtype))
 
 
+def as_float32(tensors: dict) -> dict:
+    """``tensors`` with every floating tensor in float32 (no op for a float32 model).
+
+    A model built under a 16-bit policy (``training.precision``) outputs 16-bit tensors; the decoders carry
+    float32 states and scores, so their "impossible" score (-1e9) stays finite and their loop variables keep
+    one dtype (``tfs2s.training.precision``).
+    """
+    return {name: tf.cast(value, tf.float32) if value.dtype.is_floating else value
+            for name, value in tensors.items()}
+
+
 @dataclasses.dataclass
 class Seq2SeqModels:
     """The three models returned by ``build_models`` (they share layers and so weights).
@@ -120,7 +131,7 @@ class Seq2SeqModels:
             alignment: Whether decoders should collect the attention weights (models with attention only);
                 without them a decoding loop carries and reorders less.
         """
-        encoded = self.encoder(source_ids, training=False)
+        encoded = as_float32(self.encoder(source_ids, training=False))
         state = dict(encoded)
         if alignment and self.has_attention:
             # Zero alignment of the right shape, so decoders know to collect attention weights.
@@ -128,10 +139,13 @@ class Seq2SeqModels:
         return state
 
     def step(self, ids, state: dict):
-        """The step contract: ``(ids [N], state) -> (logits [N, V], state)`` (see ``tfs2s.core.decoding``)."""
+        """The step contract: ``(ids [N], state) -> (logits [N, V], state)`` (see ``tfs2s.core.decoding``).
+
+        Logits and state are float32 whatever the model's dtype policy.
+        """
         inputs = {F.DECODER_TOKEN_IDS: tf.expand_dims(tf.cast(ids, tf.int32), 1)}
         inputs.update({name: value for name, value in state.items() if name != ALIGNMENT})
-        outputs = self.decoder_step(inputs, training=False)
+        outputs = as_float32(self.decoder_step(inputs, training=False))
         new_state = dict(state)
         new_state.update({name: outputs[name] for name in self.state_names})
         if ALIGNMENT in state:  # collected only when the caller asked for it (see initial_state)
@@ -148,7 +162,7 @@ class Seq2SeqModels:
         """
         inputs = {F.DECODER_VALUES: tf.expand_dims(values, 1)}
         inputs.update({name: value for name, value in state.items() if name in self.decoder_step.input})
-        outputs = self.decoder_step(inputs, training=training)
+        outputs = as_float32(self.decoder_step(inputs, training=training))
         new_state = dict(state)
         new_state.update({name: outputs[name] for name in self.state_names})
         if ALIGNMENT in state:
@@ -167,6 +181,6 @@ class Seq2SeqModels:
         values). ``sampling = 1`` is a forecast. Differentiable, also through the fed-back predictions.
         """
         given = tf.convert_to_tensor(inputs[F.DECODER_VALUES])
-        encoded = self.encoder(inputs[F.ENCODER_VALUES], training=training)
+        encoded = as_float32(self.encoder(inputs[F.ENCODER_VALUES], training=training))
         return regress(lambda values, state: self.value_step(values, state, training=training), dict(encoded),
                        given[:, 0], tf.shape(given)[1], teacher=given, sampling=sampling)
