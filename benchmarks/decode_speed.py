@@ -198,7 +198,7 @@ def main():
     record = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "command": " ".join(sys.argv), "run_dir": args.run_dir, "export_minutes": round(export_minutes, 2),
               "timing": f"interleaved in {ROUNDS} rounds: each runtime decodes a round's batches in turn, one at a time",
-              "model": cfg.model.__dict__, "beam_width": d.beam_width, "results": results,
+              "model": cfg.model.__dict__, "beam_width": cfg.decoding.beam_width, "results": results,
               "ratio_to_saved_model": ratios, "parity": parity}
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

@@ -72,3 +72,43 @@ def run_cli(capsys):
         return done.value.code, out.out, out.err
 
     return run
+
+
+def vary_weights(translator) -> None:
+    """Makes a 3-step model's outputs worth comparing: random weights (varied words, not "a a a ...") and an
+    output bias that favours ``<unk>`` (some outputs hold one), so ``<unk>`` replacement is exercised."""
+    import numpy as np
+
+    from tfs2s.core import features as F
+    from tfs2s.core.models.output_bias import output_layer
+
+    rng = np.random.default_rng(0)
+    models = translator.models
+    models.training.set_weights([w + rng.normal(0, 0.8, w.shape).astype(np.float32)
+                                 for w in models.training.get_weights()])
+    layer = output_layer(models.decoder_step)
+    bias = np.zeros(layer.bias.shape, np.float32)
+    bias[F.UNK_ID] = 3.0
+    layer.bias.assign(bias)
+
+
+@pytest.fixture(scope="session")
+def client_export(tmp_path_factory, tiny_text_config):
+    """``(export folder, translator)``: one tiny word export with attention for the ``runtimes`` tests (Node,
+    the browser, every runtime through the bad-input corpus), with the greedy ids graph tfs2s writes and the
+    beam ids and text graphs tf2onnx converts (about 80 s on 2 cores). Beam width 3, n-best 2; read-only."""
+    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
+    from tfs2s.tasks import export, load, train
+
+    run_dir = str(tmp_path_factory.mktemp("client_run") / "run")
+    cfg = tiny_text_config("clients", **{"data.limit": 200, "training.steps_per_epoch": 3,
+                                        "data.max_source_length": 12, "decoding.beam_width": 3,
+                                        "decoding.n_best": 2})
+    train(cfg, run_dir, verbose=0)
+    translator = load(run_dir)
+    vary_weights(translator)
+    path = export(translator, str(tmp_path_factory.mktemp("client_exports")), "clients", onnx=False)
+    graphs = {k: ONNX_GRAPHS[k] for k in ("translate_ids_greedy", "translate_ids", "translate_text")}
+    export_onnx(path, os.path.join(path, "onnx"), graphs=graphs, models=translator.models,
+                decoding=translator.config.decoding)
+    return path, translator

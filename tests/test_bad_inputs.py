@@ -9,8 +9,9 @@ the worker's death in the case it was answering. Beyond "answered", cheap sanity
 texts with no words give "", a batch of zero gives zero answers, and the mixed batch's first sentence gets the
 answer it gets alone.
 
-One tiny word export per module, with the greedy ids graph tfs2s writes itself (no tf2onnx) by default; the
-beam ids graph and the text graph are converted with tf2onnx only for the slow test.
+The runtimes run on the tiny export the ``runtimes`` tests share (``conftest.client_export``: the greedy ids
+graph tfs2s writes, the beam ids graph and the text graph tf2onnx converts); ``.ci/run`` runs them after the
+default suite (``pytest -m runtimes``). The unit tests of the harness run by default.
 """
 
 import json
@@ -26,35 +27,6 @@ import bad_inputs  # noqa: E402  (benchmarks/bad_inputs.py: the sanity checks an
 import runtimes  # noqa: E402  (benchmarks/runtimes.py: the runtimes)
 
 CASES = bad_inputs.with_checks(runtimes.read_corpus())
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tiny_text_config):
-    """A tiny word export with the written greedy ids graph, and its translator (about 45 s)."""
-    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
-    from tfs2s.tasks import export, load, train
-
-    run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    train(tiny_text_config("badinputs", **{"data.limit": 64, "training.steps_per_epoch": 3,
-                                           "data.max_source_length": 12}), run_dir, verbose=0)
-    translator = load(run_dir)
-    path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "badinputs", onnx=False,
-                  max_beam_width=5)
-    export_onnx(path, os.path.join(path, "onnx"), graphs={"translate_ids_greedy": ONNX_GRAPHS["translate_ids_greedy"]},
-                models=translator.models, decoding=translator.config.decoding)
-    return path, translator
-
-
-@pytest.fixture(scope="module")
-def converted(tiny):
-    """The same export with the beam ids graph and the text graph converted by tf2onnx (about 30 s on 2 cores)."""
-    from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
-
-    path, translator = tiny
-    graphs = {k: ONNX_GRAPHS[k] for k in ("translate_ids", "translate_text")}
-    export_onnx(path, os.path.join(path, "onnx"), graphs=graphs, models=translator.models,
-                decoding=translator.config.decoding)
-    return path
 
 
 def _all_answered(report: dict) -> None:
@@ -90,16 +62,18 @@ def test_problems_sees_wrong_answers():
     assert len(found) == 2 and found[0].startswith("empty") and found[1].startswith("mixed_batch")
 
 
-def test_savedmodel_in_a_tensorflow_only_process(tiny, tmp_path):
-    path, _ = tiny
+@pytest.mark.runtimes  # about 20 s on the shared client export (conftest.client_export)
+def test_savedmodel_in_a_tensorflow_only_process(client_export, tmp_path):
+    path, _ = client_export
     report = runtimes.run_runtimes(path, CASES, ["savedmodel serving_default", "savedmodel translate_greedy"],
                                    str(tmp_path))
     _all_answered(report)
 
 
-def test_python_onnxruntime_ids_graph_and_node(tiny, tmp_path):
+@pytest.mark.runtimes  # about 5 s on the shared client export
+def test_python_onnxruntime_ids_graph_and_node(client_export, tmp_path):
     """The greedy ids graph in Python onnxruntime (no TensorFlow in its process) and in Node's JS client."""
-    path, _ = tiny
+    path, _ = client_export
     names = ["onnx ids greedy"] + ([] if runtimes.node_missing() else ["node greedy"])
     report = runtimes.run_runtimes(path, CASES, names, str(tmp_path))
     _all_answered(report)
@@ -108,11 +82,10 @@ def test_python_onnxruntime_ids_graph_and_node(tiny, tmp_path):
         pytest.skip(f"Node runtime not run: {runtimes.node_missing()}")
 
 
-@pytest.mark.slow  # two tf2onnx conversions (about 30 s on 2 cores) and three runtimes (about 15 s); the
-# default tests above run the same corpus through the SavedModel, the greedy ids graph in Python and in Node
-def test_text_graph_and_beam_graphs(converted, tmp_path):
+@pytest.mark.runtimes  # three runtimes (about 15 s) on the shared client export
+def test_text_graph_and_beam_graphs(client_export, tmp_path):
     names = ["onnx text", "onnx ids beam"] + ([] if runtimes.node_missing() else ["node beam"])
-    report = runtimes.run_runtimes(converted, CASES, names, str(tmp_path))
+    report = runtimes.run_runtimes(client_export[0], CASES, names, str(tmp_path))
     _all_answered(report)
 
 

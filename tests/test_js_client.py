@@ -1,6 +1,7 @@
 """The JavaScript client (clients/js/src/index.mjs) tokenizes and translates exactly as tfs2s does in Python.
 
-A tiny word model is trained for a few steps and exported with the greedy ids graph tfs2s writes itself and the
+A tiny word model (``conftest.client_export``, shared by the ``runtimes`` tests) is trained for a few steps, its
+weights varied, and exported with the greedy ids graph tfs2s writes itself and the
 beam graph tf2onnx converts. The export's metadata describes its tokenization (``host_tokenization``, built from
 the steps the in-graph tokenizer runs); the JS client implements it in JavaScript regexes. ``node --test`` must
 give TF's words and joined text on Multi30k test lines and odd inputs (rules 1 and 2, cased and lowercased), TF's
@@ -19,10 +20,7 @@ import pytest
 import tensorflow as tf
 
 from tfs2s.core import tokenizers
-from tfs2s.core.models.output_bias import output_layer
-from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 from tfs2s.export.tokenization import FORMAT, describe_side
-from tfs2s.tasks import export, load, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS_CLIENT = os.path.join(ROOT, "clients", "js")
@@ -48,35 +46,6 @@ def _multi30k_lines(n: int) -> list[str]:
         return [line.rstrip("\n") for _, line in zip(range(n), f)]
 
 
-@pytest.fixture(scope="module")
-def greedy_export(tmp_path_factory, tiny_text_config):
-    run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = tiny_text_config("jsclient", **{"data.limit": 200, "training.steps_per_epoch": 3,
-                                         "data.max_source_length": 12, "decoding.beam_width": 3,
-                                         "decoding.n_best": 2})
-    train(cfg, run_dir, verbose=0)
-    translator = load(run_dir)
-    _vary(translator)
-    path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "jsclient", onnx=False)
-    export_onnx(path, os.path.join(path, "onnx"), graphs={k: ONNX_GRAPHS[k] for k in ("translate_ids_greedy",
-                                                                                    "translate_ids")},
-                models=translator.models, decoding=translator.config.decoding)
-    return path, translator
-
-
-def _vary(translator) -> None:
-    """Makes a 3-step model's outputs worth comparing: random weights (varied words, not "a a a ...") and an
-    output bias that favours ``<unk>`` (5 of the 60 test outputs hold one), so ``<unk>`` replacement is exercised."""
-    rng = np.random.default_rng(0)
-    models = translator.models
-    models.training.set_weights([w + rng.normal(0, 0.8, w.shape).astype(np.float32)
-                                 for w in models.training.get_weights()])
-    layer = output_layer(models.decoder_step)
-    bias = np.zeros(layer.bias.shape, np.float32)
-    bias[tokenizers.F.UNK_ID] = 3.0
-    layer.bias.assign(bias)
-
-
 def _normalization_cases(vocab_path: str, texts: list[str]) -> list[dict]:
     """TF's words and re-joined text of ``texts`` for each rules version, cased and lowercased."""
     out = []
@@ -93,10 +62,9 @@ def _normalization_cases(vocab_path: str, texts: list[str]) -> list[dict]:
     return out
 
 
-@pytest.mark.slow  # a tiny training and export (about 45 s) and a Node run; the Node graph checks of
-# tests/test_onnx_portable.py run by default
-def test_export_describes_its_tokenization(greedy_export):
-    path, translator = greedy_export
+@pytest.mark.runtimes  # on the shared client export (conftest.client_export, about 80 s once)
+def test_export_describes_its_tokenization(client_export):
+    path, translator = client_export
     with open(os.path.join(path, "assets.extra", "tfs2s_export.json"), encoding="utf-8") as f:
         described = json.load(f)["host_tokenization"]
     assert described["format"] == FORMAT and described["max_source_length"] == 12
@@ -118,11 +86,11 @@ def _python_results(translator, sentences: list[str], strategy: str) -> list[dic
             for texts, scores in zip(out["text"], out["scores"])]
 
 
-@pytest.mark.slow  # a tiny training and export with a converted beam graph (about 70 s) and a Node run; the Node
-# graph checks of tests/test_onnx_portable.py run by default
-def test_js_client_matches_python(greedy_export, tmp_path):
+@pytest.mark.runtimes  # a Node run (about 10 s) on the shared client export; the Node graph checks of
+# tests/test_onnx_portable.py run by default
+def test_js_client_matches_python(client_export, tmp_path):
     node = _node()
-    path, translator = greedy_export
+    path, translator = client_export
     sentences = _multi30k_lines(60) + ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", ""]
     ids = translator.encode(tf.constant(sentences)).numpy()
     greedy = _python_results(translator, sentences, "greedy")

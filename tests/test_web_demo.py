@@ -1,8 +1,8 @@
 """The browser demo (clients/web/) shows Python's translations, keeps a conversation as tfs2s chat does, and
 answers the whole bad-input corpus in headless Chromium with onnxruntime-web (wasm).
 
-A tiny word model with attention is trained for a few steps and exported with its ids graphs (greedy, written
-by tfs2s, and beam, converted by tf2onnx). ``clients/web/serve.mjs`` serves the page and the export on 127.0.0.1;
+A tiny word model with attention (``conftest.client_export``, shared by the ``runtimes`` tests) is exported with
+its ids graphs (greedy, written by tfs2s, and beam, converted by tf2onnx). ``clients/web/serve.mjs`` serves the page and the export on 127.0.0.1;
 ``clients/web/test/drive.mjs`` drives the page with playwright-core in Debian's /usr/bin/chromium and records
 what it shows; this module compares that with ``Translator.translate`` and ``tfs2s.apps.chat.Conversation``'s
 context rule. Set ``TFS2S_BAD_INPUT_REPORT=path.json`` to write the per-case answers (the README's table).
@@ -23,8 +23,6 @@ import tensorflow as tf
 
 from tfs2s.apps.chat import Conversation
 from tfs2s.data import images
-from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
-from tfs2s.tasks import export, load, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB = os.path.join(ROOT, "clients", "web")
@@ -46,19 +44,6 @@ def _tools(browser: bool = True) -> str:
     if missing:
         pytest.skip("browser demo test not run: needs " + ", ".join(missing))
     return node
-
-
-@pytest.fixture(scope="module")
-def web_export(tmp_path_factory, tiny_text_config):
-    run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    cfg = tiny_text_config("webdemo", **{"data.limit": 200, "training.steps_per_epoch": 3,
-                                        "data.max_source_length": 12})
-    train(cfg, run_dir, verbose=0)
-    translator = load(run_dir)
-    path = export(translator, str(tmp_path_factory.mktemp("saved_models")), "webdemo", onnx=False)
-    export_onnx(path, os.path.join(path, "onnx"), models=translator.models, decoding=translator.config.decoding,
-                graphs={name: ONNX_GRAPHS[name] for name in ("translate_ids_greedy", "translate_ids")})
-    return path, translator
 
 
 def _chat_copy(path: str, folder: str) -> tuple[str, object]:
@@ -157,11 +142,11 @@ def _drive(node: str, cases: dict, tmp_path) -> dict:
         return json.load(f)
 
 
-@pytest.mark.slow  # a tiny training and export with two ONNX graphs (70 s) and a Chromium run (23 s); by default
+@pytest.mark.runtimes  # a Chromium run (about 25 s) on the shared client export; by default
 # test_server_serves_the_demo_and_nothing_else checks the server and tests/test_onnx_portable.py the graphs in Node
-def test_page_translates_as_python_and_answers_bad_inputs(web_export, tmp_path):
+def test_page_translates_as_python_and_answers_bad_inputs(client_export, tmp_path):
     node = _tools()
-    path, translator = web_export
+    path, translator = client_export
     with open(BAD_INPUTS, encoding="utf-8") as f:
         corpus = json.load(f)["cases"]
     chat_dir, chat_config = _chat_copy(path, str(tmp_path / "chat_export"))
@@ -178,7 +163,8 @@ def test_page_translates_as_python_and_answers_bad_inputs(web_export, tmp_path):
 
     # The shown translation is Python's; with an alignment output (attention) <unk> is replaced as in Python.
     aligned = _has_alignment(path)
-    replace = None if aligned else False
+    assert aligned, "attention exports' ids graphs return the alignment"
+    replace = None  # Python's default: <unk> replaced by the attended source word
     expected = translator.translate(SENTENCES, strategy="greedy", replace_unknown=replace)
     assert any(expected), "the tiny model translates everything to nothing: the comparison would be empty"
     assert [shown["translation"] for shown in out["ui"]] == expected
