@@ -189,6 +189,14 @@ def _add_export(sub):
     p.add_argument("--info", help="also write the export path and verification report as JSON here")
 
 
+def _add_average(sub):
+    p = sub.add_parser("average", help="make a run's final model the average of its last N epochs' weights "
+                                       "(kept when trained with training.average_checkpoints)")
+    _add_run_dir(p)
+    p.add_argument("--last", type=int, metavar="N",
+                   help="epochs to average (default: the run's training.average_checkpoints)")
+
+
 def _add_translate(sub):
     p = sub.add_parser("translate", help="translate sentences (arguments, stdin or --input FILE)")
     source = p.add_mutually_exclusive_group(required=True)
@@ -231,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tfs2s {version()}",
                         help="print the version of tfs2s and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_export, _add_translate, _add_chat):
+    for add in (_add_train, _add_evaluate, _add_export, _add_average, _add_translate, _add_chat):
         add(sub)
     return parser
 

@@ -17,6 +17,7 @@ from tfs2s.tasks.series.task import evaluate_run as evaluate_series
 from tfs2s.core.config import load_config
 from tfs2s.core.errors import InputError
 from tfs2s.core.metrics import bleu_scores
+from tfs2s.training.averaging import average_run
 
 # ``tfs2s translate`` options and the ``DecodeOptions`` fields they set.
 DECODE_OPTIONS = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty",
@@ -51,6 +52,12 @@ def export(args) -> int:
     report = {"export": path, "verified": tasks.verify(path, predictor)}
     print(json.dumps(report, indent=2))
     _write_json(args.info, report)
+    return 0
+
+
+def average(args) -> int:
+    """``tfs2s average``: a run's final model becomes the average of its last ``--last`` kept epochs."""
+    print(json.dumps(average_run(args.run_dir, args.last), indent=2))
     return 0
 
 
@@ -219,4 +226,5 @@ def chat(args) -> int:
         print(("bot> " if interactive else "") + conversation.reply(message), flush=True)
 
 
-COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "translate": translate, "chat": chat}
+COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "translate": translate, "chat": chat,
+            "average": average}

@@ -18,6 +18,7 @@ import keras
 from tfs2s.core.config import Config, TrainingConfig
 from tfs2s.core.keras_compat import EpochBoundaryBackup, is_improvement, prepare_monitor
 from tfs2s.core.metrics import bleu_scores
+from tfs2s.training.averaging import KeepLastEpochs
 from tfs2s.training.run_dir import (BACKUP_DIR, CHECKPOINT_DIR, HISTORY_FILE, append_jsonl, best_val_loss,
                                     checkpoint_path, logged_val_losses, read_clock)
 
@@ -201,16 +202,21 @@ def run_callbacks(cfg: Config, run_dir: str, clock: TrainingClock,
     log, and the configured learning-rate plateau and early stopping (``extra`` runs before the epoch log).
 
     ``run_dir/checkpoints/best.weights.h5`` keeps the weights of the lowest validation loss, also across an
-    interrupted and resumed run (the best loss so far is read back from ``history.jsonl``).
+    interrupted and resumed run (the best loss so far is read back from ``history.jsonl``). With
+    ``training.average_checkpoints: N`` that epoch goes to ``best_epoch.weights.h5`` and ``best.weights.h5`` becomes
+    the average of the last N epochs when training ends (``tfs2s.training.averaging``).
     """
     t = cfg.training
     os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
     history_path = os.path.join(run_dir, HISTORY_FILE)
+    # Before the backup: an epoch's weights are kept before the backup marks the epoch done.
+    keep = [KeepLastEpochs(run_dir, t.average_checkpoints)] if t.average_checkpoints else []
+    best = checkpoint_path(run_dir, "best_epoch" if keep else "best")
     callbacks = [
         clock,
+        *keep,
         ResumableBackup(os.path.join(run_dir, BACKUP_DIR), save_freq=200, clock=clock),
-        keras.callbacks.ModelCheckpoint(checkpoint_path(run_dir, "best"), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True,
+        keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_val_loss(history_path)),
         keras.callbacks.ModelCheckpoint(checkpoint_path(run_dir, "last"), save_weights_only=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq=50),

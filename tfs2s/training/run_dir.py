@@ -5,8 +5,12 @@ A run folder holds everything needed to resume or reuse a model::
     run_dir/
       config.json                     the full Config
       *_vocab.txt, *_tokenizer.json   vocabularies (text and image runs); standardizer.json (forecasting)
-      checkpoints/best.weights.h5     best validation loss so far
+      checkpoints/best.weights.h5     best validation loss so far (the run's final model; with
+                                      training.average_checkpoints: N, the average of the last N epochs)
       checkpoints/last.weights.h5     end of the last epoch
+      checkpoints/best_epoch.weights.h5, epoch_<n>.weights.h5, average.json
+                                      training.average_checkpoints only: the epoch of best validation loss,
+                                      the last N epochs' weights, what best.weights.h5 averages
       backup/                         BackupAndRestore state (removed when training ends normally)
       clock.json                      training time and steps so far
       logs/                           TensorBoard
@@ -41,16 +45,17 @@ CLOCK_FILE = "clock.json"
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
 
-# Config fields a resumed or extended run may change: how long it trains, how it is watched, where its data lives
-# and how it decodes (the whole ``decoding`` section). Any other change would not match the vocabularies, weights
-# and optimizer state in the run folder.
+# Config fields a resumed or extended run may change: how long it trains, how it is watched, where its data lives,
+# how many epochs its final model averages (``tfs2s average`` rewrites it) and how it decodes (the whole
+# ``decoding`` section). Any other change would not match the vocabularies, weights and optimizer state in the run
+# folder.
 RESUMABLE_FIELDS = ("name", "data.data_dir", "training.epochs", "training.max_minutes",
                     "training.early_stopping_patience", "training.bleu_every_minutes", "training.bleu_sentences",
-                    "decoding")
+                    "training.average_checkpoints", "decoding")
 
 
 def checkpoint_path(run_dir: str, weights: str = "best") -> str:
-    """``run_dir/checkpoints/<weights>.weights.h5`` (``best`` or ``last``)."""
+    """``run_dir/checkpoints/<weights>.weights.h5`` (``best``, ``last`` or, averaging, ``best_epoch``)."""
     return os.path.join(run_dir, CHECKPOINT_DIR, f"{weights}.weights.h5")
 
 
