@@ -11,7 +11,10 @@ from typing import Callable
 import tensorflow as tf
 
 StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
-IMPOSSIBLE_SCORE = -1e9  # "impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN
+# "Impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN. Finite in float32 only (float16 makes
+# it -inf): searches work in float32, and Seq2SeqModels.step hands them float32 logits whatever the model's
+# dtype policy (training.precision). A step function of 16-bit logits must cast them first.
+IMPOSSIBLE_SCORE = -1e9
 ALIGNMENT = "alignment"
 
 
