@@ -176,3 +176,24 @@ def test_export_of_a_bfloat16_run_serves_float32(trained, tmp_path, run_cli):
     loaded = tf.saved_model.load(report["export"])
     served = loaded.signatures["translate_ids_greedy"](encoder_token_ids=tf.constant(ids))
     assert served["scores"].dtype == tf.float32
+
+
+@pytest.mark.parametrize("options", [dict(strategy="greedy"), dict(strategy="beam", beam_width=3, n_best=2),
+                                     dict(strategy="greedy", no_repeat_ngram_size=2),
+                                     dict(strategy="sample", top_k=2)], ids=["greedy", "beam", "no_repeat", "sample"])
+def test_searches_score_a_float16_step_in_float32(options):
+    """A raw float16 step (its -1e9 is -inf in float16) still gives finite float32 scores and the best tokens."""
+    from tfs2s.core.decoding import DecodeOptions, decode
+
+    vocab = 7
+    banned = tf.one_hot(F.PAD_ID, vocab) * -1e9  # -inf once in float16
+
+    def step(ids, state):
+        return tf.cast(tf.one_hot((ids + 2) % vocab, vocab) * 5.0 + banned[None], tf.float16), state
+
+    result = decode(step, {"h": tf.zeros([3, 2])}, 4, DecodeOptions(**options))
+    scores = result["scores"].numpy()
+    assert scores.dtype == np.float32 and np.all(np.isfinite(scores)), scores
+    if options["strategy"] == "greedy" and "no_repeat_ngram_size" not in options:
+        expected = [(F.BOS_ID + 2 * (i + 1)) % vocab for i in range(4)]  # 4, 6, <unk>, </s>
+        np.testing.assert_array_equal(result["tokens"].numpy()[:, 0], [expected] * 3)

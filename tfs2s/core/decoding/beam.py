@@ -76,6 +76,7 @@ def beam_search(step_fn: StepFn, state: dict, max_length, beam_width: int = 5, l
     def body(v):
         t, h = v["t"], v["hyps"]
         logits, new_state = step_fn(v["ids"], v["state"])
+        logits = tf.cast(logits, tf.float32)  # scores in float32 whatever the step's dtype (see buffers)
         h, ids, new_state = _expand(beam, t, h, logits, v["state"], new_state)
         hyps, ids, new_state, new_results = _retire(beam, t + 1, h, ids, new_state, v["results"])
         return (dict(t=t + 1, hyps=hyps, ids=ids, state=new_state, results=new_results),)

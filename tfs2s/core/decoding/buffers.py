@@ -12,8 +12,8 @@ import tensorflow as tf
 
 StepFn = Callable[[tf.Tensor, dict], tuple[tf.Tensor, dict]]
 # "Impossible" score; finite so that 0 * IMPOSSIBLE_SCORE never makes NaN. Finite in float32 only (float16 makes
-# it -inf): searches work in float32, and Seq2SeqModels.step hands them float32 logits whatever the model's
-# dtype policy (training.precision). A step function of 16-bit logits must cast them first.
+# it -inf): searches cast the step's logits to float32 and score in float32 (Seq2SeqModels.step already hands
+# them float32 logits and states whatever the model's dtype policy, training.precision).
 IMPOSSIBLE_SCORE = -1e9
 ALIGNMENT = "alignment"
 

@@ -59,6 +59,7 @@ def block_repeated_ngrams(step_fn: StepFn, state: dict, max_length, n: int) -> t
         history = tf.where(positions[None, :] == t[:, None], tf.cast(ids, tf.int32)[:, None], history)
         inner = {k: v for k, v in state.items() if k not in (_HISTORY, _STEP)}
         logits, new_state = step_fn(ids, inner)
+        logits = tf.cast(logits, tf.float32)  # IMPOSSIBLE_SCORE is finite in float32 only (see buffers)
         length = t + 1  # tokens in the history, the current input included
         logits = tf.where(_repeating(history, length, n, tf.shape(logits)[-1]),
                           tf.cast(IMPOSSIBLE_SCORE, logits.dtype), logits)

@@ -111,7 +111,7 @@ def _sequential(step_fn: StepFn, state: dict, max_length, choose: Callable, min_
 
     def body(v):
         logits, new_state = step_fn(v["ids"], v["state"])
-        logits = ban_early_eos(logits, v["t"], min_length)
+        logits = ban_early_eos(tf.cast(logits, tf.float32), v["t"], min_length)  # scores in float32 (buffers)
         log_probs = tf.nn.log_softmax(logits)
         ids = tf.cast(choose(logits, v["t"]), tf.int32)
         # An input stops at </s> or at its own length limit, whatever else is in the batch.
