@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfs2s.export.onnx.quantize import check_quantize, int8_matmul
+
 ONNX_OPSET = 17  # every ONNX graph tfs2s writes or converts
 # IR version for opset 17 is 8 (onnx.helper.VERSION_TABLE); ``portable`` computes it from the opsets actually imported.
 # onnx's make_model otherwise stamps its own newest IR version (14 in onnx 1.23), which onnxruntime 1.30 refuses.
@@ -127,10 +129,13 @@ class GraphBuilder:
 
     Internal names carry ``prefix``, so the graph merges with a converted one without name clashes; names in
     ``public`` (graph inputs and outputs) are kept as they are. A layer it cannot write raises ``unsupported``.
+    With ``quantize="int8"`` the matrix products of ``matmul`` and ``dense`` have int8 weights
+    (``tfs2s.export.onnx.quantize``); the default writes float32 ``MatMul`` nodes.
     """
 
-    def __init__(self, prefix: str, public=(), *, unsupported: type[ValueError]):
-        self.prefix, self.public, self.unsupported = prefix, set(public), unsupported
+    def __init__(self, prefix: str, public=(), *, unsupported: type[ValueError], quantize: str | None = None):
+        check_quantize(quantize)
+        self.prefix, self.public, self.unsupported, self.quantize = prefix, set(public), unsupported, quantize
         self.nodes, self.inits = [], []
 
     def const(self, name: str, value) -> str:
@@ -150,9 +155,15 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=f"{self.prefix}{op}_{len(self.nodes)}", **attrs))
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def matmul(self, x: str, kernel, name: str) -> str:
+        """``x @ kernel`` (weights ``[K, N]``): float32 ``MatMul``, or int8 weights with ``quantize="int8"``."""
+        if self.quantize == "int8":
+            return int8_matmul(self, x, weight_array(kernel), name)
+        return self.node("MatMul", [x, self.const(f"{name}/kernel", weight_array(kernel))])
+
     def dense(self, x: str, layer, name: str, extra_bias=None) -> str:
         """A Keras ``Dense`` layer (linear or tanh) on ``x``; ``extra_bias`` is added to its bias."""
-        y = self.node("MatMul", [x, self.const(f"{name}/kernel", weight_array(layer.kernel))])
+        y = self.matmul(x, layer.kernel, name)
         bias = weight_array(layer.bias) if layer.use_bias else None
         if extra_bias is not None:
             bias = extra_bias if bias is None else bias + extra_bias

@@ -28,7 +28,9 @@ from tfs2s.core.layers.attention import MASKED_SCORE
 from tfs2s.core.layers.projection import VocabularyProjection
 from tfs2s.core.models import (ATTENTION, ATTENTIONAL_HIDDEN, CONTEXT, DECODER_RNN, KEYS, MASK, MEMORY,
                                OUTPUT_PROJECTION, RNN_CELL, banned_token_bias, output_layer, target_embedding_layer)
+from tfs2s.export.onnx.cells import cell_step
 from tfs2s.export.onnx.graph import GraphBuilder, make_model, weight_array
+from tfs2s.export.onnx.quantize import check_quantize
 
 PREFIX = "tfs2s_greedy/"
 OUTPUTS = ["tokens", "length", "scores", "alignment"]
@@ -60,7 +62,8 @@ def f32(value) -> np.ndarray:
     return np.array(value, np.float32)
 
 
-def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
+def build_greedy_decoder(models, decoding, quantize: str | None = None,
+                         fused_cells: bool | None = None) -> "onnx.ModelProto":  # noqa: F821
     """Greedy decoding of ``models`` (a ``Seq2SeqModels``) as an ONNX model over the encoder's outputs.
 
     Args:
@@ -68,17 +71,26 @@ def build_greedy_decoder(models, decoding) -> "onnx.ModelProto":  # noqa: F821
             ``VocabularyProjection``).
         decoding: The ``DecodingConfig`` whose ``max_length_ratio``, ``max_length_offset`` and ``min_length``
             the exported greedy signature uses.
+        quantize: ``None`` (float32) or ``"int8"``: the decoder's recurrent products, attentional hidden layer and
+            output layer inside the loop get int8 weights (per output column) and dynamically quantised
+            activations (``tfs2s.export.onnx.quantize``); attention, softmax and bookkeeping stay float32.
+        fused_cells: Whether the recurrent layers are ONNX ``GRU`` / ``LSTM`` nodes (float weights only) or written
+            out as products and gates (``tfs2s.export.onnx.cells``). Default: fused unless quantised; an int8
+            graph always writes them out.
 
     Raises:
+        ValueError: ``quantize`` is not one of ``None``, ``"int8"``.
         UnsupportedDecoder: Repeat blocking, regression or image models, or recurrent layers configured unlike
             tfs2s' defaults.
     """
+    check_quantize(quantize)
+    fused_cells = quantize is None if fused_cells is None else fused_cells and quantize is None
     projection = _written_projection(models, decoding)
     state_names = list(models.state_names)
     inputs = [MEMORY, MASK] + ([KEYS] if models.has_attention else [CONTEXT]) + state_names
     g = GraphBuilder(PREFIX, public=inputs + OUTPUTS, unsupported=UnsupportedDecoder)
     outer = _before_loop(g, models, decoding)
-    body = _loop_body(models, decoding, projection, outer)
+    body = _loop_body(models, decoding, projection, outer, quantize, fused_cells)
     carried = loop_state(models)
     final = g.node("Loop", [outer["trips"], outer["go"], *(outer[f"{k}0"] for k in carried), *state_names],
                    [f"final_{k}" for k in carried + state_names], body=body)
@@ -147,12 +159,13 @@ def _before_loop(g: GraphBuilder, models, decoding) -> dict:
     return outer
 
 
-def _loop_body(models, decoding, projection, outer: dict):
+def _loop_body(models, decoding, projection, outer: dict, quantize: str | None, fused_cells: bool):
     """The Loop's body graph: one greedy step over the loop state (and the outer scope's ``outer`` tensors)."""
     from onnx import TensorProto  # the onnx extra is optional: needed only when a graph is written
 
     step = models.decoder_step
-    b = GraphBuilder(PREFIX + "body/", unsupported=UnsupportedDecoder)  # the Loop body: its nodes and weights
+    # The Loop body: its nodes and weights (int8 products where quantised).
+    b = GraphBuilder(PREFIX + "body/", unsupported=UnsupportedDecoder, quantize=quantize)
     names = ["iter", "cond"] + loop_state(models) + list(models.state_names)
     body_in = {name: PREFIX + "body/in_" + name for name in names}
     t = b.node("Cast", [body_in["iter"]], to=TensorProto.INT32)
@@ -160,7 +173,7 @@ def _loop_body(models, decoding, projection, outer: dict):
                           body_in["ids"]])
     if not models.has_attention:
         x = b.node("Concat", [x, CONTEXT], axis=1)
-    x, new_states = _body_recurrent(b, models, x, body_in)
+    x, new_states = _body_recurrent(b, models, x, body_in, fused_cells)
     context, weights = _body_attention(b, models, x, outer) if models.has_attention else (CONTEXT, None)
     hidden = b.dense(b.node("Concat", [x, context], axis=1), step.get_layer(ATTENTIONAL_HIDDEN), ATTENTIONAL_HIDDEN)
     logits = _body_logits(b, projection, hidden, t, int(decoding.min_length))
@@ -168,9 +181,9 @@ def _loop_body(models, decoding, projection, outer: dict):
     return _body_graph(b, body_in, names, [go_on, *carried, *new_states])
 
 
-def _body_recurrent(b: GraphBuilder, models, x: str, body_in: dict) -> tuple[str, list]:
-    """The decoder's recurrent layers, one time step each (ONNX GRU / LSTM of length 1); returns the top layer's
-    output and the new states."""
+def _body_recurrent(b: GraphBuilder, models, x: str, body_in: dict, fused: bool) -> tuple[str, list]:
+    """The decoder's recurrent layers, one time step each (ONNX GRU / LSTM of length 1 where ``fused``, else
+    ``cells.cell_step``); returns the top layer's output and the new states."""
     cfg, step, state_names = models.config, models.decoder_step, list(models.state_names)
     per_layer = 2 if cfg.cell == "lstm" else 1
     new_states = []
@@ -178,6 +191,12 @@ def _body_recurrent(b: GraphBuilder, models, x: str, body_in: dict) -> tuple[str
         name = DECODER_RNN.format(i=i)
         # The step model holds the recurrent layers' cells; the weight converters read ``layer.cell``.
         layer = SimpleNamespace(name=name, cell=step.get_layer(RNN_CELL.format(rnn=name)))
+        if not fused:
+            layer_states = cell_step(b, layer, cfg.cell, x,
+                                     [body_in[state_names[i * per_layer + j]] for j in range(per_layer)], f"rnn_{i}")
+            new_states.extend(layer_states)
+            x = layer_states[0]
+            continue
         w, r, bias = b.rnn_weights(layer, cfg.cell)
         weights = [b.const(f"rnn_{i}/{k}", v[None]) for k, v in (("W", w), ("R", r), ("B", bias))]
         x_seq = b.node("Unsqueeze", [x, b.const(f"axis0_{i}", i64([0]))])
@@ -227,7 +246,7 @@ def _body_logits(b: GraphBuilder, projection, hidden: str, t: str, min_length: i
     banned = banned_token_bias(vocab)  # as Seq2SeqModels.step adds it, folded into the output layer's bias
     if isinstance(projection, VocabularyProjection):  # sampled softmax / tied: stored [V, H], transposed once here
         kernel = weight_array(projection.kernel).T.copy()
-        logits = b.node("Add", [b.node("MatMul", [hidden, b.const(f"{OUTPUT_PROJECTION}/kernel", kernel)]),
+        logits = b.node("Add", [b.matmul(hidden, kernel, OUTPUT_PROJECTION),
                                 b.const(f"{OUTPUT_PROJECTION}/bias", weight_array(projection.bias) + banned)])
     else:
         logits = b.dense(hidden, projection, OUTPUT_PROJECTION, extra_bias=banned)

@@ -1,0 +1,237 @@
+"""int8 greedy decoding (``build_greedy_decoder(..., quantize="int8")``): the written-out cells, the int8 graph's
+agreement with TensorFlow's greedy search, its outputs, its portability. Tiny random models: seconds."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfs2s.core import decoding
+from tfs2s.core.config import DecodingConfig
+from tfs2s.export.onnx.cells import cell_step
+from tfs2s.export.onnx.encoder import build_encoder, compose
+from tfs2s.export.onnx.graph import GraphBuilder, make_model, save_model
+from tfs2s.export.onnx.greedy import build_greedy_decoder
+from tfs2s.export.onnx.quantize import quantize_columns
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from test_onnx_decoder import _expected, _models, _run  # noqa: E402
+from test_onnx_encoder import CASES, IDS  # noqa: E402
+from test_onnx_portable import _check_portable, _node_agrees  # noqa: E402
+
+DC = DecodingConfig(max_length_ratio=1.5, max_length_offset=3, min_length=2)
+# More rows than IDS (sources of 1-9 words and one of padding only), so agreement rates mean something.
+RNG_IDS = np.random.default_rng(5)
+MANY_IDS = np.zeros((24, 9), np.int32)
+for _row, _length in enumerate([0] + RNG_IDS.integers(1, 10, 23).tolist()):
+    MANY_IDS[_row, :_length] = RNG_IDS.integers(3, 30, _length)
+
+
+def test_quantize_columns_is_symmetric_per_column():
+    w = np.random.default_rng(0).normal(0, 1, (40, 6)).astype(np.float32) * np.array([1e-3, 0.1, 1, 3, 10, 0])
+    q, scale = quantize_columns(w)
+    assert q.dtype == np.int8 and scale.shape == (6,) and np.abs(q).max() == 127
+    np.testing.assert_array_equal(q[:, 5], 0)  # an all-zero column stays zero (scale 1, no division by 0)
+    # Each column's error is at most half its own step: small columns keep their precision beside large ones.
+    assert (np.abs(q * scale - w) <= scale / 2 + 1e-9).all()
+    np.testing.assert_array_equal(quantize_columns(-w)[0], -q)  # symmetric: no zero point
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_written_out_cell_equals_the_fused_onnx_node(cell):
+    """One step of ``cells.cell_step`` in float32 gives what ONNX's GRU (linear_before_reset=1) / LSTM node gives."""
+    from onnx import TensorProto, helper
+
+    keras.utils.set_random_seed(3)
+    batch, inputs, hidden = 5, 7, 6
+    layer = (keras.layers.GRU if cell == "gru" else keras.layers.LSTM)(hidden)
+    layer.build((None, None, inputs))
+    rng = np.random.default_rng(4)
+    layer.set_weights([rng.normal(0, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
+    names = ["x", "h"] + (["c"] if cell == "lstm" else [])
+    feeds = {n: rng.normal(0, 1, (batch, inputs if n == "x" else hidden)).astype(np.float32) for n in names}
+
+    def model(g, outputs):
+        graph = helper.make_graph(g.nodes, "cell", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, None])
+                                                    for n in names],
+                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, [None, None]) for o in outputs],
+                                  g.inits)
+        return make_model(graph)
+
+    written = GraphBuilder("w/", public=names + ["h_new", "c_new"], unsupported=ValueError)
+    new = cell_step(written, layer, cell, "x", names[1:], "cell")
+    for value, name in zip(new, ["h_new", "c_new"]):
+        written.node("Identity", [value], [name])
+    fused = GraphBuilder("f/", public=names + ["h_new", "c_new"], unsupported=ValueError)
+    w, r, b = (fused.const(k, v[None]) for k, v in zip("WRB", fused.rnn_weights(layer, cell)))
+    seq = fused.node("Unsqueeze", ["x", fused.const("axis0", np.array([0], np.int64))])
+    states = [fused.node("Unsqueeze", [s, fused.const(f"axis0_{s}", np.array([0], np.int64))]) for s in names[1:]]
+    out = fused.node(cell.upper(), [seq, w, r, b, "", *states], ["", "h_seq", "c_seq"][:len(names)],
+                     hidden_size=hidden, **({"linear_before_reset": 1} if cell == "gru" else {}))
+    for value, name in zip(out[1:], ["h_new", "c_new"]):
+        fused.node("Squeeze", [value, fused.const(f"axis0_{name}", np.array([0], np.int64))], [name])
+    outputs = ["h_new", "c_new"][:len(names) - 1]
+    got, expected = ({n: v for n, v in zip(outputs, ort.InferenceSession(
+        model(g, outputs).SerializeToString(), providers=["CPUExecutionProvider"]).run(outputs, feeds))}
+        for g in (written, fused))
+    for name in outputs:
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=name)
+    # And Keras' own cell agrees (the fused node's weights are converted; the written cell reads them as they are).
+    keras_new = layer.cell(feeds["x"], [feeds[n] for n in names[1:]])[1]
+    keras_new = keras_new if isinstance(keras_new, (list, tuple)) else [keras_new]
+    np.testing.assert_allclose(got["h_new"], np.asarray(keras_new[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_written_out_cells_decode_what_tensorflow_decodes(case):
+    """The float32 greedy graph with the cells written out (as the int8 graph has them) = TF's greedy search."""
+    m = _models(**case)
+    expected = _expected(m, IDS, DC)
+    got = _run(compose(build_encoder(m), build_greedy_decoder(m, DC, fused_cells=False)), IDS)
+    assert sorted(got) == sorted(expected)
+    np.testing.assert_array_equal(got["tokens"], expected["tokens"])
+    np.testing.assert_array_equal(got["length"], expected["length"])
+    np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+    if "alignment" in expected:
+        np.testing.assert_allclose(got["alignment"], expected["alignment"], atol=1e-5)
+
+
+def _greedy_margins(m, ids, dc) -> tuple[dict, np.ndarray]:
+    """TF's greedy outputs and, per row, the smallest gap between the best and second-best logit over the steps
+    that chose its tokens (its ``</s>`` included): how far int8's rounding may move logits before an argmax flips."""
+    gaps = []
+
+    def recording_step(step_ids, state):
+        logits, new_state = m.step(step_ids, state)
+        top = tf.math.top_k(logits, 2).values
+        gaps.append((top[:, 0] - top[:, 1]).numpy())
+        return logits, new_state
+
+    state = m.initial_state(tf.constant(ids), alignment=m.has_attention)
+    limits = decoding.length_limits(np.sum(ids != 0, axis=1), dc.max_length_ratio, dc.max_length_offset)
+    out = decoding.greedy_search(recording_step, state, limits, dc.min_length)
+    lengths = out["lengths"].numpy()[:, 0]
+    gaps = np.stack(gaps, axis=1)  # [B, steps]
+    steps = np.minimum(lengths + 1, np.asarray(limits))  # the tokens chosen, </s> where it was reached
+    margin = np.array([gaps[b, :max(1, s)].min() for b, s in enumerate(steps)])
+    expected = {"tokens": out["tokens"].numpy(), "length": out["lengths"].numpy(), "scores": out["scores"].numpy()}
+    return expected, margin
+
+
+# The int8 error budget on these random models (weights N(0, 0.8)), measured over CASES x MANY_IDS. Random models
+# choose between near-ties all the time (a row's closest greedy choice leads by a median 0.07-0.28 logits), so
+# int8's rounding flips some: every row that came out different had a choice led by < 0.1 logits. Where tokens
+# agree, a row's score (sum of log-probabilities) moved by at most 0.04 per token. The bounds leave 2.5x that:
+# - a row whose every choice led by more than SEPARATED logits comes out identical;
+# - scores of identical rows within SCORE_TOLERANCE_PER_TOKEN per token;
+# - greedy choices made on the same prefix (up to a row's first difference) agree >= MIN_CHOICE_AGREEMENT
+#   (measured 0.98); positions agree >= MIN_TOKEN_AGREEMENT (measured 0.90: after a flip the rest of a row
+#   follows another prefix, so this rate counts each flip several times).
+SEPARATED = 0.25
+SCORE_TOLERANCE_PER_TOKEN = 0.1
+MIN_CHOICE_AGREEMENT = 0.95
+MIN_TOKEN_AGREEMENT = 0.85
+
+
+@pytest.fixture(scope="module")
+def int8_runs():
+    """Per case: TF's greedy outputs and margins, the int8 graph's outputs, the int8 model, the fp32 graph's outputs."""
+    runs = {}
+    for case in CASES:
+        m = _models(**case)
+        expected, margin = _greedy_margins(m, MANY_IDS, DC)
+        encoder = build_encoder(m)
+        model = compose(encoder, build_greedy_decoder(m, DC, quantize="int8"))
+        fp32 = _run(compose(encoder, build_greedy_decoder(m, DC)), MANY_IDS)
+        runs["-".join(str(v) for v in case.values())] = (expected, margin, _run(model, MANY_IDS), model, fp32)
+    return runs
+
+
+def test_int8_greedy_agrees_with_tensorflow(int8_runs):
+    agree = total = separated = choices = flips = 0
+    for name, (expected, margin, got, _, _) in int8_runs.items():
+        assert got["tokens"].shape[0] == expected["tokens"].shape[0], name
+        width = max(got["tokens"].shape[2], expected["tokens"].shape[2])
+        pad = [(0, 0), (0, 0)]
+        ours = np.pad(got["tokens"], pad + [(0, width - got["tokens"].shape[2])])[:, 0]
+        theirs = np.pad(expected["tokens"], pad + [(0, width - expected["tokens"].shape[2])])[:, 0]
+        # Token agreement over the positions either side produced (padding after both ends is not counted).
+        used = (ours != 0) | (theirs != 0)
+        agree += int(((ours == theirs) & used).sum())
+        total += int(used.sum())
+        same = (ours == theirs).all(axis=1)
+        # Choices on the same prefix: a row's positions up to its first difference (that one included).
+        first = np.where(same, used.sum(axis=1), np.argmax(ours != theirs, axis=1) + 1)
+        choices += int(first.sum())
+        flips += int((~same).sum())
+        # Well-separated rows (every choice leads by > SEPARATED logits) are identical, whatever the case.
+        wide = margin > SEPARATED
+        separated += int(wide.sum())
+        assert same[wide].all(), (name, np.flatnonzero(wide & ~same))
+        # Rows with the same tokens: scores within the budget, per token decoded.
+        lengths = expected["length"][:, 0] + 1
+        diff = np.abs(got["scores"][:, 0] - expected["scores"][:, 0])
+        assert (diff[same] <= SCORE_TOLERANCE_PER_TOKEN * lengths[same]).all(), (name, diff[same].max())
+        np.testing.assert_array_equal(got["length"][same], expected["length"][same])
+    assert total > 200 and separated > 20  # enough tokens and well-separated rows for the rates to mean something
+    print(f"int8: choices agree {1 - flips / choices:.3f} ({choices}), positions {agree / total:.3f} ({total}), "
+          f"{separated} well-separated rows")
+    assert 1 - flips / choices >= MIN_CHOICE_AGREEMENT, (flips, choices)
+    assert agree / total >= MIN_TOKEN_AGREEMENT, agree / total
+
+
+def test_int8_graph_has_the_float_graphs_outputs_and_int8_products(int8_runs):
+    for name, (_, _, got, model, fp32) in int8_runs.items():
+        ops = {n.op_type for n in model.graph.node}
+        body = next(a.g for n in model.graph.node if n.op_type == "Loop" for a in n.attribute if a.name == "body")
+        body_ops = [n.op_type for n in body.node]
+        # Inside the loop: no float products of the weights left but the attention's; no fused recurrent node.
+        assert "MatMulInteger" in body_ops and "DynamicQuantizeLinear" in body_ops, name
+        assert not {"GRU", "LSTM"} & set(body_ops), name
+        int8 = [i for i in body.initializer if i.data_type == onnx.TensorProto.INT8]
+        # Two recurrent products per layer, the attentional hidden layer, the output layer.
+        layers = 2 if name.split("-")[-1] == "2" else 1
+        assert len(int8) == 2 * layers + 2, (name, [i.name for i in int8])
+        assert "GRU" in ops or "LSTM" in ops  # the encoder stays float32 with ONNX's fused recurrent operators
+        # The fp32 graph's outputs, names, dtypes and ranks (alignment for attention models).
+        assert list(got) == list(fp32) and ("alignment" in got) == (name.split("-")[1] != "none"), name
+        for key, value in fp32.items():
+            assert got[key].dtype == value.dtype and got[key].shape[:2] == value.shape[:2], key
+            assert got[key].ndim == value.ndim, key
+        if "alignment" in got:
+            assert got["alignment"].shape == got["tokens"].shape + (MANY_IDS.shape[1],)
+            sums = got["alignment"][:, 0].sum(axis=-1)  # each decoded step's weights sum to 1, zero after the end
+            steps = got["tokens"][:, 0] != 0  # the steps a row decoded (its </s> included): <pad> is never chosen
+            words = (MANY_IDS != 0).any(axis=1)[:, None]  # a source of padding only has nothing to attend to
+            np.testing.assert_allclose(sums[steps & words], 1.0, atol=1e-5)
+            assert not sums[~steps | ~words].any()
+
+
+def test_int8_graph_edge_batches():
+    m = _models(**CASES[0])
+    model = compose(build_encoder(m), build_greedy_decoder(m, DecodingConfig(max_length_offset=0, min_length=0),
+                                                           quantize="int8"))
+    assert _run(model, np.zeros((0, 4), np.int32))["tokens"].shape == (0, 1, 0)
+    got = _run(model, IDS)
+    assert not got["tokens"][2].any() and got["length"][2, 0] == 0  # padding only, offset 0: no room
+
+
+def test_quantize_refuses_unknown_values():
+    m = _models(**CASES[0])
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        build_greedy_decoder(m, DC, quantize="int4")
+
+
+def test_int8_graph_is_portable_and_runs_in_node(tmp_path, int8_runs):
+    """IR 8, opset 17, standard operators only: loads and decodes in onnxruntime-node as in Python."""
+    _, _, got, model, _ = int8_runs["gru-bahdanau-True-1"]
+    path = save_model(model, str(tmp_path / "translate_ids_greedy.int8.onnx"))
+    saved = _check_portable(path)
+    assert {o.domain for o in saved.opset_import} == {""}  # no com.microsoft contrib ops
+    python = _run(saved, MANY_IDS)
+    np.testing.assert_array_equal(python["tokens"], got["tokens"])
+    _node_agrees(str(tmp_path), MANY_IDS, {"translate_ids_greedy.int8.onnx": python})

@@ -1,0 +1,64 @@
+"""int8 matrix products for the ONNX graphs tfs2s writes: per-column symmetric weights, dynamic uint8 activations.
+
+At batch 1 a decoding step is bound by reading the weights of its matrix products (the output layer alone is
+``hidden × vocabulary`` floats per token). ``int8_matmul`` stores a product's weights as int8, one scale per output
+column (symmetric: zero point 0), and quantises the activations row-block by row-block as the graph runs
+(``DynamicQuantizeLinear``: uint8 with a scale and zero point from the tensor's own range), so a quarter of the
+bytes are read per step. Only standard ONNX operators are used (``DynamicQuantizeLinear``, ``MatMulInteger``,
+``Cast``, ``Mul``): the graphs load in every onnxruntime, onnxruntime-node and -web included.
+
+The result is ``(x_q - x_zero) @ w_q`` in int32, times ``x_scale * w_scale[column]``. The error per product is
+about ``|x| |w| / 255`` per term; argmaxes whose logits are that close may change (the tests bound how often).
+The weights keep 255 levels ([-127, 127]): onnxruntime's uint8 × int8 kernels saturate 16-bit pair sums only on
+x86 CPUs without VNNI (pre-2019), where a product can lose a little more accuracy than measured here.
+
+This module needs numpy only; the onnx package is imported where a node is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUANTIZE_CHOICES = (None, "int8")  # what build_greedy_decoder / export_onnx take as ``quantize``
+INT8_LEVELS = 127  # symmetric: [-127, 127], so -w quantises to -q and no zero point is needed
+
+
+def check_quantize(quantize) -> None:
+    """Raises ``ValueError`` (a user's mistake) unless ``quantize`` is one of ``QUANTIZE_CHOICES``."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, not {quantize!r}")
+
+
+def quantize_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``kernel [K, N]`` float -> int8 ``[K, N]`` and float32 scales ``[N]`` with ``kernel ≈ q * scale``.
+
+    Each output column gets its own scale (its largest magnitude maps to 127), so a column of small weights keeps
+    its precision beside columns of large ones. An all-zero column gets scale 1 (its int8 weights are 0).
+    """
+    kernel = np.asarray(kernel, np.float32)
+    largest = np.abs(kernel).max(axis=0)
+    scale = np.where(largest > 0, largest / INT8_LEVELS, 1.0).astype(np.float32)
+    q = np.clip(np.rint(kernel / scale), -INT8_LEVELS, INT8_LEVELS).astype(np.int8)
+    return q, scale
+
+
+def int8_matmul(g, x: str, kernel: np.ndarray, name: str) -> str:
+    """``x @ kernel`` (``x [..., K]`` float32) with int8 weights and dynamically quantised activations.
+
+    Args:
+        g: The ``GraphBuilder`` that gets the nodes and initialisers.
+        x: The float32 activations' name.
+        kernel: The float weights ``[K, N]``; stored quantised (``quantize_columns``).
+        name: Prefix of the initialisers' names (unique per product).
+
+    Returns:
+        The name of the float32 product ``[..., N]``.
+    """
+    from onnx import TensorProto  # the onnx extra is optional: needed only when a graph is written
+
+    q, scale = quantize_columns(kernel)
+    x_q, x_scale, x_zero = g.node("DynamicQuantizeLinear", [x],
+                                  [f"{name}/x_q", f"{name}/x_scale", f"{name}/x_zero"])
+    product = g.node("MatMulInteger", [x_q, g.const(f"{name}/kernel_int8", q), x_zero])
+    scales = g.node("Mul", [x_scale, g.const(f"{name}/kernel_scale", scale)])  # [N]: one multiply per column
+    return g.node("Mul", [g.node("Cast", [product], to=TensorProto.FLOAT), scales])
