@@ -210,7 +210,8 @@ class TrainingConfig:
             prediction for the previous step instead of the true previous value (Bengio et al. 2015; the
             decoder then runs step by step); 0 = teacher forcing, 1 = free-running training.
         precision: ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (Keras mixed precision: computations in
-            16 bits, variables and losses in float32; float16 with dynamic loss scaling).
+            16 bits; variables, losses and decoding scores in float32; float16 with dynamic loss scaling).
+            Training only: loaded runs and exports are rebuilt in float32 with the trained weights.
         average_checkpoints: Keep the weights of the last N epochs and, when training ends, make the run's
             final model their average (``tfs2s average`` does it afterwards); 0 = off.
     """
