@@ -235,3 +235,34 @@ def test_int8_graph_is_portable_and_runs_in_node(tmp_path, int8_runs):
     python = _run(saved, MANY_IDS)
     np.testing.assert_array_equal(python["tokens"], got["tokens"])
     _node_agrees(str(tmp_path), MANY_IDS, {"translate_ids_greedy.int8.onnx": python})
+
+
+def test_export_onnx_writes_the_int8_graph_beside_the_float_one(tmp_path, int8_runs):
+    """``export_onnx(quantize="int8")`` adds translate_ids_greedy.int8.onnx; the float32 graphs stay as they were.
+
+    Only the graphs tfs2s writes by hand are asked for: no SavedModel and no tf2onnx conversion are needed.
+    """
+    from tfs2s.core.errors import ExportError
+    from tfs2s.export.onnx.convert import INT8_GREEDY, INT8_GREEDY_FILE, ONNX_GRAPHS, export_onnx
+
+    m = _models(**CASES[0])
+    graphs = {k: ONNX_GRAPHS[k] for k in ("encode", "translate_ids_greedy")}
+    written = export_onnx(str(tmp_path / "unused"), str(tmp_path / "onnx"), graphs=graphs, models=m, decoding=DC,
+                          quantize="int8")
+    assert sorted(os.listdir(tmp_path / "onnx")) == sorted(["encoder.onnx", "translate_ids_greedy.onnx",
+                                                            INT8_GREEDY_FILE])
+    assert written[INT8_GREEDY] == str(tmp_path / "onnx" / INT8_GREEDY_FILE)
+    _, _, int8, _, fp32 = int8_runs["gru-bahdanau-True-1"]
+    for path, expected in ((written["translate_ids_greedy"], fp32), (written[INT8_GREEDY], int8)):
+        got = _run(_check_portable(path), MANY_IDS)
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{path}: {key}")
+    with pytest.raises(ExportError, match="quantize must be"):
+        export_onnx(str(tmp_path / "unused"), str(tmp_path / "other"), graphs=graphs, models=m, decoding=DC,
+                    quantize="int4")
+    with pytest.raises(ExportError, match="text models only"):
+        export_onnx(str(tmp_path / "unused"), str(tmp_path / "other"), graphs=graphs, quantize="int8")
+    with pytest.raises(ExportError, match="no int8 greedy graph.*repeat"):
+        export_onnx(str(tmp_path / "unused"), str(tmp_path / "other"), graphs=graphs, models=m,
+                    decoding=DecodingConfig(no_repeat_ngram_size=2), quantize="int8")
+    assert not (tmp_path / "other").exists()  # refused before anything was written

@@ -4,7 +4,8 @@ tf2onnx runs in a subprocess per graph (it needs TensorFlow Text's ops registere
 failed conversion must not take the exporting process down). For token-to-token models the encoder is written
 with ONNX's own recurrent operators (``tfs2s.export.onnx.encoder``) and joined to the converted
 ``decode_encoded*`` signatures; greedy decoding is written with ONNX operators where ``tfs2s.export.onnx.greedy``
-supports the model.
+supports the model. With ``quantize="int8"`` an export also gets ``translate_ids_greedy.int8.onnx``: the same
+float32 encoder joined to greedy decoding with int8 matrix products inside the loop (``tfs2s.export.onnx.quantize``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import subprocess
 import sys
 
 from tfs2s.core.errors import ExportError
-from tfs2s.export.onnx.encoder import build_encoder, compose
+from tfs2s.export.onnx.encoder import UnsupportedEncoder, build_encoder, compose
 from tfs2s.export.onnx.graph import ONNX_OPSET, save_model
 from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
+from tfs2s.export.onnx.quantize import QUANTIZE_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +54,17 @@ def onnx_graphs(tokenizer_kind: str) -> dict:
 # Tokenizers made of tensorflow-text ops: tf2onnx must run with them registered.
 TEXT_OP_TOKENIZERS = ("wordpiece", "sentencepiece")
 
+# The int8 greedy graph beside translate_ids_greedy.onnx (export_onnx(quantize="int8")), and its key in the result.
+INT8_GREEDY_FILE = "translate_ids_greedy.int8.onnx"
+INT8_GREEDY = "translate_ids_greedy_int8"
+
 # ONNX graphs that decode from the encoder's outputs: the ids graphs join these to tfs2s.export.onnx.encoder's encoder.
 DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "translate_ids": "decode_encoded"}
 
 
 def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "word",
-                graphs: dict | None = None, models=None, decoding=None, workers: int | None = None) -> dict:
+                graphs: dict | None = None, models=None, decoding=None, workers: int | None = None,
+                quantize: str | None = None) -> dict:
     """Converts SavedModel signatures to ONNX with tf2onnx (a subprocess per graph) and returns their paths.
 
     Args:
@@ -73,9 +80,12 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
             model is one it writes (otherwise the converted ``decode_encoded_greedy``).
         workers: tf2onnx subprocesses run at once (default: the CPU count, at most 4). Each converts on one core
             for the most part, so a 2-core machine converts an export's graphs in about half the time.
+        quantize: ``"int8"``: also write ``INT8_GREEDY_FILE`` (``int8_greedy_model``), returned under
+            ``INT8_GREEDY``; the other graphs are the same as without it.
 
     Raises:
-        ExportError: tf2onnx is not installed.
+        ExportError: tf2onnx is not installed, or ``quantize`` is asked for a model whose greedy decoding is not
+            written by hand (or without ``models`` and ``decoding``), or is not one of ``None``, ``"int8"``.
         RuntimeError: tf2onnx failed on a graph (its output is included).
     """
     if importlib.util.find_spec("tf2onnx") is None:
@@ -83,6 +93,7 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     import onnx  # the onnx extra is optional: needed only when ONNX graphs are asked for
 
     graphs = graphs or ONNX_GRAPHS
+    int8 = int8_greedy_model(models, decoding, quantize) if quantize else None  # refused before any conversion
     encoder = build_encoder(models) if models is not None else None
     greedy = _written_greedy(models, decoding) if encoder is not None and "translate_ids_greedy" in graphs else None
     os.makedirs(output_dir, exist_ok=True)
@@ -108,7 +119,30 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
     for signature, decoder_path in joins.items():
         save_model(compose(encoder, onnx.load(decoder_path)), written[signature])
         os.remove(decoder_path)
+    if int8 is not None:
+        written[INT8_GREEDY] = save_model(int8, os.path.join(output_dir, INT8_GREEDY_FILE))
     return written
+
+
+def int8_greedy_model(models, decoding, quantize: str = "int8") -> "onnx.ModelProto":  # noqa: F821
+    """``translate_ids_greedy.int8.onnx``: the float32 encoder (it runs once per sentence) joined to greedy decoding
+    whose recurrent, attentional-hidden and output-layer products inside the loop are int8.
+
+    Inputs and outputs are those of ``translate_ids_greedy.onnx`` (``encoder_token_ids`` -> ``tokens``,
+    ``length``, ``scores``, and ``alignment`` with attention); tokens agree with it for most sentences.
+
+    Raises:
+        ExportError: ``quantize`` is not ``"int8"``, no ``models`` / ``decoding`` were given, or the model's greedy
+            decoding is not one tfs2s writes by hand (it is then converted by tf2onnx, in float32 only).
+    """
+    if quantize not in QUANTIZE_CHOICES or quantize is None:
+        raise ExportError(f"quantize must be 'int8' (or left out), not {quantize!r}")
+    if models is None or decoding is None:
+        raise ExportError("an int8 greedy graph is written from the trained models: token-to-token text models only")
+    try:
+        return compose(build_encoder(models), build_greedy_decoder(models, decoding, quantize=quantize))
+    except (UnsupportedDecoder, UnsupportedEncoder) as error:
+        raise ExportError(f"no int8 greedy graph for this model: {error}") from error
 
 
 def _written_greedy(models, decoding):
