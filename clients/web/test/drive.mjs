@@ -2,9 +2,13 @@
 //
 //   node clients/web/test/drive.mjs CASES.json OUT.json
 //
-// CASES: {chromium, url, sentences, strategies, bad_inputs: [{name, batch}], dialogue?: {url, messages}}.
+// CASES: {chromium, url, sentences, strategies, bad_inputs: [{name, batch}], bad_ui?, dialogue?: {url, messages},
+// batch?: {sentences, strategies}}. Every part is optional: no sentences, no text-box runs; bad_ui: false skips the
+// bad inputs' text-box runs (the hook's run stays). batch: each sentence through the page's window.tfs2s.translate
+// hook, one call (batch 1) a sentence, per strategy (benchmarks/clients_parity.py: the whole test set).
 // OUT: {info, ui: [{text, translation, nbest, heatmap, status}], beam, bad_inputs: {name: {...}}, dialogue,
-// page_errors, console_errors}. tests/test_web_demo.py compares it with Python; this script only records.
+// batch: {strategy: {texts, ids, scores, seconds}}, page_errors, console_errors}. tests/test_web_demo.py compares
+// it with Python; this script only records.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -71,6 +75,33 @@ async function badInputs(page, corpus) {
   return out;
 }
 
+/** `sentences` through the hook one at a time (a page call per chunk): text, best ids, score and seconds of each. */
+async function batchTranslate(page, sentences, strategy, chunk = 50) {
+  const out = { texts: [], ids: [], scores: [], seconds: [] };
+  for (let start = 0; start < sentences.length; start += chunk) {
+    const part = await page.evaluate(async ({ texts, strategy }) => {
+      const got = { texts: [], ids: [], scores: [], seconds: [] };
+      for (const text of texts) {
+        const started = performance.now();
+        try {
+          const [result] = await window.tfs2s.translate([text], { strategy });
+          got.texts.push(result.text);
+          got.ids.push(Array.from(result.nbest[0]?.ids ?? [], Number));
+          got.scores.push(result.score);
+        } catch (error) { // recorded in place of the text: the caller counts it as a difference
+          got.texts.push(null);
+          got.ids.push([]);
+          got.scores.push(String(error?.message ?? error));
+        }
+        got.seconds.push((performance.now() - started) / 1000);
+      }
+      return got;
+    }, { texts: sentences.slice(start, start + chunk), strategy });
+    for (const key of Object.keys(out)) out[key].push(...part[key]);
+  }
+  return out;
+}
+
 const errors = { page: [], console: [] };
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tfs2s-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
@@ -84,18 +115,31 @@ try {
     status: document.getElementById('status').textContent,
     strategies: [...document.getElementById('strategy').options].filter((o) => !o.disabled).map((o) => o.value),
   }));
-  if (out.info.ready) {
+  if (out.info.ready && cases.sentences?.length) {
     out.ui = [];
     for (const text of cases.sentences) out.ui.push({ text, ...(await submit(page, text, 'greedy')) });
     if (out.info.strategies.includes('beam')) {
       out.beam = { text: cases.sentences[0], ...(await submit(page, cases.sentences[0], 'beam')) };
     }
+  }
+  if (out.info.ready && cases.bad_inputs) {
     // The first input of every bad case through the text box too: the page must answer, not show an error.
     out.bad_ui = {};
-    for (const { name, batch } of cases.bad_inputs) {
+    for (const { name, batch } of cases.bad_ui === false ? [] : cases.bad_inputs) {
       if (typeof batch[0] === 'string') out.bad_ui[name] = await submit(page, batch[0], 'greedy');
     }
     out.bad_inputs = await badInputs(page, cases.bad_inputs);
+  }
+  if (out.info.ready && cases.batch) {
+    out.batch = {};
+    for (const strategy of cases.batch.strategies) {
+      // Warm-up (not timed): the strategy's graph loads into an onnxruntime-web session on its first call.
+      await page.evaluate(async ({ text, strategy }) => window.tfs2s.translate([text], { strategy }),
+        { text: cases.batch.sentences[0] ?? 'x', strategy });
+      const started = performance.now();
+      out.batch[strategy] = await batchTranslate(page, cases.batch.sentences, strategy);
+      out.batch[strategy].wall_seconds = (performance.now() - started) / 1000;
+    }
   }
   if (cases.dialogue) {
     const chat = await openPage(context, cases.dialogue.url, errors);
