@@ -191,7 +191,8 @@ class DropConnectRNN(keras.layers.RNN):
 
     Keras' ``GRU`` / ``LSTM`` layers can run fused (cuDNN) kernels that read ``cell.recurrent_kernel`` directly,
     past the cell's ``call``; this layer always runs the cell's own step, so the dropped copy is what the
-    recurrence uses. Without training it computes what ``GRU`` / ``LSTM``'s step loop computes.
+    recurrence uses (on a GPU it therefore runs without cuDNN, in training and inference). Without training it
+    computes what ``GRU`` / ``LSTM``'s step loop computes (bit for bit on a CPU, where they run that loop too).
 
     Args:
         units: Hidden size.
