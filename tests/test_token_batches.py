@@ -137,14 +137,42 @@ def test_validation_keeps_sentence_batches(corpus):
     assert _ids(ds, s) == [f"w{i}" for i in range(len(pairs))]  # in order
 
 
-def test_a_tiny_run_trains_on_token_batches_with_the_right_epoch_length(tiny_text_config, tmp_path, capsys):
-    """~15 s: one epoch of 160 Multi30k pairs in token batches; the bar's length is the epoch's real count."""
-    from tfs2s.data import corpora
+def _corpus_count(cfg, run_dir, budget):
+    """One epoch's batch count from the corpus itself: each bucket's examples in batches of budget // its side."""
     from tfs2s.core.tokenizer_registry import load_tokenizer
+    from tfs2s.data import corpora
+
+    d = cfg.data
+    s, t = load_tokenizer(run_dir, "source"), load_tokenizer(run_dir, "target")
+    examples = (data.from_pairs(corpora.load_split(d, "train", d.limit))
+                .apply(data.tokenize_pairs(s, t, d.max_source_length)).apply(data.filter_length(d.max_target_length)))
+    return _expected_batches(examples, budget, d.bucket_width, max(d.max_source_length, d.max_target_length))
+
+
+def test_the_text_job_builds_token_batches_and_counts_them(tiny_text_config, tmp_path):
+    """The training job's dataset (what ``tfs2s train`` fits on) is in token batches, and its epoch length (the
+    progress bar's and the learning-rate schedule's) is that dataset's real count; validation is not."""
+    from tfs2s.tasks.text.task import TextJob
+
+    budget = 200
+    cfg = tiny_text_config("token_batches_job", **{"data.limit": 160, "data.batch_tokens": budget})
+    job = TextJob(cfg, str(tmp_path))
+    shapes = _shapes(job.train)
+    assert all(r * w <= budget or r == 1 for r, w in shapes)
+    expected, n = _corpus_count(cfg, str(tmp_path), budget)
+    assert job.batches == len(shapes) == expected and expected != math.ceil(n / cfg.data.batch_size)
+    assert max(r for r, _ in _shapes(job.validation)) == cfg.data.batch_size
+
+
+@pytest.mark.slow  # ~20-30 s (a real training run); test_the_text_job_builds_token_batches_and_counts_them covers
+# the job's token batches and their count by default
+def test_a_tiny_run_trains_on_token_batches_with_the_right_epoch_length(tiny_text_config, tmp_path, capsys):
+    """One epoch of 160 Multi30k pairs in token batches; the bar's length is the epoch's real count."""
     from tfs2s.tasks import train
 
     budget = 200
-    cfg = tiny_text_config("token_batches", **{"data.limit": 160, "data.batch_tokens": budget})
+    cfg = tiny_text_config("token_batches", **{"data.limit": 160, "data.batch_tokens": budget,
+                                              "training.bleu_sentences": 20})  # not all 1,014
     run_dir = str(tmp_path / "run")
     capsys.readouterr()
     summary = train(cfg, run_dir, verbose=1)
@@ -152,11 +180,5 @@ def test_a_tiny_run_trains_on_token_batches_with_the_right_epoch_length(tiny_tex
     steps = summary["train_steps"]
     assert "Unknown" not in out and f"{steps}/{steps}" in out
     assert np.isfinite(summary["val_loss"])
-
-    # The count from the corpus itself: each bucket's examples in batches of budget // its longest side.
-    d = cfg.data
-    s, t = load_tokenizer(run_dir, "source"), load_tokenizer(run_dir, "target")
-    examples = (data.from_pairs(corpora.load_split(d, "train", d.limit))
-                .apply(data.tokenize_pairs(s, t, d.max_source_length)).apply(data.filter_length(d.max_target_length)))
-    expected, n = _expected_batches(examples, budget, d.bucket_width, max(d.max_source_length, d.max_target_length))
-    assert steps == expected and steps != math.ceil(n / d.batch_size)
+    expected, n = _corpus_count(cfg, run_dir, budget)
+    assert steps == expected and steps != math.ceil(n / cfg.data.batch_size)
