@@ -87,7 +87,11 @@ def test_level_shift_round_trip():
 LAYER_ARGUMENTS = {"BahdanauAttention": {"units": 4}, "LuongAttention": {"scale": 0.25}, "PaddingMask": {},
                    "BroadcastOverTime": {}, "FullMask": {}, "LastStep": {}, "WindowLinear": {"horizon": 4},
                    "LevelShift": {"sign": 1.0}, "VocabularyProjection": {"vocab_size": 7},
-                   "TiedEmbedding": {"vocab_size": 7, "dim": 5}}
+                   "TiedEmbedding": {"vocab_size": 7, "dim": 5},
+                   "LockedDropout": {"rate": 0.25}, "WordDropout": {"rate": 0.25, "vocab_size": 7},
+                   "DropConnectGRUCell": {"units": 3, "weight_dropout": 0.25},
+                   "DropConnectLSTMCell": {"units": 3, "weight_dropout": 0.25},
+                   "DropConnectRNN": {"units": 3, "cell_type": "lstm", "weight_dropout": 0.25}}
 
 
 def test_every_registered_layer_is_exported_and_listed_here():

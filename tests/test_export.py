@@ -58,6 +58,10 @@ def test_layout_versions_and_overwrite(exported, translator):
         assert os.path.exists(os.path.join(exported, name)), name
     meta = read_metadata(exported)
     assert meta["requires_tensorflow_text"] is False and "serving_default" in meta["signatures"]
+    import tfs2s
+
+    # Which tfs2s wrote it and when (UTC): clients and benchmark records name the export they ran.
+    assert meta["tfs2s"] == tfs2s.__version__ and meta["exported"].endswith("+00:00"), meta["exported"]
     assert not [n for n in os.listdir(model_dir) if n.startswith(".")]  # no temporary folder left behind
     # The ids graphs hold the encoder written with ONNX operators; greedy decoding is written too.
     import onnx

@@ -57,6 +57,8 @@ class DataConfig:
         batch_tokens: Token-based batches (as JoeyNMT, OpenNMT and fairseq): each length bucket's batches hold
             up to this many tokens, counted as batch rows x the bucket's longest side (padding included), so
             short sentences come in larger batches and memory stays flat; 0 = ``batch_size`` sentences.
+            Training batches only (validation keeps ``batch_size`` sentences); with ``bucket_width`` 0 the one
+            bucket's longest side is the larger max length; under ``tf.distribute`` it is the global budget.
         shuffle_buffer: Examples in the shuffle buffer.
         seed: Seed of the shuffle and of train/validation/test splits built in code.
         limit: Read only the first N training pairs (0 = all); for smoke runs.
@@ -130,8 +132,8 @@ class ModelConfig:
         hidden: Recurrent state size of the decoder (and of each encoder direction).
         dropout: Dropout on embeddings and between recurrent layers.
         variational_dropout: Locked (variational) dropout, Gal & Ghahramani 2016: one mask per sequence,
-            the same at every time step, on the embeddings and the recurrent layers' outputs (in place of
-            ``dropout`` there when > 0); 0 = off.
+            the same at every time step, on the embeddings, between recurrent layers and on the decoder's
+            attentional output (in place of ``dropout`` there when > 0); 0 = off.
         weight_dropout: DropConnect on the recurrent hidden-to-hidden matrices (AWD-LSTM, Merity et al. 2018):
             this share of their weights is dropped, one mask per batch; 0 = off.
         embedding_dropout: Word dropout: this share of the vocabulary's embedding rows is zeroed per batch
@@ -213,7 +215,8 @@ class TrainingConfig:
             16 bits; variables, losses and decoding scores in float32; float16 with dynamic loss scaling).
             Training only: loaded runs and exports are rebuilt in float32 with the trained weights.
         average_checkpoints: Keep the weights of the last N epochs and, when training ends, make the run's
-            final model their average (``tfs2s average`` does it afterwards); 0 = off.
+            final model (``checkpoints/best.weights.h5``) their average; the best single epoch stays in
+            ``best_epoch.weights.h5`` (``tfs2s average`` averages again afterwards); 0 = off.
     """
 
     epochs: int = 20

@@ -17,6 +17,7 @@ module (``tfs2s.tasks.*.serving``).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfs2s import __version__
 from tfs2s.core.config import Config
 from tfs2s.core.errors import ExportError, RunNotFoundError
 
@@ -71,15 +73,16 @@ def next_version(model_dir: str) -> int:
 
 def save_module(export_dir: str, module: tf.Module, cfg: Config, metadata: dict) -> None:
     """Saves ``module`` with its ``signatures()``, the run's ``config.json`` and the export metadata (plus format,
-    TensorFlow/Keras versions and signature names) into ``export_dir/assets.extra/``."""
+    the tfs2s/TensorFlow/Keras versions, the export time (UTC) and signature names) into ``export_dir/assets.extra/``."""
     signatures = module.signatures()
     tf.saved_model.save(module, export_dir, signatures=signatures)
     extra = os.path.join(export_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
-    metadata = {"format": EXPORT_FORMAT, "tensorflow": tf.__version__, "keras": keras.__version__,
-                "signatures": sorted(signatures), **metadata}
+    metadata = {"format": EXPORT_FORMAT, "tfs2s": __version__,
+                "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "tensorflow": tf.__version__, "keras": keras.__version__, "signatures": sorted(signatures), **metadata}
     with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
 

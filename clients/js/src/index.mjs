@@ -216,8 +216,9 @@ export class WordTokenizer {
 
 /** Runs an export's ids graphs with host tokenization. Build it with `loadTranslator`. */
 export class Translator {
-  constructor(ort, description, source, target, readFile) {
+  constructor(ort, description, source, target, readFile, sessionOptions = {}) {
     this.ort = ort;
+    this.sessionOptions = sessionOptions;
     this.description = description;
     this.source = source;
     this.target = target;
@@ -250,7 +251,7 @@ export class Translator {
     if (!this.sessions[strategy]) {
       const bytes = await this.readFile(GRAPHS[strategy]);
       const model = typeof bytes === 'string' ? bytes : new Uint8Array(bytes instanceof ArrayBuffer ? bytes : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-      this.sessions[strategy] = await this.ort.InferenceSession.create(model);
+      this.sessions[strategy] = await this.ort.InferenceSession.create(model, this.sessionOptions);
     }
     return this.sessions[strategy];
   }
@@ -342,9 +343,13 @@ export class Translator {
 /**
  * Loads an export: its metadata's tokenization description and both vocabularies (graphs load on first use).
  *
- * @param {{ort: object, readFile: (relativePath: string) => Promise<Uint8Array|ArrayBuffer|string>}} options
+ * `sessionOptions` go to `ort.InferenceSession.create` (e.g. `{intraOpNumThreads: 1}`: onnxruntime-node's default
+ * of a thread per core lost to other processes on a busy 2-core machine, measured 4.5 vs 15 sentences/s in beam).
+ *
+ * @param {{ort: object, readFile: (relativePath: string) => Promise<Uint8Array|ArrayBuffer|string>,
+ *          sessionOptions?: object}} options
  */
-export async function loadTranslator({ ort, readFile }) {
+export async function loadTranslator({ ort, readFile, sessionOptions = {} }) {
   const metadata = JSON.parse(decodeText(await readFile(METADATA)));
   const description = metadata.host_tokenization;
   if (!description) {
@@ -358,5 +363,6 @@ export async function loadTranslator({ ort, readFile }) {
     return new WordTokenizer(record, decodeText(await readFile(`assets/${record.vocab}`)), description.special_ids);
   };
   const options = { ...description, replace_unknown: Boolean(metadata.replace_unknown) };
-  return new Translator(ort, options, await side(description.source), await side(description.target), readFile);
+  return new Translator(ort, options, await side(description.source), await side(description.target), readFile,
+    sessionOptions);
 }

@@ -177,7 +177,8 @@ class OnnxTranslator(_OnnxExport):
         Returns:
             ``{"tokens" [B, N, L], "length" [B, N], "scores" [B, N]}`` (N: 1 for greedy, the exported n-best for
             beam), and ``"alignment" [B, N, L, S]`` where the graph returns it (attention models; older exports
-            have none).
+            have none). The graphs decode every row, a row of only ``</s>`` (a text without words) too: its
+            translation is "" by the export's tokenization rules (``host_tokenization``), as ``translate`` answers.
         """
         if strategy not in ("greedy", "beam"):
             raise InputError(f"strategy must be greedy or beam, got {strategy!r}")
