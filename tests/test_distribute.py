@@ -141,3 +141,25 @@ def test_mirrored_strategy_trains_on_the_local_devices(data_dir, tmp_path):
     assert summary["workers"] == 1 and summary["train_steps"] > 0
     models = load(str(tmp_path / "run")).models
     assert not isinstance(models.training.distribute_strategy, tf.distribute.MirroredStrategy)  # loads plainly
+
+
+@pytest.mark.slow  # a subprocess with two logical CPUs and a tiny training, about 40 s; the mirrored strategy on
+# one device is tested by default (test_mirrored_strategy_trains_on_the_local_devices)
+def test_token_batches_of_one_row_train_on_two_replicas(data_dir, tmp_path):
+    """Token batches can hold one row; on two replicas one of them then gets an empty share of the batch."""
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfs2s.core.config import load_config
+from tfs2s.tasks import train
+overrides = dict(item.split("=", 1) for item in {TINY!r})
+cfg = load_config(None, {{**{{k: int(v) for k, v in overrides.items()}}, "data.data_dir": {data_dir!r},
+                         "training.epochs": 1, "data.batch_tokens": 12, "training.steps_per_epoch": 30}})
+summary = train(cfg, {str(tmp_path / "run")!r}, verbose=0, strategy="mirrored")
+print("replicas", tf.distribute.MirroredStrategy().num_replicas_in_sync, "steps", summary["train_steps"])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replicas 2 steps" in proc.stdout, proc.stdout[-1000:]

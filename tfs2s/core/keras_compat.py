@@ -38,8 +38,9 @@ class MultiWorkerFitRepair(keras.Model):
     Keras 3.15's TF trainer breaks with that strategy: before the first step ``fit`` all-reduces a data batch to
     build the model (the model here is built already, and bucketed batches differ in shape between workers), and
     after each step it reduces every scalar metric along axis 0. Under that strategy the model skips the first
-    (Keras' private ``_maybe_symbolic_build``) and returns its step outputs with a leading axis of 1. Nothing
-    changes otherwise.
+    (Keras' private ``_maybe_symbolic_build``) and returns its step outputs with a leading axis of 1. The build is
+    skipped under every strategy with several replicas too (a batch of one row leaves a replica an empty share,
+    and that all-reduce fails). Nothing changes otherwise.
     """
 
     def _multi_worker(self) -> bool:
@@ -47,7 +48,9 @@ class MultiWorkerFitRepair(keras.Model):
         return isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
     def _maybe_symbolic_build(self, *args, **kwargs):
-        if not self._multi_worker():
+        # Any strategy with several replicas: the all-reduce of that build batch also fails on one replica's empty
+        # share (a token batch of one row on two devices: AddN of [1, T] and [0, T]).
+        if not self._multi_worker() and self.distribute_strategy.num_replicas_in_sync <= 1:
             return super()._maybe_symbolic_build(*args, **kwargs)
         return None
 
