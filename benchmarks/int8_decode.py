@@ -1,0 +1,394 @@
+"""int8 greedy ONNX decoding against fp32 ONNX and the SavedModel: batch-1 speed, interleaved, and the BLEU cost.
+
+Writes ``translate_ids_greedy.int8.onnx`` (``tfs2s.export.onnx.convert.int8_greedy_model``) from the export's
+trained run into a temporary folder, beside the float32 greedy graph as today's code writes it, then:
+
+- times batch-1 greedy decoding of the first ``--sentences`` Multi30k test_2016_flickr sources with the SavedModel
+  (``translate_ids_greedy`` signature), the export's ``onnx/translate_ids_greedy.onnx``, the float32 graph written
+  now, and the int8 graph, interleaved: the sentences are split into rounds and each runtime decodes a round in
+  turn, the order rotating, so a change of load on the shared machine touches all of them alike;
+- decodes all 1,000 test sentences with the float32 and the int8 graph (batch 1, and the int8 graph at batch 64
+  too: its activations are quantised per batch tensor, so a sentence's result may depend on its batch), turns the
+  ids into text as the export does (``Translator.finish``: the target tokenizer, ``<unk>`` replaced by the attended
+  source word where the export says ``replace_unknown``) and scores cased, detokenized BLEU with sacrebleu;
+- where ``node`` and clients/js's packages are installed, times the float32 and int8 graphs in onnxruntime-node too.
+
+onnxruntime runs in a TensorFlow-free worker process (TensorFlow's idle thread pools would share its cores), each
+graph at 1 intra-op thread and at onnxruntime's default (one per core); the headline ratio takes each graph at its
+fastest setting in the run. The encoder is float32 in both graphs (it runs once per sentence).
+
+Prints a table, writes ``benchmarks/results/int8_decode.json`` and the keys ``int8_vs_fp32_onnx_greedy_b1`` and
+``int8_bleu_cost`` of ``benchmarks/results/speed_summary.json`` (read-modify-write: other scripts own other keys).
+
+    python benchmarks/int8_decode.py [--export saved_models/multi30k_small/1] [--run-dir runs/multi30k_small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+RESULTS = os.path.join(HERE, "results", "int8_decode.json")
+SUMMARY = os.path.join(HERE, "results", "speed_summary.json")
+DEFAULT_EXPORT = os.path.join(ROOT, "saved_models", "multi30k_small", "1")
+DEFAULT_RUN = "/work/notes/mainjob_run"
+# onnxruntime intra-op threads each graph is timed with (0: its default, one per core). On a loaded 2-core machine
+# one thread decodes faster than two (no waiting on a preempted partner thread), so both are measured.
+THREADS = [1, 0]  # a copy of runs/multi30k_small, the run that export was made from
+
+
+def commit() -> str:
+    """The checkout's commit, marked ``+dirty`` where tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores shared with other sessions (load average "
+            f"{os.getloadavg()[0]:.1f} at the start), {platform.system()} {platform.release()}")
+
+
+def write_json(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+
+
+def update_summary(values: dict, path: str = SUMMARY) -> None:
+    """Read-modify-write of the shared headline file: other benchmark scripts own its other keys."""
+    summary = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    summary.update(values, date=datetime.date.today().isoformat(), commit=commit())
+    write_json(path, summary)
+
+
+# onnxruntime-node: the same graphs at batch 1, interleaved round by round (clients/js's installed package).
+NODE_TIMING = r"""
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+const [setupPath] = process.argv.slice(2);
+const setup = JSON.parse(fs.readFileSync(setupPath, 'utf8'));
+const ort = createRequire(setup.package)('onnxruntime-node');
+const feeds = setup.rows.map((r) => ({ encoder_token_ids: new ort.Tensor('int32', Int32Array.from(r), [1, r.length]) }));
+const result = {};
+for (const threads of setup.threads) {
+  const sessions = {};
+  for (const [name, path] of Object.entries(setup.graphs)) {
+    sessions[name] = await ort.InferenceSession.create(path, threads ? { intraOpNumThreads: threads } : {});
+  }
+  const names = Object.keys(sessions);
+  const seconds = Object.fromEntries(names.map((n) => [n, 0]));
+  for (const n of names) for (const f of feeds.slice(0, 3)) await sessions[n].run(f);
+  const size = Math.ceil(feeds.length / setup.rounds);
+  for (let k = 0; k < setup.rounds; k++) {
+    for (const n of k % 2 ? [...names].reverse() : names) {
+      const started = process.hrtime.bigint();
+      for (const f of feeds.slice(k * size, (k + 1) * size)) await sessions[n].run(f);
+      seconds[n] += Number(process.hrtime.bigint() - started) / 1e9;
+    }
+  }
+  for (const n of names) result[`${n}/${threads || 'default'}_threads`] = +(feeds.length / seconds[n]).toFixed(1);
+}
+console.log(JSON.stringify(result));
+"""
+
+
+def node_speed(graphs: dict, ids: np.ndarray, sentences: int, rounds: int, folder: str) -> dict | None:
+    """Batch-1 sentences/s of ``graphs`` in onnxruntime-node (None without ``node`` or clients/js's packages)."""
+    package = os.path.join(ROOT, "clients", "js", "package.json")
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(ROOT, "clients", "js", "node_modules", "onnxruntime-node")):
+        return None
+    script, setup = os.path.join(folder, "node_timing.mjs"), os.path.join(folder, "node_setup.json")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(NODE_TIMING)
+    rows = [row[0].tolist() for row in batches(ids[:sentences], 1)]
+    write_json(setup, {"package": package, "graphs": graphs, "rows": rows, "threads": THREADS, "rounds": rounds})
+    proc = subprocess.run([node, script, setup], capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise SystemExit(f"onnxruntime-node failed on the graphs:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def trimmed(ids: np.ndarray) -> np.ndarray:
+    """``ids`` cut to its longest row (at least one column), as a client pads a batch."""
+    return ids[:, :max(1, int((ids != 0).sum(axis=1).max()))]
+
+
+def batches(ids: np.ndarray, size: int) -> list:
+    return [trimmed(ids[i:i + size]) for i in range(0, len(ids), size)]
+
+
+REPLY = "@@"  # marks the worker's replies on its stdout
+
+
+def ort_worker(graphs_json: str, ids_path: str) -> None:
+    """TensorFlow-free worker: runs the ONNX graphs on request (TensorFlow's idle thread pools would otherwise
+    share the cores with onnxruntime's in one process); replies with seconds per sentence or decoded ids."""
+    import onnxruntime as ort
+
+    with open(graphs_json, encoding="utf-8") as f:
+        setup = json.load(f)
+    ids = np.load(ids_path)
+    sessions = {}
+    for threads in setup["threads"]:  # 0: onnxruntime's default (one per core)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        for graph, path in setup["graphs"].items():
+            sessions[runtime_name(graph, threads)] = ort.InferenceSession(path, options,
+                                                                          providers=["CPUExecutionProvider"])
+    rows = batches(ids[:setup["sentences"]], 1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "quit":
+            break
+        session = sessions[request["runtime"]]
+        if request["op"] == "time":
+            seconds = []
+            for i in request["rows"]:
+                started = time.perf_counter()
+                session.run(["tokens"], {"encoder_token_ids": rows[i]})
+                seconds.append(time.perf_counter() - started)
+            reply = {"seconds": seconds}
+        else:  # decode: every row, for BLEU
+            out = decode_all(session, ids, request["batch"])
+            np.savez(request["output"], **out)
+            reply = {"tensorflow_imported": "tensorflow" in sys.modules}
+        print(REPLY + json.dumps(reply), flush=True)
+
+
+def runtime_name(graph: str, threads: int) -> str:
+    return f"{graph}/{threads or 'default'}_threads"
+
+
+class Worker:
+    """The onnxruntime worker process, driven one request at a time."""
+
+    def __init__(self, setup_path: str, ids_path: str):
+        self.process = subprocess.Popen([sys.executable, __file__, "--ort-worker", setup_path, ids_path],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        raise SystemExit("the onnxruntime worker stopped; see its messages above")
+
+    def close(self) -> None:
+        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def interleaved(runners: dict, count: int, rounds: int) -> dict:
+    """Seconds per sentence per runtime over ``count`` batch-1 rows, decoded round by round in rotating order.
+
+    ``runners``: ``{name: f(row indices) -> seconds per row}``. The first 3 rows run once untimed first (a
+    session's first runs allocate).
+    """
+    names = list(runners)
+    for name in names:
+        runners[name](list(range(min(3, count))))
+    seconds = {name: [] for name in names}
+    for k, chunk in enumerate(np.array_split(np.arange(count), rounds)):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            seconds[name].extend(runners[name](chunk.tolist()))
+    return seconds
+
+
+def speed(latencies: list) -> dict:
+    return {"sentences": len(latencies), "sentences_per_second": round(len(latencies) / sum(latencies), 1),
+            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
+            "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 2)}
+
+
+def decode_all(session, ids: np.ndarray, size: int) -> dict:
+    """The graph's tokens and alignment for every row of ``ids`` (padded to one width), in batches of ``size``."""
+    outputs = [dict(zip(["tokens", "alignment"], session.run(["tokens", "alignment"], {"encoder_token_ids": b})))
+               for b in batches(ids, size)]
+    width = max(o["tokens"].shape[2] for o in outputs)
+    tokens = np.concatenate([np.pad(o["tokens"], [(0, 0), (0, 0), (0, width - o["tokens"].shape[2])])
+                             for o in outputs])
+    alignment = np.concatenate([np.pad(o["alignment"], [(0, 0), (0, 0), (0, width - o["alignment"].shape[2]),
+                                                        (0, ids.shape[1] - o["alignment"].shape[3])])
+                                for o in outputs])
+    return {"tokens": tokens, "alignment": alignment}
+
+
+def same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, whether token arrays ``[B, 1, L]`` of possibly different widths hold the same ids."""
+    width = max(a.shape[2], b.shape[2])
+    a, b = (np.pad(x, [(0, 0), (0, 0), (0, width - x.shape[2])]) for x in (a, b))
+    return (a == b).all(axis=(1, 2))
+
+
+def texts(translator, decoded: dict, ids: np.ndarray, sources: list) -> list:
+    """The export's text of decoded ids: detokenized, ``<unk>`` replaced where the export replaces it."""
+    import tensorflow as tf
+
+    replace = translator.replaces_unknown
+    out = translator.finish({"tokens": tf.constant(decoded["tokens"]), "alignment": tf.constant(decoded["alignment"])},
+                            tf.constant(ids), tf.constant(sources) if replace else None)
+    return [t.decode("utf-8") for t in out["text"].numpy()[:, 0]]
+
+
+def arguments():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--export", default=DEFAULT_EXPORT, help="a version folder exported with --onnx")
+    parser.add_argument("--run-dir", default=DEFAULT_RUN, help="the trained run the export was made from")
+    parser.add_argument("--sentences", type=int, default=200, help="test sentences timed at batch 1")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds the timed sentences are split into")
+    parser.add_argument("--ort-worker", nargs=2, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = arguments()
+    if args.ort_worker:
+        return ort_worker(*args.ort_worker)
+    import tensorflow as tf
+
+    from tfs2s.core.metrics import bleu_scores
+    from tfs2s.data import corpora
+    from tfs2s.export.onnx.convert import INT8_GREEDY_FILE, int8_greedy_model
+    from tfs2s.export.onnx.encoder import build_encoder, compose
+    from tfs2s.export.onnx.graph import save_model
+    from tfs2s.export.onnx.greedy import build_greedy_decoder
+    from tfs2s.tasks import load
+
+    started = time.time()
+    load_average = os.getloadavg()[0]
+    translator = load(args.run_dir)
+    with open(os.path.join(args.export, "assets.extra", "tfs2s_export.json"), encoding="utf-8") as f:
+        exported_decoding = json.load(f)["decoding"]
+    if exported_decoding != translator.config.decoding.__dict__:
+        print(f"warning: the run's decoding {translator.config.decoding.__dict__} is not the export's "
+              f"{exported_decoding}", file=sys.stderr)
+    pairs = corpora.load_split(translator.config.data, "test")
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    ids = translator.encode(tf.constant(sources)).numpy()
+    folder = tempfile.mkdtemp(prefix="tfs2s_int8_")
+    graphs = {"onnx_fp32": save_model(compose(build_encoder(translator.models),
+                                              build_greedy_decoder(translator.models, translator.config.decoding)),
+                                      os.path.join(folder, "translate_ids_greedy.onnx")),
+              "onnx_int8": save_model(int8_greedy_model(translator.models, translator.config.decoding),
+                                      os.path.join(folder, INT8_GREEDY_FILE)),
+              "onnx_fp32_export": os.path.join(args.export, "onnx", "translate_ids_greedy.onnx")}
+    ids_path = os.path.join(folder, "ids.npy")
+    np.save(ids_path, ids)
+    setup_path = os.path.join(folder, "setup.json")
+    write_json(setup_path, {"graphs": graphs, "threads": THREADS, "sentences": args.sentences})
+    worker = Worker(setup_path, ids_path)
+    signature = tf.saved_model.load(args.export).signatures["translate_ids_greedy"]
+    rows = batches(ids[:args.sentences], 1)
+
+    def savedmodel(indices):
+        seconds = []
+        for i in indices:
+            started = time.perf_counter()
+            signature(encoder_token_ids=tf.constant(rows[i]))["tokens"].numpy()
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    runners = {"savedmodel": savedmodel}
+    runners.update({runtime_name(g, t): (lambda indices, k=runtime_name(g, t): worker.ask(
+        op="time", runtime=k, rows=indices)["seconds"]) for t in THREADS for g in ("onnx_fp32", "onnx_int8")})
+    timing = {k: speed(v) for k, v in interleaved(runners, len(rows), args.rounds).items()}
+
+    decoded = {}
+    for name, graph, size in (("onnx_fp32", "onnx_fp32", 1), ("onnx_int8", "onnx_int8", 1),
+                              ("onnx_int8_batch64", "onnx_int8", 64), ("onnx_fp32_export", "onnx_fp32_export", 64)):
+        path = os.path.join(folder, f"{name}.npz")
+        request = dict(op="decode", runtime=runtime_name(graph, 1), batch=size, output=path)
+        assert not worker.ask(**request)["tensorflow_imported"]
+        decoded[name] = dict(np.load(path))
+    worker.close()
+    node = node_speed({k: graphs[k] for k in ("onnx_fp32", "onnx_int8")}, ids, args.sentences, args.rounds, folder)
+    export_tokens = decoded.pop("onnx_fp32_export")["tokens"]
+    quality = {}
+    for name, out in decoded.items():
+        scores = bleu_scores(texts(translator, out, ids, sources), references)
+        quality[name] = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
+                         "same_tokens_as_fp32": round(float(same_rows(out["tokens"],
+                                                                      decoded["onnx_fp32"]["tokens"]).mean()), 4)}
+    fp32_export_same = bool(same_rows(export_tokens, decoded["onnx_fp32"]["tokens"]).all())
+    report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node)
+
+
+def report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node):
+    def best(graph):  # a graph's fastest thread setting in this run
+        return max((timing[runtime_name(graph, t)]["sentences_per_second"], t) for t in THREADS)
+
+    (int8_speed, int8_threads), (fp32_speed, fp32_threads) = best("onnx_int8"), best("onnx_fp32")
+    ratio = round(int8_speed / fp32_speed, 2)
+    per_threads = {runtime_name("ratio", t): round(timing[runtime_name("onnx_int8", t)]["sentences_per_second"]
+                                                   / timing[runtime_name("onnx_fp32", t)]["sentences_per_second"], 2)
+                   for t in THREADS}
+    cost = round(quality["onnx_fp32"]["bleu"] - quality["onnx_int8"]["bleu"], 2)
+    sizes = {k: round(os.path.getsize(p) / 1e6, 1) for k, p in graphs.items()}
+    cfg = translator.config.model
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(), "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "machine": machine(), "load_average_at_start": round(load_average, 2),
+        "note": ("2 CPU cores shared with other sessions: absolute figures move +-15 % run to run; runtimes were "
+                 "interleaved round by round (onnxruntime in a TensorFlow-free worker process, the SavedModel in "
+                 "the main one) so the ratios hold better than the absolute figures"),
+        "export": os.path.relpath(args.export, ROOT) if args.export.startswith(ROOT) else args.export,
+        "model": {"cell": cfg.cell, "attention": cfg.attention, "hidden": cfg.hidden,
+                  "target_vocab": int(translator.models.decoder_step.output["logits"].shape[-1])},
+        "graph_megabytes": sizes,
+        "fp32_written_now_equals_export_fp32_tokens": fp32_export_same,
+        "batch1_greedy": timing,
+        "test_2016_flickr": quality,
+        "int8_vs_fp32_onnx_greedy_b1": ratio,
+        "int8_vs_fp32_onnx_greedy_b1_how": (f"each graph at its fastest onnxruntime thread setting in this run "
+                                            f"(int8: {int8_threads or 'default'}, fp32: {fp32_threads or 'default'} "
+                                            f"intra-op threads)"),
+        "int8_vs_fp32_per_thread_setting": per_threads,
+        "int8_vs_savedmodel_greedy_b1": round(int8_speed / timing["savedmodel"]["sentences_per_second"], 2),
+        "int8_bleu_cost": cost,
+        "int8_bleu_cost_note": "fp32 ONNX BLEU minus int8 ONNX BLEU (batch 1); negative: int8 scored higher",
+        "onnxruntime_node_batch1_greedy_sentences_per_second": node,
+        "seconds": round(time.time() - started, 1),
+    }
+    print(f"\nbatch-1 greedy, first {args.sentences} test_2016_flickr sentences ({record['machine']})")
+    print(f"{'runtime':<30}{'sent/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'MB':>8}")
+    for name, t in timing.items():
+        size = sizes.get(name.split("/")[0], "")
+        print(f"{name:<30}{t['sentences_per_second']:>9}{t['p50_ms']:>9}{t['p95_ms']:>9}{size:>8}")
+    print(f"\ntest_2016_flickr, 1000 sentences, cased BLEU (sacrebleu)")
+    for name, q in quality.items():
+        print(f"{name:<30}{q['bleu']:>7}   same tokens as fp32: {100 * q['same_tokens_as_fp32']:.1f} %")
+    print(f"\nint8 / fp32 ONNX at batch 1: {ratio}x ({record['int8_vs_fp32_onnx_greedy_b1_how']}; per thread "
+          f"setting {per_threads}); BLEU cost {cost}")
+    if node:
+        print(f"onnxruntime-node, batch 1 sentences/s: {node}")
+    write_json(RESULTS, record)
+    update_summary({"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost})
+    print(f"wrote {os.path.relpath(RESULTS, ROOT)} and {os.path.relpath(SUMMARY, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
