@@ -176,6 +176,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=5.0, help="training minutes for each toolkit")
     parser.add_argument("--data-dir", default=None, help="folder holding multi30k/ (default ../shared/data)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "joeynmt_peer.json"))
+    parser.add_argument("--no-summary", dest="summary", action="store_false",
+                        help="do not write tfs2s_vs_joeynmt_training into benchmarks/results/speed_summary.json")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.venv, "bin", "python")):
         if not args.install:
@@ -192,6 +194,10 @@ def main():
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(record, f, indent=2)
+    if args.summary:
+        from summary import update_summary  # benchmarks/summary.py (this folder is on sys.path as the script's)
+
+        update_summary({"tfs2s_vs_joeynmt_training": round(ratio, 3)})
     print("toolkit | training target tokens/s | updates")
     print(f"JoeyNMT 2.3 | {peer['tokens_per_second']} | {peer['updates']}")
     print(f"tfs2s | {ours['tokens_per_second']} | {ours['updates']}")
