@@ -157,6 +157,9 @@ class ModelConfig:
         subtract_last: ``regression`` head: the model sees every value relative to the window's last
             observation and adds it back to its predictions (NLinear's normalisation), so a series whose level
             drifts between training and test periods is forecast from the same relative patterns.
+        copy: Copy attention (See et al. 2017's pointer-generator): each step mixes generating from the target
+            vocabulary with copying a source word through its attention (``tfs2s.core.layers.copy``); needs
+            attention, a word-level tokenizer, ``tokens`` in and ``softmax`` out, and the full softmax.
     """
 
     cell: str = "gru"
@@ -177,6 +180,7 @@ class ModelConfig:
     conv_filters: int = 32
     linear_skip: bool = False
     subtract_last: bool = False
+    copy: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

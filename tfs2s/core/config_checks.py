@@ -77,6 +77,7 @@ def validate(cfg) -> None:
                           f"supported; supported: {', '.join(f'{a}+{b}' for a, b in _PAIRINGS)}")
     if cfg.training.loss == "sampled_softmax" and cfg.model.output_head != "softmax":
         raise ConfigError("training.loss=sampled_softmax needs model.output_head=softmax")
+    _check_copy(cfg)
     for key in ("linear_skip", "subtract_last"):
         if getattr(cfg.model, key) and cfg.model.output_head != "regression":
             raise ConfigError(f"model.{key} applies to model.output_head=regression only")
@@ -107,3 +108,18 @@ def validate(cfg) -> None:
             raise ConfigError(f"{cfg.model.conv_blocks} conv blocks halve the image {cfg.model.conv_blocks} times: "
                               f"data.image_height and data.image_width must be at least {shrink}")
 
+
+
+def _check_copy(cfg) -> None:
+    """``model.copy`` copies source words into a word-level target through the attention."""
+    if not cfg.model.copy:
+        return
+    m = cfg.model
+    if m.attention == "none":
+        raise ConfigError("model.copy needs attention (model.attention bahdanau or luong): it copies through it")
+    if (m.input_encoder, m.output_head) != ("tokens", "softmax") or cfg.data.tokenizer != "word":
+        raise ConfigError("model.copy needs model.input_encoder=tokens, model.output_head=softmax and "
+                          "data.tokenizer=word (it copies whole source words)")
+    if cfg.training.loss == "sampled_softmax":
+        raise ConfigError("model.copy needs training.loss=cross_entropy (the copy distribution needs the full "
+                          "softmax)")
