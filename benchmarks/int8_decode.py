@@ -11,6 +11,7 @@ trained run into a temporary folder, beside the float32 greedy graph as today's 
   too: its activations are quantised per batch tensor, so a sentence's result may depend on its batch), turns the
   ids into text as the export does (``Translator.finish``: the target tokenizer, ``<unk>`` replaced by the attended
   source word where the export says ``replace_unknown``) and scores cased, detokenized BLEU with sacrebleu;
+- times random-weight models of three sizes (hidden 256-512, vocabularies 6k-16k) per decoding step;
 - where ``node`` and clients/js's packages are installed, times the float32 and int8 graphs in onnxruntime-node too.
 
 onnxruntime runs in a TensorFlow-free worker process (TensorFlow's idle thread pools would share its cores), each
@@ -41,22 +42,16 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from summary import SPEED_SUMMARY, commit, update_summary  # noqa: E402  (benchmarks/summary.py)
 RESULTS = os.path.join(HERE, "results", "int8_decode.json")
-SUMMARY = os.path.join(HERE, "results", "speed_summary.json")
 DEFAULT_EXPORT = os.path.join(ROOT, "saved_models", "multi30k_small", "1")
 DEFAULT_RUN = "/work/notes/mainjob_run"
 # onnxruntime intra-op threads each graph is timed with (0: its default, one per core). On a loaded 2-core machine
 # one thread decodes faster than two (no waiting on a preempted partner thread), so both are measured.
 THREADS = [1, 0]  # a copy of runs/multi30k_small, the run that export was made from
-
-
-def commit() -> str:
-    """The checkout's commit, marked ``+dirty`` where tracked files differ from it."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
 
 
 def machine() -> str:
@@ -69,16 +64,6 @@ def write_json(path: str, record: dict) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
         f.write("\n")
-
-
-def update_summary(values: dict, path: str = SUMMARY) -> None:
-    """Read-modify-write of the shared headline file: other benchmark scripts own its other keys."""
-    summary = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            summary = json.load(f)
-    summary.update(values, date=datetime.date.today().isoformat(), commit=commit())
-    write_json(path, summary)
 
 
 # onnxruntime-node: the same graphs at batch 1, interleaved round by round (clients/js's installed package).
@@ -163,12 +148,13 @@ def ort_worker(graphs_json: str, ids_path: str) -> None:
             break
         session = sessions[request["runtime"]]
         if request["op"] == "time":
-            seconds = []
+            seconds, steps = [], 0
             for i in request["rows"]:
+                row = np.minimum(rows[i], request.get("max_id", np.iinfo(np.int32).max))
                 started = time.perf_counter()
-                session.run(["tokens"], {"encoder_token_ids": rows[i]})
+                steps += session.run(["tokens"], {"encoder_token_ids": row})[0].shape[2]
                 seconds.append(time.perf_counter() - started)
-            reply = {"seconds": seconds}
+            reply = {"seconds": seconds, "steps": steps}
         else:  # decode: every row, for BLEU
             out = decode_all(session, ids, request["batch"])
             np.savez(request["output"], **out)
@@ -215,6 +201,62 @@ def interleaved(runners: dict, count: int, rounds: int) -> dict:
         for name in names[k % len(names):] + names[:k % len(names)]:
             seconds[name].extend(runners[name](chunk.tolist()))
     return seconds
+
+
+# Random-weight models of growing size (hidden, embedding, target vocabulary): how the int8 gain grows with the
+# weights read per step. Source vocabulary 8,000 (the test ids are clipped into it).
+SIZES = [(256, 128, 6246), (512, 256, 6242), (512, 256, 16000)]
+SIZE_SOURCE_VOCAB = 8000
+
+
+def size_graphs(folder: str) -> dict:
+    """``{"h{hidden}_v{vocab}/{fp32|int8}": path}``: greedy graphs of random bidirectional-GRU Bahdanau models.
+
+    ``min_length`` 1000 keeps ``</s>`` out, so every row decodes to its length limit in both graphs (the same step
+    count whatever the random weights choose).
+    """
+    import keras
+
+    from tfs2s.core.config import DecodingConfig, ModelConfig
+    from tfs2s.core.models import build_models
+    from tfs2s.export.onnx.encoder import build_encoder, compose
+    from tfs2s.export.onnx.graph import save_model
+    from tfs2s.export.onnx.greedy import build_greedy_decoder
+
+    paths = {}
+    for hidden, embedding, vocab in SIZES:
+        keras.utils.set_random_seed(0)
+        models = build_models(ModelConfig(embedding_dim=embedding, hidden=hidden, attention_units=hidden // 2,
+                                          dropout=0.0), SIZE_SOURCE_VOCAB, vocab)
+        rng = np.random.default_rng(0)
+        models.training.set_weights([rng.normal(0, 0.05, w.shape).astype(np.float32)
+                                     for w in models.training.get_weights()])
+        decoding = DecodingConfig(max_length_ratio=1.5, max_length_offset=10, min_length=1000)
+        encoder = build_encoder(models)
+        for quantize in (None, "int8"):
+            name = f"h{hidden}_v{vocab}/{quantize or 'fp32'}"
+            paths[name] = save_model(compose(encoder, build_greedy_decoder(models, decoding, quantize=quantize)),
+                                     os.path.join(folder, name.replace("/", "_") + ".onnx"))
+    return paths
+
+
+def size_sweep(worker, sentences: int, rounds: int) -> dict:
+    """Microseconds per decoding step (encoder included) of each size's fp32 and int8 graph, 1 thread, interleaved."""
+    seconds = {name: 0.0 for name in (f"h{h}_v{v}/{q}" for h, _, v in SIZES for q in ("fp32", "int8"))}
+    steps = dict.fromkeys(seconds, 0)
+    for k, chunk in enumerate(np.array_split(np.arange(sentences), rounds)):
+        for name in (list(seconds) if k % 2 else list(seconds)[::-1]):
+            reply = worker.ask(op="time", runtime=runtime_name(name, 1), rows=chunk.tolist(),
+                               max_id=SIZE_SOURCE_VOCAB - 1)
+            seconds[name] += sum(reply["seconds"])
+            steps[name] += reply["steps"]
+    out = {}
+    for hidden, embedding, vocab in SIZES:
+        key = f"h{hidden}_v{vocab}"
+        us = {q: round(1e6 * seconds[f"{key}/{q}"] / steps[f"{key}/{q}"], 1) for q in ("fp32", "int8")}
+        out[key] = {"hidden": hidden, "embedding": embedding, "target_vocab": vocab, "us_per_step": us,
+                    "int8_vs_fp32": round(us["fp32"] / us["int8"], 2)}
+    return out
 
 
 def round_ratios(seconds: dict, count: int, rounds: int) -> dict:
@@ -275,6 +317,8 @@ def arguments():
     parser.add_argument("--run-dir", default=DEFAULT_RUN, help="the trained run the export was made from")
     parser.add_argument("--sentences", type=int, default=200, help="test sentences timed at batch 1")
     parser.add_argument("--rounds", type=int, default=8, help="rounds the timed sentences are split into")
+    parser.add_argument("--size-sentences", type=int, default=60,
+                        help="sentences per random model of the size sweep (0: no sweep)")
     parser.add_argument("--ort-worker", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -310,7 +354,8 @@ def main():
                                       os.path.join(folder, "translate_ids_greedy.onnx")),
               "onnx_int8": save_model(int8_greedy_model(translator.models, translator.config.decoding),
                                       os.path.join(folder, INT8_GREEDY_FILE)),
-              "onnx_fp32_export": os.path.join(args.export, "onnx", "translate_ids_greedy.onnx")}
+              "onnx_fp32_export": os.path.join(args.export, "onnx", "translate_ids_greedy.onnx"),
+              **(size_graphs(folder) if args.size_sentences else {})}
     ids_path = os.path.join(folder, "ids.npy")
     np.save(ids_path, ids)
     setup_path = os.path.join(folder, "setup.json")
@@ -341,6 +386,7 @@ def main():
         request = dict(op="decode", runtime=runtime_name(graph, 1), batch=size, output=path)
         assert not worker.ask(**request)["tensorflow_imported"]
         decoded[name] = dict(np.load(path))
+    sweep = size_sweep(worker, args.size_sentences, 4) if args.size_sentences else None
     worker.close()
     node = node_speed({k: graphs[k] for k in ("onnx_fp32", "onnx_int8")}, ids, args.sentences, args.rounds, folder)
     export_tokens = decoded.pop("onnx_fp32_export")["tokens"]
@@ -351,10 +397,10 @@ def main():
                          "same_tokens_as_fp32": round(float(same_rows(out["tokens"],
                                                                       decoded["onnx_fp32"]["tokens"]).mean()), 4)}
     fp32_export_same = bool(same_rows(export_tokens, decoded["onnx_fp32"]["tokens"]).all())
-    report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node)
+    report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep)
 
 
-def report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node):
+def report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep):
     def best(graph):  # a graph's fastest thread setting in this run
         return max((timing[runtime_name(graph, t)]["sentences_per_second"], t) for t in THREADS)
 
@@ -365,7 +411,7 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
                                                    / timing[runtime_name("onnx_fp32", t)]["sentences_per_second"], 2)
                    for t in THREADS}
     cost = round(quality["onnx_fp32"]["bleu"] - quality["onnx_int8"]["bleu"], 2)
-    sizes = {k: round(os.path.getsize(p) / 1e6, 1) for k, p in graphs.items()}
+    sizes = {k: round(os.path.getsize(p) / 1e6, 1) for k, p in graphs.items() if k.startswith("onnx")}
     cfg = translator.config.model
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -393,6 +439,7 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
         "int8_bleu_cost": cost,
         "int8_bleu_cost_note": "fp32 ONNX BLEU minus int8 ONNX BLEU (batch 1); negative: int8 scored higher",
         "onnxruntime_node_batch1_greedy_sentences_per_second": node,
+        "size_sweep_random_weights_1_thread": sweep,
         "seconds": round(time.time() - started, 1),
     }
     print(f"\nbatch-1 greedy, first {args.sentences} test_2016_flickr sentences ({record['machine']})")
@@ -407,9 +454,12 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
           f"{rounds}; whole run per thread setting {per_threads}; BLEU cost {cost}")
     if node:
         print(f"onnxruntime-node, batch 1 sentences/s: {node}")
+    for row in (sweep or {}).values():
+        print(f"random model hidden {row['hidden']}, vocabulary {row['target_vocab']}: us/step fp32 "
+              f"{row['us_per_step']['fp32']}, int8 {row['us_per_step']['int8']} ({row['int8_vs_fp32']}x)")
     write_json(RESULTS, record)
     update_summary({"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost})
-    print(f"wrote {os.path.relpath(RESULTS, ROOT)} and {os.path.relpath(SUMMARY, ROOT)}")
+    print(f"wrote {os.path.relpath(RESULTS, ROOT)} and {os.path.relpath(SPEED_SUMMARY, ROOT)}")
 
 
 if __name__ == "__main__":
