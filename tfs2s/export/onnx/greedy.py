@@ -113,6 +113,8 @@ def _written_projection(models, decoding):
         raise UnsupportedDecoder("only token-to-token models are written to ONNX by hand")
     if decoding.no_repeat_ngram_size:
         raise UnsupportedDecoder("repeat blocking is converted by tf2onnx, not written here")
+    if getattr(cfg, "copy", False):
+        raise UnsupportedDecoder("copy attention (a distribution over V + S ids) is converted by tf2onnx")
     projection = output_layer(models.decoder_step)
     if not isinstance(projection, (keras.layers.Dense, VocabularyProjection)):
         raise UnsupportedDecoder(f"output layer {type(projection).__name__} is converted by tf2onnx")
