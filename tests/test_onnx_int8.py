@@ -266,3 +266,20 @@ def test_export_onnx_writes_the_int8_graph_beside_the_float_one(tmp_path, int8_r
         export_onnx(str(tmp_path / "unused"), str(tmp_path / "other"), graphs=graphs, models=m,
                     decoding=DecodingConfig(no_repeat_ngram_size=2), quantize="int8")
     assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_quantize_needs_onnx_and_a_text_model(tmp_path):
+    """`tfs2s export --quantize int8` without --onnx, or for an image run, is a clear ExportError before writing."""
+    import types
+
+    from tfs2s.core.config import load_config
+    from tfs2s.core.errors import ExportError
+    from tfs2s.tasks import export
+    from tfs2s.tasks.image.task import ImageTask
+
+    predictor = types.SimpleNamespace(config=load_config(None, {}))
+    with pytest.raises(ExportError, match="--onnx"):
+        export(predictor, str(tmp_path), "int8", quantize="int8")
+    assert not os.listdir(tmp_path)
+    with pytest.raises(ExportError, match="text models only"):
+        ImageTask().write_onnx(str(tmp_path), str(tmp_path / "onnx"), None, quantize="int8")

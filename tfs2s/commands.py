@@ -48,7 +48,7 @@ def export(args) -> int:
     """``tfs2s export``: SavedModel (and ONNX) of a run of any task, reloaded and checked against the model."""
     predictor = tasks.load(args.run_dir)
     path = tasks.export(predictor, args.export_dir, args.name, args.version, overwrite=args.overwrite,
-                        onnx=args.onnx, max_beam_width=args.max_beam_width)
+                        onnx=args.onnx, max_beam_width=args.max_beam_width, quantize=args.quantize)
     report = {"export": path, "verified": tasks.verify(path, predictor)}
     print(json.dumps(report, indent=2))
     _write_json(args.info, report)

@@ -12,7 +12,7 @@ from typing import Sequence
 import keras
 
 from tfs2s.core.config import Config
-from tfs2s.core.errors import InputError
+from tfs2s.core.errors import ExportError, InputError
 from tfs2s.export.savedmodel import save_module, verify_export, write_version
 from tfs2s.tasks.base import Task
 from tfs2s.tasks.image.task import ImageTask
@@ -67,7 +67,8 @@ def load(run_dir: str, weights: str = "best", *, expect: str | None = None, data
 
 
 def export(predictor, export_root: str, name: str | None = None, version: int | None = None,
-           overwrite: bool = False, onnx: bool = False, max_beam_width: int = 16) -> str:
+           overwrite: bool = False, onnx: bool = False, max_beam_width: int = 16,
+           quantize: str | None = None) -> str:
     """Writes ``export_root/name/version`` (TF Serving layout, atomically) and returns its path.
 
     Args:
@@ -78,18 +79,21 @@ def export(predictor, export_root: str, name: str | None = None, version: int | 
         overwrite: Replace an existing version.
         onnx: Also write the task's ONNX graphs into ``<version>/onnx/``.
         max_beam_width: Largest beam width a request may ask for (text models).
+        quantize: ``"int8"`` (with ``onnx``): also write ``onnx/translate_ids_greedy.int8.onnx`` (text models).
 
     Raises:
         ExportError: The version exists and ``overwrite`` is False, the name/version is invalid, or ONNX was
             asked for without the onnx extra.
     """
     task = task_for(predictor.config)
+    if quantize and not onnx:
+        raise ExportError("quantize writes an int8 ONNX graph: ask for the ONNX graphs too (--onnx)")
 
     def write(folder: str) -> None:
         module = task.serving_module(predictor, max_beam_width)
         save_module(folder, module, predictor.config, {"task": task.name, **task.export_metadata(predictor, module)})
         if onnx:
-            task.write_onnx(folder, os.path.join(folder, "onnx"), predictor)
+            task.write_onnx(folder, os.path.join(folder, "onnx"), predictor, quantize=quantize)
 
     return write_version(export_root, name or predictor.config.name, version, overwrite, write)
 

@@ -103,8 +103,11 @@ class Task(abc.ABC):
         """What ``assets.extra/tfs2s_export.json`` records besides the format, versions and signatures."""
 
     @abc.abstractmethod
-    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor) -> dict:
-        """Writes the task's ONNX graphs into ``output_dir``; returns ``{signature: path}``."""
+    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor, quantize: str | None = None) -> dict:
+        """Writes the task's ONNX graphs into ``output_dir``; returns ``{signature: path}``.
+
+        ``quantize="int8"`` also writes int8 graphs where the task has them (text); others raise ExportError.
+        """
 
     @abc.abstractmethod
     def export_checks(self, predictor) -> list[Check]:

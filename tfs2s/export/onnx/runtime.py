@@ -27,7 +27,8 @@ from tfs2s.core import features as F
 from tfs2s.core.errors import ExportError, InputError, RunNotFoundError
 from tfs2s.export.onnx.graph import ONNX_OPSET, portable  # numpy only (onnx when called): no TensorFlow
 
-GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx", "beam": "translate_ids_beam.onnx",
+GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx",
+               "greedy_int8": "translate_ids_greedy.int8.onnx", "beam": "translate_ids_beam.onnx",
                "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                "logits": "teacher_forced.onnx"}
 
@@ -180,8 +181,8 @@ class OnnxTranslator(_OnnxExport):
             have none). The graphs decode every row, a row of only ``</s>`` (a text without words) too: its
             translation is "" by the export's tokenization rules (``host_tokenization``), as ``translate`` answers.
         """
-        if strategy not in ("greedy", "beam"):
-            raise InputError(f"strategy must be greedy or beam, got {strategy!r}")
+        if strategy not in ("greedy", "greedy_int8", "beam"):
+            raise InputError(f"strategy must be greedy, greedy_int8 or beam, got {strategy!r}")
         ids = np.asarray(ids, dtype=np.int32)
         if ids.ndim != 2:
             raise InputError(f"ids must be [batch, time], got shape {ids.shape}")

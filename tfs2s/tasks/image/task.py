@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
-from tfs2s.core.errors import ConfigError, DataError
+from tfs2s.core.errors import ConfigError, DataError, ExportError
 from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
 from tfs2s.core.tokenizer_registry import load_tokenizer
 from tfs2s.data import images
@@ -220,7 +220,10 @@ class ImageTask(Task):
                 "special_ids": {"pad": F.PAD_ID, "unk": F.UNK_ID, "bos": F.BOS_ID, "eos": F.EOS_ID},
                 "decoding": predictor.config.decoding.__dict__}
 
-    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Captioner) -> dict:
+    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Captioner,
+                   quantize: str | None = None) -> dict:
+        if quantize:
+            raise ExportError("int8 ONNX graphs are written for text models only")
         return export_onnx(saved_model_dir, output_dir, "char", CAPTION_ONNX_GRAPHS)
 
     def export_checks(self, predictor: Captioner, pixels: np.ndarray | None = None) -> list[Check]:

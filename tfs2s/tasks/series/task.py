@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
-from tfs2s.core.errors import ConfigError, SeriesError
+from tfs2s.core.errors import ConfigError, ExportError, SeriesError
 from tfs2s.core.models import Seq2SeqModels, build_models
 from tfs2s.core.models.contract import LINEAR_SKIP
 from tfs2s.data import timeseries
@@ -268,7 +268,10 @@ class SeriesTask(Task):
                 "units": "original (the graph normalises with the training statistics below and de-normalises)",
                 "mean": predictor.standardizer.mean.tolist(), "std": predictor.standardizer.std.tolist()}
 
-    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Forecaster) -> dict:
+    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Forecaster,
+                   quantize: str | None = None) -> dict:
+        if quantize:
+            raise ExportError("int8 ONNX graphs are written for text models only")
         return export_onnx(saved_model_dir, output_dir, "word", {"forecast": ("forecast.onnx", False)})
 
     def export_checks(self, predictor: Forecaster, past: np.ndarray | None = None) -> list[Check]:

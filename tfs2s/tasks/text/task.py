@@ -185,10 +185,11 @@ class TextTask(Task):
             "text_graph_input": {"valid_utf8": True, "lowercased": cfg.data.lowercase},
         }
 
-    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Translator) -> dict:
+    def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Translator,
+                   quantize: str | None = None) -> dict:
         kind = predictor.source_tokenizer.kind
         return export_onnx(saved_model_dir, output_dir, kind, onnx_graphs(kind), models=predictor.models,
-                           decoding=predictor.config.decoding)
+                           decoding=predictor.config.decoding, quantize=quantize)
 
     def export_checks(self, predictor: Translator, sentences: Sequence[str] = SAMPLE_CHECK) -> list[Check]:
         ids = predictor.encode(tf.constant(list(sentences)))
