@@ -17,29 +17,16 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 
 import runtimes
+from summary import commit, machine  # noqa: F401  (benchmarks/summary.py; re-exported to the other scripts)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 README_EXPORT = os.path.join(ROOT, "saved_models", "multi30k_small", "1")
 ANSWER_CHARS = 200  # answers kept per input in the results file
-
-
-def commit() -> str:
-    """The checkout's commit, marked ``+dirty`` where tracked files differ from it."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 ALONE = "check: mixed_batch's first input alone"  # not a corpus case: the sanity check's reference

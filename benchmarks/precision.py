@@ -24,8 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,37 +33,15 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CONFIG = os.path.join(ROOT, "tfs2s", "configs", "multi30k_small.yaml")
-SUMMARY = os.path.join(HERE, "results", "speed_summary.json")
 SUMMARY_KEYS = {"mixed_bfloat16": "bf16_vs_fp32_training", "mixed_float16": "fp16_vs_fp32_training"}
 
-
-def commit() -> str:
-    """The checkout's commit, marked ``+dirty`` where tracked files differ from it."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+from summary import commit, machine, update_summary  # noqa: E402,F401  (benchmarks/summary.py; device_speed uses them)
 
 
 def command() -> str:
     return " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
 
-def update_summary(values: dict, path: str = SUMMARY) -> None:
-    """Read-modify-write of the shared headline file: other benchmark scripts own its other keys."""
-    summary = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            summary = json.load(f)
-    summary.update(values, date=datetime.date.today().isoformat(), commit=commit())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
 
 
 def write_json(path: str, record: dict) -> None:

@@ -1,4 +1,5 @@
-"""The headline figures every speed benchmark adds to: ``benchmarks/results/speed_summary.json``.
+"""What every benchmark records: the commit and machine, and the headline figures in
+``benchmarks/results/speed_summary.json``.
 
 Each script owns its keys and rewrites only them (read-modify-write), with the date and the commit of the run, so a
 command can check the headline ratios without reading every script's own JSON.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import platform
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +24,11 @@ def commit() -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     return head + ("+dirty" if dirty else "")
+
+
+def machine() -> str:
+    """Architecture, cores and kernel of this machine, as the results files record them."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def update_summary(values: dict, path: str = SPEED_SUMMARY) -> None:
