@@ -61,7 +61,7 @@ def python_texts(export_dir: str, sentences: list[str], ids: list[list[int]]) ->
 
 def node_texts(export_dir: str, inputs: str, count: int) -> dict:
     """The JS client in Node (bench/speed.mjs): texts, best ids and seconds per strategy, its source ids."""
-    node = Worker(["node", "bench/speed.mjs", os.path.abspath(export_dir), inputs], runtimes.JS_CLIENT)
+    node = Worker(["node", "bench/speed.mjs", os.path.abspath(export_dir), inputs], runtimes.JS_CLIENT, hello=True)
     try:
         out = {"versions": node.hello, "source_ids": node.ask(op="encode", indices=list(range(count)))["ids"]}
         for strategy in STRATEGIES:

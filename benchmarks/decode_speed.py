@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ ROOT = os.path.dirname(HERE)
 # (batch size, strategy, sentences timed)
 CASES = [(1, "greedy", 100), (32, "greedy", 320), (1, "beam", 40), (32, "beam", 320), (64, "beam", 640)]
 ROUNDS = 5  # each case's batches in rounds; within a round, each runtime decodes them all, in rotating order
-REPLY = "@@"  # marks the worker's replies on its stdout
+from workers import REPLY, Worker  # noqa: E402  (benchmarks/workers.py)
 
 
 def _batches(ids: np.ndarray, batch: int, count: int) -> list:
@@ -83,26 +82,6 @@ def ort_worker(export_dir: str, inputs: str) -> None:
         print(REPLY + json.dumps(reply), flush=True)
 
 
-class _Worker:
-    """The onnxruntime worker process, driven one request at a time."""
-
-    def __init__(self, export_dir: str, inputs: str):
-        self.process = subprocess.Popen([sys.executable, __file__, "--ort-worker", export_dir, inputs],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-    def ask(self, **request) -> dict:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        for line in self.process.stdout:
-            if line.startswith(REPLY):
-                return json.loads(line[len(REPLY):])
-        raise SystemExit("the onnxruntime worker stopped; see its messages above")
-
-    def close(self) -> None:
-        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
 
 
 def _pad(tokens: np.ndarray, width: int) -> np.ndarray:
@@ -156,7 +135,7 @@ def main():
                                             decoder_token_ids=tf.constant(decoder_ids))["logits"].numpy()
     inputs = os.path.join(work, "inputs.npz")
     np.savez(inputs, ids=ids, tf_ids=tf_ids, decoder_ids=decoder_ids)
-    worker = _Worker(export, inputs)
+    worker = Worker([sys.executable, __file__, "--ort-worker", export, inputs])
 
     results = {}
     for batch, strategy, count in CASES:

@@ -123,7 +123,7 @@ def batches(ids: np.ndarray, size: int) -> list:
     return [trimmed(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
-REPLY = "@@"  # marks the worker's replies on its stdout
+from workers import REPLY, Worker  # noqa: E402  (benchmarks/workers.py)
 
 
 def ort_worker(graphs_json: str, ids_path: str) -> None:
@@ -166,25 +166,6 @@ def runtime_name(graph: str, threads: int) -> str:
     return f"{graph}/{threads or 'default'}_threads"
 
 
-class Worker:
-    """The onnxruntime worker process, driven one request at a time."""
-
-    def __init__(self, setup_path: str, ids_path: str):
-        self.process = subprocess.Popen([sys.executable, __file__, "--ort-worker", setup_path, ids_path],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, **request) -> dict:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        for line in self.process.stdout:
-            if line.startswith(REPLY):
-                return json.loads(line[len(REPLY):])
-        raise SystemExit("the onnxruntime worker stopped; see its messages above")
-
-    def close(self) -> None:
-        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.process.stdin.close()
-        self.process.wait()
 
 
 def interleaved(runners: dict, count: int, rounds: int) -> dict:
@@ -360,7 +341,7 @@ def main():
     np.save(ids_path, ids)
     setup_path = os.path.join(folder, "setup.json")
     write_json(setup_path, {"graphs": graphs, "threads": THREADS, "sentences": args.sentences})
-    worker = Worker(setup_path, ids_path)
+    worker = Worker([sys.executable, __file__, "--ort-worker", setup_path, ids_path])
     signature = tf.saved_model.load(args.export).signatures["translate_ids_greedy"]
     rows = batches(ids[:args.sentences], 1)
 

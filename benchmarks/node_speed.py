@@ -27,7 +27,6 @@ import datetime
 import gzip
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +35,11 @@ import numpy as np
 
 import runtimes
 from bad_inputs import README_EXPORT, commit, machine
+from workers import REPLY, Worker  # noqa: F401  (benchmarks/workers.py; clients_parity imports Worker here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROUNDS = 5
-REPLY = "@@"  # marks the workers' replies on their stdout
 REFERENCE = "ort_ids"
 
 
@@ -74,29 +73,6 @@ def ort_worker(export_dir: str, inputs: str) -> None:
         print(REPLY + json.dumps({"seconds": seconds, "outputs": outputs}), flush=True)
 
 
-class Worker:
-    """A worker process (Python onnxruntime or Node), driven one request line at a time."""
-
-    def __init__(self, command: list, cwd: str):
-        self.process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-        self.hello = self._read()
-
-    def _read(self) -> dict:
-        for line in self.process.stdout:
-            if line.startswith(REPLY):
-                return json.loads(line[len(REPLY):])
-        raise SystemExit(f"worker {self.process.args[:3]} stopped; see its messages above")
-
-    def ask(self, **request) -> dict:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
 
 
 def read_sentences(export_dir: str, data_dir: str, count: int) -> list[str]:
@@ -200,8 +176,8 @@ def run(args) -> None:
         json.dump({"sentences": sentences, "ids": ids}, f, ensure_ascii=False)
 
     saved_model = SavedModel(args.export, sentences, ids)
-    ort = Worker([sys.executable, os.path.abspath(__file__), "--ort-worker", args.export, inputs], ROOT)
-    node = Worker(["node", "bench/speed.mjs", os.path.abspath(args.export), inputs], runtimes.JS_CLIENT)
+    ort = Worker([sys.executable, os.path.abspath(__file__), "--ort-worker", args.export, inputs], ROOT, hello=True)
+    node = Worker(["node", "bench/speed.mjs", os.path.abspath(args.export), inputs], runtimes.JS_CLIENT, hello=True)
     node_ids = node.ask(op="encode", indices=list(range(len(sentences))))["ids"]
     has_text_graph = os.path.exists(os.path.join(args.export, "onnx", runtimes.GRAPHS["text"]))
     results, mismatches = {}, {}
