@@ -5,6 +5,8 @@ from keras import ops
 
 from tfs2s.core import features as F
 
+_POSSIBLE = -1e8  # log-probabilities at or below this are impossible entries, not part of the distribution
+
 
 @keras.saving.register_keras_serializable(package="tfs2s")
 class MaskedCrossEntropy(keras.losses.Loss):
@@ -12,6 +14,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     Padding targets (id 0) contribute nothing. With the dataset's 0/1 ``sample_weight`` and the default
     ``mean_with_sample_weight`` reduction, the loss is the mean over target tokens, whatever the padding.
+
+    Logits may be log-probabilities with impossible entries (copy attention's padding positions, at
+    ``tfs2s.core.layers.copy.IMPOSSIBLE_LOG_PROB``): label smoothing then spreads its mass over the possible
+    entries only (the vocabulary and the source words).
 
     Args:
         label_smoothing: Mass moved from the true token to a uniform distribution over the vocabulary.
@@ -29,6 +35,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
         nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
         if self.label_smoothing:
             uniform = -ops.mean(log_probs, axis=-1)
+            possible = ops.cast(ops.greater(log_probs, _POSSIBLE), log_probs.dtype)
+            over_possible = -ops.sum(log_probs * possible, axis=-1) / ops.maximum(ops.sum(possible, axis=-1), 1.0)
+            # Where every entry is possible (every model but copy attention) this keeps the plain mean, exactly.
+            uniform = ops.where(ops.all(ops.greater(log_probs, _POSSIBLE), axis=-1), uniform, over_possible)
             nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
         return nll * ops.cast(ops.not_equal(y_true, F.PAD_ID), nll.dtype)
 

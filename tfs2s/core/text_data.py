@@ -71,17 +71,53 @@ def from_pairs(pairs: Sequence[tuple[str, str]]) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((sources, targets))
 
 
+def copy_labels(target: tf.RaggedTensor, target_words: tf.RaggedTensor, source_words: tf.RaggedTensor,
+                source_lengths: tf.Tensor, vocab_size: int, reverse_source: bool = False) -> tf.RaggedTensor:
+    """Copy attention's training labels: each ``<unk>`` target word that the source has gets the extended id
+    ``vocab_size + s`` of its first source occurrence, ``s`` its encoder position (``tfs2s.core.layers.copy``).
+
+    Args:
+        target: ``[B, (T)]`` target ids.
+        target_words: ``[B, (T')]`` the target's normalised words (one per id; an empty text may have a
+            ``<pad>`` word and no id).
+        source_words: ``[B, (S')]`` the source's normalised words, before truncation and reversal.
+        source_lengths: ``[B]`` how many of those words the encoder reads (its ids before ``</s>``).
+        vocab_size: The target vocabulary's size ``V``.
+        reverse_source: Whether the encoder reads the words reversed.
+    """
+    ids = target.to_tensor(default_value=F.PAD_ID)
+    width = tf.shape(ids)[1]
+    words = target_words.to_tensor(default_value="", shape=[None, None])
+    words = tf.pad(words, [[0, 0], [0, tf.maximum(0, width - tf.shape(words)[1])]])[:, :width]
+    lengths = tf.cast(source_lengths, tf.int32)
+    sources = source_words.to_tensor(default_value="")
+    read = tf.sequence_mask(lengths, tf.shape(sources)[1])  # the words the encoder reads
+    match = tf.logical_and(tf.equal(words[:, :, None], sources[:, None, :]), read[:, None, :])  # [B, T, S']
+    first = tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32)  # the first occurrence
+    position = lengths[:, None] - 1 - first if reverse_source else first
+    copy = tf.logical_and(tf.equal(ids, F.UNK_ID), tf.reduce_any(match, axis=-1))
+    labels = tf.where(copy, tf.cast(vocab_size + position, ids.dtype), ids)
+    return tf.RaggedTensor.from_tensor(labels, lengths=target.row_lengths())
+
+
 def tokenize_pairs(source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, max_source_length: int,
-                   reverse_source: bool = False, chunk: int = 1024) -> Transform:
+                   reverse_source: bool = False, chunk: int = 1024, copy: bool = False) -> Transform:
     """Text pairs -> ``{"source", "target_in", "target_out"}`` int32 id vectors.
 
-    Tokenizes in chunks of ``chunk`` pairs (string ops are far cheaper per batch than per example).
+    Tokenizes in chunks of ``chunk`` pairs (string ops are far cheaper per batch than per example). With
+    ``copy`` (copy attention, word tokenizers) ``target_out`` has ``copy_labels``; ``target_in`` keeps ``<unk>``.
     """
 
     def tokenize(sources, targets):
-        source = prepare_source_ids(source_tokenizer.tokenize(sources), max_source_length, reverse_source)
+        source_ids = source_tokenizer.tokenize(sources)
+        source = prepare_source_ids(source_ids, max_source_length, reverse_source)
         target = target_tokenizer.tokenize(targets)
-        ragged = {"source": source, "target_in": add_bos(target), "target_out": add_eos(target)}
+        labels = target
+        if copy:
+            read = tf.minimum(source_ids.row_lengths(), max_source_length - 1)
+            labels = copy_labels(target, target_tokenizer.words(targets), source_tokenizer.words(sources), read,
+                                 target_tokenizer.vocab_size, reverse_source)
+        ragged = {"source": source, "target_in": add_bos(target), "target_out": add_eos(labels)}
         # Dense rows plus lengths survive `unbatch` as plain tensors (ragged rows would not pad-batch).
         return ({k: tf.cast(v.to_tensor(), tf.int32) for k, v in ragged.items()},
                 {k: tf.cast(v.row_lengths(), tf.int32) for k, v in ragged.items()})
@@ -202,16 +238,17 @@ def source_target_options(d) -> dict:
 def make_dataset(pairs: Sequence[tuple[str, str]], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
                  *, batch_size: int, max_source_length: int, max_target_length: int, reverse_source: bool = False,
                  bucket_width: int = 0, batch_tokens: int = 0, training: bool = False,
-                 shuffle_buffer: int = 10000, seed: int = 0) -> tf.data.Dataset:
+                 shuffle_buffer: int = 10000, seed: int = 0, copy: bool = False) -> tf.data.Dataset:
     """The whole input pipeline, from text pairs to ``(features, targets, sample_weight)`` batches.
 
     Training pipelines drop over-long targets, shuffle (seeded) and bucket; evaluation pipelines keep every
     pair (over-long targets are truncated so the loss stays comparable) and keep the order.
     ``batch_tokens`` (token batches, see ``bucket_batch``) applies to training pipelines only: evaluation keeps
-    ``batch_size`` sentences per batch (its loss is a mean over tokens either way).
+    ``batch_size`` sentences per batch (its loss is a mean over tokens either way). ``copy``: targets with copy
+    attention's labels (``copy_labels``).
     """
     ds = from_pairs(pairs).apply(tokenize_pairs(source_tokenizer, target_tokenizer, max_source_length,
-                                                reverse_source))
+                                                reverse_source, copy=copy))
     if training:
         ds = ds.apply(filter_length(max_target_length))
     else:

@@ -51,6 +51,34 @@ def replace_unknown_tokens(tokens: tf.Tensor, ids: tf.Tensor, alignment: tf.Tens
     return tf.where(replace, tf.gather(flat_words, index), tokens)
 
 
+def copied_tokens(tokens: tf.Tensor, ids: tf.Tensor, vocab_size: int, source_words: tf.RaggedTensor,
+                  source_lengths: tf.Tensor, reversed_source: bool = False) -> tf.Tensor:
+    """Copy attention's outputs as words: each id ``vocab_size + s`` becomes the source word at encoder position
+    ``s`` (``tfs2s.core.layers.copy``); other tokens are kept, and so is a copy of a position that holds no word.
+
+    Args:
+        tokens: ``[B, N, L]`` output token strings (a copied id's string is whatever stood for it, ``<unk>``).
+        ids: ``[B, N, L]`` the output ids, extended ids included.
+        vocab_size: The target vocabulary's size ``V``.
+        source_words: ``[B, (words)]`` the normalised source words, before truncation and reversal.
+        source_lengths: ``[B]`` how many of those words the encoder read (``</s>`` not counted).
+        reversed_source: Whether the encoder read the words reversed.
+
+    Returns:
+        ``[B, N, L]`` token strings.
+    """
+    ids = tf.cast(ids, tf.int64)
+    lengths = tf.cast(source_lengths, tf.int64)[:, None, None]
+    position = ids - vocab_size
+    copied = tf.logical_and(position >= 0, position < lengths)
+    word = lengths - 1 - position if reversed_source else position
+    # As replace_unknown_tokens: one flat gather, a sentinel "" at the end for the tokens that are not copies.
+    flat_words = tf.concat([source_words.flat_values, tf.constant([""])], axis=0)
+    sentinel = tf.size(source_words.flat_values, out_type=tf.int64)
+    index = tf.where(copied, tf.cast(source_words.row_starts(), tf.int64)[:, None, None] + word, sentinel)
+    return tf.where(copied, tf.gather(flat_words, index), tokens)
+
+
 def replace_unknown_words(output_tokens: Sequence[str], alignment, source_words: Sequence[str],
                           unk: str = "<unk>", reversed_source: bool = False) -> list[str]:
     """Plain-Python reference of ``replace_unknown_tokens`` for one output (tests check the graph against it).

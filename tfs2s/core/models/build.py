@@ -89,9 +89,10 @@ def _training_models(cfg: ModelConfig, decoder: Decoder, source, encoder_outputs
     relative = regression and cfg.subtract_last
     level = encoder_outputs.get(LAST_VALUES)
     decoder_in = LevelShift(-1.0, name="decoder_relative")(decoder_ids, level) if relative else decoder_ids
-    hidden, _, _ = decoder.decode(decoder_in, initial_states, encoder_outputs)
+    parts = decoder.decode_parts(decoder_in, initial_states, encoder_outputs)
+    hidden = parts["hidden"]
     inputs = {SOURCE_INPUTS[cfg.input_encoder]: source, decoder_ids.name: decoder_ids}
-    outputs = decoder.projection(hidden)
+    outputs = decoder.output(parts, encoder_outputs)
     if regression and cfg.linear_skip:
         outputs = L.Add(name="with_linear_skip")([outputs, encoder_outputs[BASELINE]])
     if relative:
@@ -126,11 +127,13 @@ def _step_model(cfg: ModelConfig, decoder: Decoder, encoder_outputs: dict, targe
     if relative:
         step_enc[LAST_VALUES] = keras.Input(shape=(target_features,), name=LAST_VALUES)
         step_in = LevelShift(-1.0, name="step_relative")(step_ids, step_enc[LAST_VALUES])
-    step_hidden, step_new_states, step_alignment = decoder.decode(step_in, step_states, step_enc, single_step=True)
-    step_out = decoder.projection(step_hidden)
+    parts = decoder.decode_parts(step_in, step_states, step_enc, single_step=True)
+    step_new_states, step_alignment = parts["states"], parts["alignment"]
+    step_out = decoder.output(parts, step_enc)
     if relative:
         step_out = LevelShift(1.0, name="step_with_level")(step_out, step_enc[LAST_VALUES])
-    output_size = target_features if regression else target_vocab_size
+    # With copy attention the output grows with the source: V + S entries.
+    output_size = target_features if regression else (-1 if cfg.copy else target_vocab_size)
     step_outputs = {VALUES if regression else LOGITS:
                     L.Reshape((output_size,), name="step_values" if regression else "step_logits")(step_out)}
     step_outputs.update(zip(names, step_new_states))

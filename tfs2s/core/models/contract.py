@@ -42,6 +42,8 @@ DECODER_RNN = "decoder_rnn_{i}"  # the decoder's recurrent layers
 RNN_CELL = "{rnn}_cell"  # a recurrent layer's cell, which the one-step decoder calls directly
 ATTENTIONAL_HIDDEN = "attentional_hidden"  # tanh combination of RNN output and context
 OUTPUT_PROJECTION = "output_projection"  # the output layer (unless tied)
+COPY_GENERATOR = "copy_generator"  # model.copy: the pointer-generator's gate and final distribution
+COPY_INPUT_IDS = "copy_input_ids"  # model.copy: extended (copied) input ids -> <unk>
 
 SOURCE_INPUTS = {"tokens": F.ENCODER_TOKEN_IDS, "image": F.ENCODER_IMAGE, "vectors": F.ENCODER_VALUES}
 
@@ -113,6 +115,12 @@ class Seq2SeqModels:
     def target_name(self) -> str:
         """Name of the decoder's input (``decoder_token_ids`` or ``decoder_values``)."""
         return F.DECODER_VALUES if self.config.output_head == "regression" else F.DECODER_TOKEN_IDS
+
+    @property
+    def copies(self) -> bool:
+        """Whether the model has copy attention (``model.copy``): its outputs then have ``V + S`` entries, id
+        ``V + s`` copying the source word at encoder position ``s`` (``tfs2s.core.layers.copy``)."""
+        return bool(getattr(self.config, "copy", False))
 
     @property
     def has_attention(self) -> bool:

@@ -4,7 +4,8 @@ Decoder: embedding -> ``layers`` GRU/LSTM layers -> attention over the encoder s
 of RNN output and context (Luong et al. 2015's attentional hidden state) -> output layer. Attention is computed
 from each decoder RNN output rather than fed back into the recurrence, so training runs the whole target
 through fused RNN layers. With ``attention: none`` (Cho et al. 2014) a fixed summary vector of the source feeds
-every decoder step, as input and to the output layer.
+every decoder step, as input and to the output layer. With ``model.copy`` the output is the pointer-generator's
+log distribution over the vocabulary and the source positions (``tfs2s.core.layers.copy``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from keras import layers as L
 
 from tfs2s.core.config import ModelConfig
 from tfs2s.core.layers import BroadcastOverTime, TiedEmbedding, VocabularyProjection, WordDropout
-from tfs2s.core.models.contract import (ATTENTIONAL_HIDDEN, CONTEXT, DECODER_RNN, KEYS, MASK, MEMORY,
-                                        OUTPUT_PROJECTION, TARGET_EMBEDDING, TIED_EMBEDDING)
+from tfs2s.core.layers.copy import CopyGenerator, ExtendedIdsToUnk
+from tfs2s.core.models.contract import (ATTENTIONAL_HIDDEN, CONTEXT, COPY_GENERATOR, COPY_INPUT_IDS, DECODER_RNN,
+                                        KEYS, MASK, MEMORY, OUTPUT_PROJECTION, TARGET_EMBEDDING, TIED_EMBEDDING)
 from tfs2s.core.models.encoder import dropout_layer, rnn_layer
 
 
@@ -63,6 +65,9 @@ class Decoder:
         self.output_dropout = dropout_layer(cfg, "output_dropout")
         self.projection = _output_projection(cfg, tied, target_vocab_size, sampled_softmax, target_features)
         self.with_context = BroadcastOverTime(name="context_over_time")
+        # Created last: the other layers draw the same initial weights with and without copy attention.
+        self.copy = CopyGenerator(name=COPY_GENERATOR) if cfg.copy else None
+        self.copy_input = ExtendedIdsToUnk(target_vocab_size, name=COPY_INPUT_IDS) if cfg.copy else None
 
     def _recurrent(self, h, states, single_step: bool):
         """The recurrent layers over ``h``, from ``states``; returns the top layer's outputs and the new states."""
@@ -87,10 +92,18 @@ class Decoder:
         With ``single_step`` (``T == 1``) the recurrent layers' cells are called directly: the same weights, but
         no per-call time loop, which makes a decoding step much cheaper (in TF and in the ONNX graphs).
         """
+        parts = self.decode_parts(y, states, enc, single_step)
+        return parts["hidden"], parts["states"], parts["alignment"]
+
+    def decode_parts(self, y, states, enc, single_step: bool = False) -> dict:
+        """``decode``'s results as a dict, with the attention ``context`` and the input ``embedded`` too."""
+        if self.copy_input is not None:
+            y = self.copy_input(y)  # a copied word (id >= V) is read as <unk>
         h = self.target_embedding(y)
         if self.word_dropout is not None:
             h = self.word_dropout(h, y)
         h = self.target_dropout(h)
+        embedded = h
         if self.attention is None:
             h = L.Concatenate(name="decoder_input_with_context")([h, self.with_context(enc[CONTEXT], h)])
         if single_step:
@@ -103,4 +116,14 @@ class Decoder:
         else:
             context, alignment = self.with_context(enc[CONTEXT], h), None
         hidden = self.output_dropout(self.combine(L.Concatenate(name="rnn_output_with_context")([h, context])))
-        return hidden, new_states, alignment
+        return {"hidden": hidden, "states": new_states, "alignment": alignment, "context": context,
+                "embedded": embedded}
+
+    def output(self, parts: dict, enc):
+        """The decoder's output from ``decode_parts``: the output layer's, or with copy attention the log final
+        distribution ``[B, T, V + S]`` over the vocabulary and the source positions."""
+        logits = self.projection(parts["hidden"])
+        if self.copy is None:
+            return logits
+        return self.copy(logits, parts["hidden"], parts["context"], parts["embedded"], parts["alignment"],
+                         enc[MASK])

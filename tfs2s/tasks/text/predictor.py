@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfs2s.core import text_data as data
 from tfs2s.core import decoding
 from tfs2s.core.decoding import ALIGNMENT, DecodeOptions
-from tfs2s.core.decoding.unk import replace_unknown_tokens
+from tfs2s.core.decoding.unk import copied_tokens, replace_unknown_tokens
 from tfs2s.core import features as F
 from tfs2s.core.config import Config
 from tfs2s.core.errors import InputError
@@ -39,7 +39,9 @@ class Translator(tf.Module):
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.config = config
-        self._functions: dict = {}
+        # A plain dict, not tf.Module's tracked wrapper: its tuple keys cannot be saved, and an export of a
+        # Translator that has translated before would fail on them.
+        self.__dict__["_functions"] = {}
 
     def encode(self, texts: tf.Tensor, portable: bool = False) -> tf.Tensor:
         """``[batch]`` text -> padded encoder ids ``[batch, time]``."""
@@ -100,29 +102,41 @@ class Translator(tf.Module):
         replace = self._replacing(replace_unknown)
         source_ids = self.encode(texts, portable)
         result = self.decode_ids(source_ids, options, alignment or replace)
-        return self.finish(result, source_ids, texts if replace else None, portable)
+        return self.finish(result, source_ids, texts if replace or self.models.copies else None, portable,
+                           replace_unknown=replace)
 
     def finish(self, result: dict, source_ids: tf.Tensor, texts: tf.Tensor | None = None,
-               portable: bool = False) -> dict:
+               portable: bool = False, replace_unknown: bool | None = None) -> dict:
         """Adds ``text [batch, n]`` (detokenized; empty for empty sources) and ``source_ids`` to a decoding dict.
 
-        With the source ``texts`` (read with ``portable`` as ``encode`` read them) and an ``alignment`` in
-        ``result``, each ``<unk>`` of ``text`` becomes the source word it attends to most
-        (``tfs2s.core.decoding.unk``).
+        With the source ``texts`` (read with ``portable`` as ``encode`` read them): a copy-attention model's
+        copied ids (``>= V``) become the source words they copy (without ``texts``, ``<unk>``), and where
+        ``replace_unknown`` (default: whenever ``texts`` are given) each ``<unk>`` of ``text`` becomes the source
+        word it attends to most (``tfs2s.core.decoding.unk``; needs an ``alignment`` in ``result``).
         """
         result = dict(result)
         tokens = result["tokens"]
         batch, n = tf.shape(tokens)[0], tf.shape(tokens)[1]
         flat = tf.reshape(tokens, [batch * n, -1])
+        vocab = self.target_tokenizer.vocab_size
+        if self.models.copies:  # copied ids are not in the vocabulary: <unk> until replaced by their words
+            flat = tf.where(flat >= vocab, tf.cast(F.UNK_ID, flat.dtype), flat)
         source_lengths = tf.reduce_sum(tf.cast(source_ids != F.PAD_ID, tf.int32), axis=1)
         if texts is None:
             text = self.target_tokenizer.detokenize(flat)
         else:
             strings = tf.reshape(self.target_tokenizer.dense_tokens(flat), tf.shape(tokens))
-            shown = tf.reshape(tf.where(output_mask(flat), flat, tf.zeros_like(flat)), tf.shape(tokens))
             words = self.source_tokenizer.words(texts, portable)
-            strings = replace_unknown_tokens(strings, shown, result[ALIGNMENT], words, source_lengths - 1,
-                                             self.config.data.reverse_source)
+            if replace_unknown is None or replace_unknown:
+                # Copies are replaced below, by the word they copy, not by the one attended to most.
+                shown = tf.where(output_mask(flat), flat, tf.zeros_like(flat))
+                if self.models.copies:
+                    shown = tf.where(tf.reshape(tokens, [batch * n, -1]) >= vocab, tf.zeros_like(flat), shown)
+                strings = replace_unknown_tokens(strings, tf.reshape(shown, tf.shape(tokens)), result[ALIGNMENT],
+                                                 words, source_lengths - 1, self.config.data.reverse_source)
+            if self.models.copies:
+                strings = copied_tokens(strings, tokens, vocab, words, source_lengths - 1,
+                                        self.config.data.reverse_source)
             text = self.target_tokenizer.join(tf.reshape(strings, [batch * n, -1]))
         text = tf.reshape(text, [batch, n])
         # Nothing to translate (only </s> in the source) -> empty translation.

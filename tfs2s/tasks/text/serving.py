@@ -20,6 +20,9 @@ applies (word-level source, attention: ``Translator.replaces_unknown``); ``token
   ``tokens``, ``length``, ``scores``: sampled replies (conversational models), seeded and repeatable;
 * ``encode`` and ``decode_step``: the model split for runtimes that drive their own decoding loop;
 * ``logits``: ``encoder_token_ids``, ``decoder_token_ids`` -> teacher-forced ``logits [B, T, V]``.
+
+With copy attention (``model.copy``) logits have ``V + S`` entries, log-probabilities, and ids ``V + s`` in
+``tokens`` copy the source word at encoder position ``s`` (text outputs show that word).
 * ``decode_encoded`` / ``decode_encoded_greedy``: the encoder outputs (as ``decode_step`` takes them) ->
   ``tokens``, ``length``, ``scores`` (and ``alignment``); the ONNX ids graphs are these joined to ``tfs2s.export.onnx.encoder``'s
   encoder.
@@ -114,7 +117,9 @@ class TextServingModule(ServingModule):
         source_ids = tr.encode(text)
         limit = tf.where(max_length > 0, max_length, tr.max_length(source_ids))
         result = decoding.decode(tr.models.step, tr.models.initial_state(source_ids), limit, options)
-        return self._outputs(tr.finish(result, source_ids, text if self.replaces_unknown else None))
+        copies = tr.models.copies  # copied ids become source words: the text is needed
+        return self._outputs(tr.finish(result, source_ids, text if self.replaces_unknown or copies else None,
+                                       replace_unknown=self.replaces_unknown))
 
     def _sample(self, text, temperature, top_k, seed):
         options = self.translator.options("sample").replace(
