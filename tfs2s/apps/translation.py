@@ -28,8 +28,9 @@ def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
     d = cfg.data
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
     results: dict = {"sentences": len(pairs)}
+    # Copy models' targets point a word the target vocabulary lacks at its source position, as in training.
     ds = data.make_dataset(pairs, translator.source_tokenizer, translator.target_tokenizer, batch_size=batch_size,
-                           **data.source_target_options(d))
+                           copy=cfg.model.copy, **data.source_target_options(d))
     model = translator.models.training
     if not model.compiled:
         compile_model(translator.models, cfg, 1)
