@@ -91,7 +91,8 @@ LAYER_ARGUMENTS = {"BahdanauAttention": {"units": 4}, "LuongAttention": {"scale"
                    "LockedDropout": {"rate": 0.25}, "WordDropout": {"rate": 0.25, "vocab_size": 7},
                    "DropConnectGRUCell": {"units": 3, "weight_dropout": 0.25},
                    "DropConnectLSTMCell": {"units": 3, "weight_dropout": 0.25},
-                   "DropConnectRNN": {"units": 3, "cell_type": "lstm", "weight_dropout": 0.25}}
+                   "DropConnectRNN": {"units": 3, "cell_type": "lstm", "weight_dropout": 0.25},
+                   "CopyGenerator": {}, "ExtendedIdsToUnk": {"vocab_size": 7}}
 
 
 def test_every_registered_layer_is_exported_and_listed_here():
