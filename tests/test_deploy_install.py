@@ -73,7 +73,8 @@ def test_runtime_installs_and_runs_without_tensorflow(runtime_venv, greedy_expor
                           "keras": importlib.util.find_spec("keras") is not None}}))
     """)
     proc = subprocess.run([os.path.join(runtime_venv, "bin", "python"), "-c", script], capture_output=True,
-                          text=True, timeout=300, cwd=str(tmp_path))  # not the checkout: the installed package
+                          text=True, timeout=300, cwd=str(tmp_path),  # not the checkout: the installed package
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["tensorflow"] is False and got["keras"] is False
