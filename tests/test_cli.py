@@ -34,6 +34,8 @@ def _pipeline_module(name: str):
     return module
 
 
+@pytest.mark.slow  # 106 s on 2 quiet cores (the default suite's largest test); its parts run by default: training,
+# resume (test_training.py), --extend (test_captioning.py), CLI evaluate/translate (test_own_data.py), export (test_export.py)
 def test_pipeline_smoke_on_multi30k(data_dir, tmp_path, run_cli):
     """pipelines/translate.py end to end (train, evaluate, translate) on 300 Multi30k lines."""
     run_dir = tmp_path / "run"
