@@ -8,7 +8,6 @@ import keras
 import tensorflow as tf
 from keras import layers as L
 
-import tfs2s.core.layers as layers
 from tfs2s.core import features as F
 from tfs2s.core.config import DecodingConfig, ModelConfig
 from tfs2s.core.layers import (DropConnectGRUCell, DropConnectLSTMCell, DropConnectRNN, LockedDropout,
@@ -24,11 +23,7 @@ ARCHITECTURES = [dict(cell="gru", attention="bahdanau", bidirectional=True, laye
                  dict(cell="lstm", attention="none", bidirectional=False, layers=2),
                  dict(cell="lstm", attention="luong", bidirectional=True, layers=1, tie_embeddings=True)]
 
-# Constructor arguments of the new layers (tests/test_attention.py's LAYER_ARGUMENTS needs the same entries).
-NEW_LAYERS = {"LockedDropout": {"rate": 0.25}, "WordDropout": {"rate": 0.25, "vocab_size": 7},
-              "DropConnectGRUCell": {"units": 3, "weight_dropout": 0.25},
-              "DropConnectLSTMCell": {"units": 3, "weight_dropout": 0.25},
-              "DropConnectRNN": {"units": 3, "cell_type": "lstm", "weight_dropout": 0.25}}
+# The layers' round trip through Keras serialization is tests/test_attention.py's (LAYER_ARGUMENTS lists them).
 
 
 def _build(arch: dict, **switches):
@@ -66,17 +61,6 @@ def _training_logits(m):
     return np.asarray(m.training({F.ENCODER_TOKEN_IDS: SRC, F.DECODER_TOKEN_IDS: DEC}, training=True))
 
 
-@pytest.mark.parametrize("name", sorted(NEW_LAYERS))
-def test_new_layers_round_trip_through_keras_serialization(name):
-    cls = getattr(layers, name)
-    assert name in layers.__all__ and keras.saving.get_registered_name(cls) == f"tfs2s>{name}"
-    layer = cls(name="x", **NEW_LAYERS[name])
-    config = layer.get_config()
-    for key, value in NEW_LAYERS[name].items():
-        assert config[key] == value
-    assert cls.from_config(config).get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(restored) is cls and restored.get_config() == config
 
 
 # Each switch on one architecture, all of them on each architecture.
