@@ -41,14 +41,22 @@ def replace_unknown_tokens(tokens: tf.Tensor, ids: tf.Tensor, alignment: tf.Tens
     # Attention weights are >= 0: a position outside the words never wins.
     position = tf.argmax(tf.where(words_read, alignment, -1.0), axis=-1, output_type=tf.int64)  # [B, N, L]
     lengths = source_lengths[:, None, None]
+    replace = tf.logical_and(tf.equal(tf.cast(ids, tf.int64), F.UNK_ID), lengths > 0)
+    return tf.where(replace, _source_words_at(source_words, lengths, position, replace, reversed_source), tokens)
+
+
+def _source_words_at(source_words: tf.RaggedTensor, lengths: tf.Tensor, position: tf.Tensor, valid: tf.Tensor,
+                     reversed_source: bool) -> tf.Tensor:
+    """``[B, N, L]``: the source word at encoder ``position`` where ``valid`` (``""`` elsewhere).
+
+    ``lengths`` ``[B, 1, 1]`` counts the words the encoder read (reversed if ``reversed_source``). One flat gather,
+    with a sentinel ``""`` at the end for the invalid places (a gather needs a valid index).
+    """
     word = lengths - 1 - position if reversed_source else position
-    # One flat gather with a sentinel "" at the end for rows without words (a gather needs a valid index).
     flat_words = tf.concat([source_words.flat_values, tf.constant([""])], axis=0)
     sentinel = tf.size(source_words.flat_values, out_type=tf.int64)
-    has_words = lengths > 0
-    index = tf.where(has_words, tf.cast(source_words.row_starts(), tf.int64)[:, None, None] + word, sentinel)
-    replace = tf.logical_and(tf.equal(tf.cast(ids, tf.int64), F.UNK_ID), has_words)
-    return tf.where(replace, tf.gather(flat_words, index), tokens)
+    index = tf.where(valid, tf.cast(source_words.row_starts(), tf.int64)[:, None, None] + word, sentinel)
+    return tf.gather(flat_words, index)
 
 
 def copied_tokens(tokens: tf.Tensor, ids: tf.Tensor, vocab_size: int, source_words: tf.RaggedTensor,
@@ -71,12 +79,7 @@ def copied_tokens(tokens: tf.Tensor, ids: tf.Tensor, vocab_size: int, source_wor
     lengths = tf.cast(source_lengths, tf.int64)[:, None, None]
     position = ids - vocab_size
     copied = tf.logical_and(position >= 0, position < lengths)
-    word = lengths - 1 - position if reversed_source else position
-    # As replace_unknown_tokens: one flat gather, a sentinel "" at the end for the tokens that are not copies.
-    flat_words = tf.concat([source_words.flat_values, tf.constant([""])], axis=0)
-    sentinel = tf.size(source_words.flat_values, out_type=tf.int64)
-    index = tf.where(copied, tf.cast(source_words.row_starts(), tf.int64)[:, None, None] + word, sentinel)
-    return tf.where(copied, tf.gather(flat_words, index), tokens)
+    return tf.where(copied, _source_words_at(source_words, lengths, position, copied, reversed_source), tokens)
 
 
 def replace_unknown_words(output_tokens: Sequence[str], alignment, source_words: Sequence[str],
