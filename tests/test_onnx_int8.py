@@ -283,3 +283,106 @@ def test_quantize_needs_onnx_and_a_text_model(tmp_path):
     assert not os.listdir(tmp_path)
     with pytest.raises(ExportError, match="text models only"):
         ImageTask().write_onnx(str(tmp_path), str(tmp_path / "onnx"), None, quantize="int8")
+
+
+# --- int8_pass.quantize_products: converted graphs (the beam graph), products inside Loop / If bodies ---
+
+def _loop_model(k: int = 64):
+    """A hand-made graph with every way ``quantize_products`` finds (or must not find) constant weights.
+
+    ``x [B, k]`` -> a 3-step ``Loop`` carrying ``h``, a weight ``w1`` passed through unchanged (an initialiser, as
+    tf2onnx carries the SavedModel's variables) and a weight ``wd`` the body changes (not a constant). The body
+    multiplies by ``w1``, by a ``Transpose`` of a ``Constant``, by an outer initialiser inside an ``If`` branch on
+    rank-3 activations, by a ``Gemm`` (``transB``, ``alpha``, a constant bias with ``beta``), by a small weight
+    (``k x k/2``: under ``MIN_ELEMENTS`` when k is 64) and by ``wd``; after the Loop, one more product.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+
+    def weights(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 1 / np.sqrt(shape[0]), shape).astype(np.float32), name)
+
+    def value(name, elem=TensorProto.FLOAT, shape=(None, None)):
+        return helper.make_tensor_value_info(name, elem, list(shape))
+
+    node = helper.make_node
+    then_branch = helper.make_graph([node("MatMul", ["b3", "W3"], ["t"])], "then", [], [value("t", shape=[None] * 3)])
+    else_branch = helper.make_graph([node("Identity", ["b3"], ["t_else"])], "else", [],
+                                    [value("t_else", shape=[None] * 3)])
+    body = helper.make_graph([
+        node("MatMul", ["h", "w1"], ["a"]),
+        node("Constant", [], ["w2t"], value=weights("w2t_value", k, k)),
+        node("Transpose", ["w2t"], ["w2"], perm=[1, 0]),
+        node("Tanh", ["a"], ["a_tanh"]),
+        node("MatMul", ["a_tanh", "w2"], ["b"]),
+        node("Unsqueeze", ["b", "axis0"], ["b3"]),
+        node("If", ["flag"], ["t3"], then_branch=then_branch, else_branch=else_branch),
+        node("Squeeze", ["t3", "axis0"], ["t2"]),
+        node("Gemm", ["t2", "Wg", "C"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        node("MatMul", ["g", "Wsmall"], ["small"]),
+        node("Concat", ["small", "small"], ["small2"], axis=1),
+        node("MatMul", ["h", "wd"], ["d"]),
+        node("Sum", ["g", "small2", "d"], ["pre"]),
+        node("Tanh", ["pre"], ["h_next"]),
+        node("Mul", ["wd", "decay"], ["wd_next"]),
+        node("Identity", ["cond"], ["cond_next"]),
+    ], "body", [value("i", TensorProto.INT64, []), value("cond", TensorProto.BOOL, []), value("h"), value("w1"),
+                value("wd")],
+        [value("cond_next", TensorProto.BOOL, []), value("h_next"), value("w1"), value("wd_next")])
+    graph = helper.make_graph(
+        [node("Loop", ["steps", "", "x", "W1", "Wd"], ["h_final", "w1_final", "wd_final"], body=body),
+         node("MatMul", ["h_final", "Wout"], ["y"])],
+        "int8_pass_case", [value("x", shape=[None, k])], [value("y")],
+        [weights("W1", k, k), weights("W3", k, k), weights("Wg", k, k), weights("Wsmall", k, k // 2),
+         weights("Wd", k, k), weights("Wout", k, k), numpy_helper.from_array(rng.normal(0, 0.1, k).astype(np.float32), "C"),
+         numpy_helper.from_array(np.array(3, np.int64), "steps"), numpy_helper.from_array(np.array(True), "flag"),
+         numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+         numpy_helper.from_array(np.array(0.9, np.float32), "decay")])
+    return make_model(graph)
+
+
+def _all_nodes(graph):
+    """``(graph, node)`` for every node of ``graph`` and its subgraphs."""
+    for n in graph.node:
+        yield graph, n
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(a.g)
+
+
+def test_int8_pass_follows_constant_weights_into_loop_and_if_bodies(tmp_path):
+    from tfs2s.export.onnx.int8_pass import quantize_products
+
+    model = _loop_model()
+    x = np.random.default_rng(8).normal(0, 1, (5, 64)).astype(np.float32)
+    expected = _run_x(model, x)
+    int8 = quantize_products(model)
+    saved = _check_portable(save_model(int8, str(tmp_path / "int8.onnx")))  # checked, IR 8, opset 17
+    ops = [(g.name, n.op_type) for g, n in _all_nodes(saved.graph)]
+    # w1 (carried through), the Transpose of a Constant, the outer W3 in the If branch, the Gemm: int8.
+    assert sorted(g for g, op in ops if op == "MatMulInteger") == ["body", "body", "body", "then"]
+    assert {o for _, o in ops} & {"DynamicQuantizeLinear", "Cast"} == {"DynamicQuantizeLinear", "Cast"}
+    # Left float32: the small weight, the weight the body changes (wd), and the product outside the Loop.
+    assert sorted(g for g, op in ops if op == "MatMul") == ["body", "body", "int8_pass_case"]
+    assert not any(op == "Gemm" for _, op in ops)
+    # The float weights nothing reads are gone, and so is the Loop-carried w1 (a Transpose of the Constant too).
+    assert {t.name for t in saved.graph.initializer} == {"Wsmall", "Wd", "Wout", "steps", "flag", "axis0", "decay"}
+    loop = next(n for n in saved.graph.node if n.op_type == "Loop")
+    assert list(loop.input) == ["steps", "", "x", "Wd"] and list(loop.output) == ["h_final", "wd_final"]
+    assert not any(op in ("Constant", "Transpose") for _, op in ops)
+    got = _run_x(saved, x)
+    assert np.abs(got - expected).max() <= 0.03 * np.abs(expected).max(), np.abs(got - expected).max()
+    assert not np.array_equal(got, expected)  # int8's rounding is there: the products did change
+    # Every graph's products, the small one too, where asked for.
+    everything = quantize_products(model, min_elements=0, loops_only=False)
+    assert sum(n.op_type == "MatMulInteger" for _, n in _all_nodes(everything.graph)) == 6  # all but wd's
+    assert np.abs(_run_x(everything, x) - expected).max() <= 0.05 * np.abs(expected).max()
+    assert quantize_products(model, min_elements=10 ** 6).graph.initializer  # nothing large enough: float kept
+    assert not any(n.op_type == "MatMulInteger"
+                   for _, n in _all_nodes(quantize_products(model, min_elements=10 ** 6).graph))
+
+
+def _run_x(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["y"], {"x": x})[0]

@@ -54,11 +54,20 @@ def int8_matmul(g, x: str, kernel: np.ndarray, name: str) -> str:
     Returns:
         The name of the float32 product ``[..., N]``.
     """
+    q, scale = quantize_columns(kernel)
+    return int8_product(g, x, g.const(f"{name}/kernel_int8", q), g.const(f"{name}/kernel_scale", scale), name)
+
+
+def int8_product(g, x: str, kernel_int8: str, kernel_scale: str, name: str, output: str | None = None) -> str:
+    """The nodes of ``int8_matmul`` on weights already stored: int8 ``[K, N]`` and float32 scales ``[N]``
+    (``name``: prefix of the activations' quantised names).
+
+    ``tfs2s.export.onnx.int8_pass`` calls it directly so that a weight read by several products is stored once.
+    """
     from onnx import TensorProto  # the onnx extra is optional: needed only when a graph is written
 
-    q, scale = quantize_columns(kernel)
     x_q, x_scale, x_zero = g.node("DynamicQuantizeLinear", [x],
                                   [f"{name}/x_q", f"{name}/x_scale", f"{name}/x_zero"])
-    product = g.node("MatMulInteger", [x_q, g.const(f"{name}/kernel_int8", q), x_zero])
-    scales = g.node("Mul", [x_scale, g.const(f"{name}/kernel_scale", scale)])  # [N]: one multiply per column
-    return g.node("Mul", [g.node("Cast", [product], to=TensorProto.FLOAT), scales])
+    product = g.node("MatMulInteger", [x_q, kernel_int8, x_zero])
+    scales = g.node("Mul", [x_scale, kernel_scale])  # [N]: one multiply per column
+    return g.node("Mul", [g.node("Cast", [product], to=TensorProto.FLOAT), scales], [output] if output else None)
