@@ -193,6 +193,42 @@ class OnnxTranslator(_OnnxExport):
         names = [o.name for o in session.get_outputs() if o.name in ("tokens", "length", "scores", "alignment")]
         return dict(zip(names, session.run(names, {F.ENCODER_TOKEN_IDS: ids})))
 
+    def words(self, result: dict, source_words: Sequence[Sequence[str]]) -> list[list[list[str]]]:
+        """The output tokens of ``translate_ids`` as target words, for clients that tokenize on the host.
+
+        Each output is cut at its ``length``; ids of the target vocabulary become its tokens, and a copy-attention
+        model's copied ids (``>= V``) the source words they copy (``copied_words``), as the
+        SavedModel's text outputs show them (``<unk>`` replacement by attention is not applied here).
+
+        Args:
+            result: ``translate_ids``' output (``tokens [B, N, L]``, ``length [B, N]``).
+            source_words: Each input's normalised source words, before truncation and reversal (the host
+                tokenization's words; the encoder read the first ``max_source_length - 1``).
+
+        Returns:
+            ``[B][N]`` lists of tokens.
+        """
+        if len(source_words) != len(result["tokens"]):
+            raise InputError(f"{len(source_words)} source texts for {len(result['tokens'])} outputs")
+        vocab = self.target_vocab
+        limit = int(self.metadata["max_source_length"]) - 1
+        reverse = bool(self.metadata.get("reverse_source"))
+        out = []
+        for words, rows, lengths in zip(source_words, result["tokens"], result["length"]):
+            read = list(words)[:limit]
+            out.append([copied_words([vocab[i] if 0 <= i < len(vocab) else F.UNK for i in ids[:n]], ids[:n],
+                                     len(vocab), read, reverse) for ids, n in zip(rows, lengths)])
+        return out
+
+    @property
+    def target_vocab(self) -> list[str]:
+        """The target vocabulary (under ``assets/``, named in the metadata): line ``i`` is id ``i``'s token."""
+        if not hasattr(self, "_target_vocab"):
+            name = self.metadata["host_tokenizers"]["target"]["assets"]["vocab"]
+            with open(os.path.join(self.export_dir, "assets", name), encoding="utf-8") as f:
+                self._target_vocab = [line.rstrip("\n") for line in f]
+        return self._target_vocab
+
     def max_length(self, ids: np.ndarray) -> np.ndarray:
         """Decoding length limit of each input ``[B]``, computed as the exported graphs do."""
         d = self.metadata["decoding"]
@@ -253,6 +289,31 @@ class OnnxTranslator(_OnnxExport):
                 tokens = tokens[:, : t + 1]
                 break
         return {"tokens": tokens, "length": lengths, "scores": scores}
+
+
+def copied_words(tokens: Sequence[str], ids: Sequence[int], vocab_size: int, read_words: Sequence[str],
+                 reversed_source: bool = False) -> list[str]:
+    """One output's tokens with copy attention's copied ids as words: the host's
+    ``tfs2s.core.decoding.unk.copied_tokens`` (which needs TensorFlow), by the same rule.
+
+    Id ``vocab_size + s`` becomes the source word at encoder position ``s`` (the encoder read ``read_words``,
+    reversed if ``reversed_source``); other tokens are kept, and so is a copy of a position that holds no word.
+
+    Args:
+        tokens: The output's token strings (a copied id's is whatever stands for it, ``<unk>``).
+        ids: Their ids, extended ids included.
+        vocab_size: The target vocabulary's size ``V``.
+        read_words: The source words the encoder read, in text order (truncated, not reversed).
+        reversed_source: Whether the encoder read them reversed.
+    """
+    n = len(read_words)
+    out = []
+    for token, i in zip(tokens, ids):
+        position = int(i) - vocab_size
+        if 0 <= position < n:
+            token = read_words[n - 1 - position] if reversed_source else read_words[position]
+        out.append(token)
+    return out
 
 
 def _banned_continuations(history: list[int], n: int) -> set[int]:

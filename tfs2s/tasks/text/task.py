@@ -14,7 +14,7 @@ from tfs2s.core import features as F
 from tfs2s.core import text_data as data
 from tfs2s.core.config import Config
 from tfs2s.core.decoding import ALIGNMENT
-from tfs2s.core.errors import ConfigError, ExportError
+from tfs2s.core.errors import ConfigError
 from tfs2s.core.models import Seq2SeqModels, build_models, set_unigram_output_bias
 from tfs2s.core.tokenizer_registry import load_tokenizer
 from tfs2s.data import corpora
@@ -182,17 +182,15 @@ class TextTask(Task):
                          if corpora.is_dialogue(cfg.data.corpus) else None),
             # Whether the text outputs replace <unk> (decoding.replace_unknown, where the model allows it).
             "replace_unknown": predictor.replaces_unknown,
+            # Copy attention: output ids >= the target vocabulary's size copy the source word at encoder position
+            # id - size (tfs2s.core.decoding.unk.copied_tokens); host clients show that word.
+            "copy": predictor.models.copies,
             # The ONNX text graph leaves UTF-8 repair and lowercasing to its host (see tokenizers.normalize).
             "text_graph_input": {"valid_utf8": True, "lowercased": cfg.data.lowercase},
         }
 
     def write_onnx(self, saved_model_dir: str, output_dir: str, predictor: Translator,
                    quantize: str | None = None) -> dict:
-        if predictor.models.copies:
-            # tf2onnx fails on the copy distribution inside the beam loop (a concat of unknown rank); until that
-            # is fixed and parity-tested, a clear refusal (the SavedModel serves copy models in full).
-            raise ExportError("ONNX export of copy-attention models (model.copy) is not supported yet; "
-                              "export the SavedModel without --onnx")
         kind = predictor.source_tokenizer.kind
         return export_onnx(saved_model_dir, output_dir, kind, onnx_graphs(kind), models=predictor.models,
                            decoding=predictor.config.decoding, quantize=quantize)
