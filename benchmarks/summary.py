@@ -1,5 +1,6 @@
 """What every benchmark records: the commit and machine, and the headline figures in
-``benchmarks/results/speed_summary.json``.
+``benchmarks/results/speed_summary.json`` (speed, issue 22) and ``benchmarks/results/quality_summary.json``
+(quality, issue 21).
 
 Each script owns its keys and rewrites only them (read-modify-write), with the date and the commit of the run, so a
 command can check the headline ratios without reading every script's own JSON.
@@ -16,6 +17,7 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SPEED_SUMMARY = os.path.join(HERE, "results", "speed_summary.json")
+QUALITY_SUMMARY = os.path.join(HERE, "results", "quality_summary.json")
 
 
 def commit() -> str:

@@ -17,8 +17,11 @@ from tfs2s.core.errors import InputError
 
 
 def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
-                   strategies: Sequence[str] = ("greedy", "beam"), batch_size: int = 64) -> dict:
+                   strategies: Sequence[str] = ("greedy", "beam"), batch_size: int = 64,
+                   options: dict | None = None) -> dict:
     """Decodes ``pairs`` with each strategy and scores against the references; adds teacher-forced perplexity.
+
+    ``options`` (e.g. ``{"beam_width": 10}``) override the config's decoding options for every strategy.
 
     Returns:
         ``{"sentences", "perplexity", "<strategy>": {"bleu", "bleu_lowercase", "chrf", "sentences_per_second",
@@ -37,9 +40,11 @@ def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
     metrics = model.evaluate(ds, verbose=0, return_dict=True)
     results["perplexity"] = round(float(metrics["perplexity"]), 3)
     for strategy in strategies:
-        translator.translate(sources[:batch_size], strategy=strategy, batch_size=batch_size)  # trace outside timing
+        options = options or {}
+        translator.translate(sources[:batch_size], strategy=strategy, batch_size=batch_size,  # trace outside timing
+                             **options)
         started = time.perf_counter()
-        hypotheses = translator.translate(sources, strategy=strategy, batch_size=batch_size)
+        hypotheses = translator.translate(sources, strategy=strategy, batch_size=batch_size, **options)
         seconds = time.perf_counter() - started
         scores = bleu_scores(hypotheses, references)
         scores["sentences_per_second"] = round(len(sources) / max(seconds, 1e-9), 1)
@@ -50,11 +55,11 @@ def evaluate_pairs(translator: Translator, pairs: Sequence[tuple[str, str]],
 
 
 def evaluate_split(translator: Translator, split: str, strategies: Sequence[str] = ("greedy", "beam"),
-                   limit: int = 0) -> dict:
+                   limit: int = 0, options: dict | None = None) -> dict:
     """``evaluate_pairs`` on a split of the run's corpus."""
     d = translator.config.data
     pairs = corpora.load_split(d, split, limit)
-    return {"split": split, **evaluate_pairs(translator, pairs, strategies)}
+    return {"split": split, **evaluate_pairs(translator, pairs, strategies, options=options)}
 
 
 def plot_sentence(translator: Translator, text: str, path: str, strategy: str = "greedy") -> str:
