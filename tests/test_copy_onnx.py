@@ -38,17 +38,21 @@ def _translator(tmp_path, **overrides):
     return Translator(models, s, t, cfg)
 
 
-@pytest.fixture(scope="module")
-def copy_export(tmp_path_factory):
-    """``(export folder, translator)``: a tiny copy model's SavedModel and its greedy and beam ids graphs, both
-    converted by tf2onnx (about 45 s on 2 cores)."""
+def export_copy_model(folder, **overrides):
+    """``(export folder, translator)``: a tiny copy model's SavedModel under ``folder`` and its greedy and beam ids
+    graphs, both converted by tf2onnx (about 45 s on 2 cores). ``overrides``: dotted config keys."""
     from tfs2s.export.onnx.convert import ONNX_GRAPHS, export_onnx
 
-    translator = _translator(tmp_path_factory.mktemp("copy_vocab"))
-    path = export(translator, str(tmp_path_factory.mktemp("copy_exports")), "copy", onnx=False)
+    translator = _translator(folder / "vocab", **overrides)
+    path = export(translator, str(folder / "exports"), "copy", onnx=False)
     export_onnx(path, os.path.join(path, "onnx"), graphs={k: ONNX_GRAPHS[k] for k in STRATEGIES.values()},
                 models=translator.models, decoding=translator.config.decoding, workers=2)
     return path, translator
+
+
+@pytest.fixture(scope="module")
+def copy_export(tmp_path_factory):
+    return export_copy_model(tmp_path_factory.mktemp("copy"))
 
 
 def _host_words(translator, texts, ids):
@@ -148,3 +152,13 @@ def test_onnx_export_of_a_copy_model_translates_text_like_the_saved_model(tmp_pa
     assert got == [t.decode() for t in served["translation"].numpy()]
     assert got == translator.translate(texts, strategy="beam")
     assert any(name in " ".join(got) for name in ("anna", "bob", "qqxzvb", "brkzmt"))
+
+
+def test_int8_greedy_graph_is_refused_with_a_clear_error(tmp_path):
+    """`--quantize int8` writes greedy decoding by hand, which has no copy distribution: an ExportError, not a crash."""
+    from tfs2s.core.errors import ExportError
+    from tfs2s.export.onnx.convert import int8_greedy_model
+
+    translator = _translator(tmp_path)
+    with pytest.raises(ExportError, match="copy attention"):
+        int8_greedy_model(translator.models, translator.config.decoding)

@@ -34,10 +34,16 @@ GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.on
 
 
 def _clean_text(text) -> str:
-    """Valid UTF-8 text for the graph: bytes are decoded with replacement characters, lone surrogates replaced."""
+    """Valid UTF-8 text for the graph: bytes are decoded with replacement characters, lone surrogates replaced,
+    and NUL characters become spaces.
+
+    onnxruntime-extensions' ``StringRegexReplace`` cuts a string at its first NUL (measured with 0.15.2: "a<NUL>b c"
+    -> "a"), where TensorFlow's reads on; every tokenizer's first step folds control characters and spaces alike
+    (``tokenizers.normalize_steps``), so a space in its place gives the graph TensorFlow's text.
+    """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    return str(text).encode("utf-8", errors="replace").decode("utf-8")
+    return str(text).encode("utf-8", errors="replace").decode("utf-8").replace("\x00", " ")
 
 
 def _has_words(text: str) -> bool:
