@@ -137,7 +137,7 @@ def test_copied_words_follow_copied_tokens(reverse):
         assert got == [w.decode() for w in expected]
 
 
-@pytest.mark.slow  # about 2 minutes: the whole ONNX export (text graph included) through `export(onnx=True)`
+@pytest.mark.slow  # the whole ONNX export (text graph included) through `export(onnx=True)`: 5 min on busy cores
 def test_onnx_export_of_a_copy_model_translates_text_like_the_saved_model(tmp_path):
     """``export --onnx`` no longer refuses copy models; its text graph shows copied words as the SavedModel."""
     translator = _translator(tmp_path / "vocab", **{"data.reverse_source": True})

@@ -111,3 +111,40 @@ def test_js_client_matches_python(client_export, tmp_path):
                           timeout=300, env=dict(os.environ, TFS2S_JS_CLIENT_CASES=cases_path))
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "# pass 5" in proc.stdout and "# fail 0" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.runtimes  # its own tiny copy-attention export and a Node run (minutes on busy cores)
+def test_js_client_shows_copied_words_as_python(tmp_path):
+    """A copy-attention export (metadata ``copy``): the client turns copied ids into the source words they copy
+    (the encoder reads the source reversed here), so its text and n-best equal ``Translator.translate_batch``'s."""
+    node = _node()
+    from test_copy_onnx import SOURCES, export_copy_model
+
+    path, translator = export_copy_model(tmp_path, **{"data.reverse_source": True})
+    vocab = translator.target_tokenizer.vocab_size
+    expected = {}
+    for strategy in ("greedy", "beam"):
+        out = translator.translate_batch(SOURCES, strategy)
+        assert (out["tokens"] >= vocab).any(), f"{strategy}: no output copies, nothing to compare"
+        expected[strategy] = [[str(t) for t in texts] for texts in out["text"]]
+    script = f"""
+        import fs from 'node:fs';
+        import path from 'node:path';
+        import ort from 'onnxruntime-node';
+        import {{ loadTranslator }} from './src/index.mjs';
+        const readFile = (p) => fs.promises.readFile(path.join({json.dumps(path)}, p));
+        const translator = await loadTranslator({{ ort, readFile }});
+        const out = {{ copies: translator.copies }};
+        for (const strategy of ['greedy', 'beam']) {{
+          out[strategy] = (await translator.translate({json.dumps(SOURCES)}, {{ strategy }}))
+            .map((r) => r.nbest.map((c) => c.text));
+        }}
+        console.log(JSON.stringify(out));
+    """
+    proc = subprocess.run([node, "--input-type=module", "-e", script], cwd=JS_CLIENT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["copies"] is True
+    assert got["greedy"] == expected["greedy"] and got["beam"] == expected["beam"]
+    assert any(name in " ".join(sum(expected["beam"], [])) for name in ("anna", "bob", "qqxzvb", "brkzmt"))

@@ -20,6 +20,10 @@
 // word it attends to most (metadata "replace_unknown", from decoding.replace_unknown), this client does the same
 // from that alignment (as tfs2s.core.decoding.unk.replace_unknown_tokens), so its text equals Python's. Exports
 // written before the ids graphs returned the alignment keep "<unk>" in the text (ids and scores are the same).
+//
+// Copy attention (metadata "copy"): an output id V + s (V: the target vocabulary's size) copies the source word at
+// encoder position s; this client shows that word, as tfs2s.core.decoding.unk.copied_tokens does (a copy of a
+// position without a word stays "<unk>", and copies are never <unk>-replaced by attention).
 
 const METADATA = 'assets.extra/tfs2s_export.json';
 const GRAPHS = { greedy: 'onnx/translate_ids_greedy.onnx', beam: 'onnx/translate_ids_beam.onnx' };
@@ -226,6 +230,8 @@ export class Translator {
     this.sessions = {};
     // Whether the export's text outputs replace <unk> by the attended source word (metadata "replace_unknown").
     this.replaceUnknown = Boolean(description.replace_unknown);
+    // Whether output ids >= the target vocabulary's size copy source words (metadata "copy").
+    this.copies = Boolean(description.copy);
   }
 
   /** The source words each text's encoder row reads (truncated, before any reversal), as `encode` uses them. */
@@ -297,6 +303,7 @@ export class Translator {
         const hyp = empty ? [] : cut < 0 ? row : row.slice(0, cut);
         const weights = alignment ? this.alignmentRows(alignment, b, k, hyp.length, read.length + 1) : null;
         const replacements = weights && this.replaceUnknown ? this.unknownReplacements(hyp, weights, read) : new Map();
+        if (this.copies) this.copiedWords(hyp, read).forEach((word, t) => replacements.set(t, word));
         const candidate = { text: this.target.detokenize(hyp, replacements), score: scores[b * n + k], ids: hyp,
           tokens: hyp.map((id, t) => replacements.get(t) ?? this.target.token(id)) };
         if (weights) candidate.alignment = weights;
@@ -334,6 +341,21 @@ export class Translator {
     return replacements;
   }
 
+  /**
+   * Position -> source word for each copied id of `hyp` (V + s: the word at encoder position s of `read`, the words
+   * in the encoder's order), as tfs2s.core.decoding.unk.copied_tokens. A copy of a position without a word is left
+   * out (its token stays "<unk>").
+   */
+  copiedWords(hyp, read) {
+    const copied = new Map();
+    const vocab = this.target.tokens.length;
+    hyp.forEach((id, t) => {
+      const position = Number(id) - vocab;
+      if (position >= 0 && position < read.length) copied.set(t, read[position]);
+    });
+    return copied;
+  }
+
   async release() {
     await Promise.all(Object.values(this.sessions).map((s) => s.release()));
     this.sessions = {};
@@ -362,7 +384,8 @@ export async function loadTranslator({ ort, readFile, sessionOptions = {} }) {
     if (!record.supported) return new WordTokenizer(record, '', description.special_ids); // throws with the note
     return new WordTokenizer(record, decodeText(await readFile(`assets/${record.vocab}`)), description.special_ids);
   };
-  const options = { ...description, replace_unknown: Boolean(metadata.replace_unknown) };
+  const options = { ...description, replace_unknown: Boolean(metadata.replace_unknown),
+    copy: Boolean(metadata.copy) };
   return new Translator(ort, options, await side(description.source), await side(description.target), readFile,
     sessionOptions);
 }
