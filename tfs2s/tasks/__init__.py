@@ -13,6 +13,7 @@ import keras
 
 from tfs2s.core.config import Config
 from tfs2s.core.errors import ExportError, InputError
+from tfs2s.export.onnx.convert import INT8_FILES
 from tfs2s.export.savedmodel import save_module, verify_export, write_version
 from tfs2s.tasks.base import Task
 from tfs2s.tasks.image.task import ImageTask
@@ -79,7 +80,8 @@ def export(predictor, export_root: str, name: str | None = None, version: int | 
         overwrite: Replace an existing version.
         onnx: Also write the task's ONNX graphs into ``<version>/onnx/``.
         max_beam_width: Largest beam width a request may ask for (text models).
-        quantize: ``"int8"`` (with ``onnx``): also write ``onnx/translate_ids_greedy.int8.onnx`` (text models).
+        quantize: ``"int8"`` (with ``onnx``): also write ``onnx/translate_ids_greedy.int8.onnx`` and
+            ``onnx/translate_ids_beam.int8.onnx`` (text models); the metadata's ``onnx_graphs`` lists them.
 
     Raises:
         ExportError: The version exists and ``overwrite`` is False, the name/version is invalid, or ONNX was
@@ -91,7 +93,10 @@ def export(predictor, export_root: str, name: str | None = None, version: int | 
 
     def write(folder: str) -> None:
         module = task.serving_module(predictor, max_beam_width)
-        save_module(folder, module, predictor.config, {"task": task.name, **task.export_metadata(predictor, module)})
+        metadata = {"task": task.name, **task.export_metadata(predictor, module)}
+        if quantize and "onnx_graphs" in metadata:  # the int8 graphs are written on request only
+            metadata["onnx_graphs"] = sorted(metadata["onnx_graphs"] + list(INT8_FILES))
+        save_module(folder, module, predictor.config, metadata)
         if onnx:
             task.write_onnx(folder, os.path.join(folder, "onnx"), predictor, quantize=quantize)
 

@@ -5,7 +5,9 @@ failed conversion must not take the exporting process down). For token-to-token 
 with ONNX's own recurrent operators (``tfs2s.export.onnx.encoder``) and joined to the converted
 ``decode_encoded*`` signatures; greedy decoding is written with ONNX operators where ``tfs2s.export.onnx.greedy``
 supports the model. With ``quantize="int8"`` an export also gets ``translate_ids_greedy.int8.onnx``: the same
-float32 encoder joined to greedy decoding with int8 matrix products inside the loop (``tfs2s.export.onnx.quantize``).
+float32 encoder joined to greedy decoding with int8 matrix products inside the loop (``tfs2s.export.onnx.quantize``),
+and ``translate_ids_beam.int8.onnx``: the beam graph with the products inside its loop made int8 after conversion
+(``tfs2s.export.onnx.int8_pass``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tfs2s.core.errors import ExportError
 from tfs2s.export.onnx.encoder import UnsupportedEncoder, build_encoder, compose
 from tfs2s.export.onnx.graph import ONNX_OPSET, save_model
 from tfs2s.export.onnx.greedy import UnsupportedDecoder, build_greedy_decoder
+from tfs2s.export.onnx.int8_pass import quantize_products
 from tfs2s.export.onnx.quantize import QUANTIZE_CHOICES
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,10 @@ TEXT_OP_TOKENIZERS = ("wordpiece", "sentencepiece")
 # The int8 greedy graph beside translate_ids_greedy.onnx (export_onnx(quantize="int8")), and its key in the result.
 INT8_GREEDY_FILE = "translate_ids_greedy.int8.onnx"
 INT8_GREEDY = "translate_ids_greedy_int8"
+# The int8 beam graph beside translate_ids_beam.onnx (export_onnx(quantize="int8") with translate_ids asked for).
+INT8_BEAM_FILE = "translate_ids_beam.int8.onnx"
+INT8_BEAM = "translate_ids_beam_int8"
+INT8_FILES = (INT8_GREEDY_FILE, INT8_BEAM_FILE)  # what --quantize int8 adds to a text export's ONNX graphs
 
 # ONNX graphs that decode from the encoder's outputs: the ids graphs join these to tfs2s.export.onnx.encoder's encoder.
 DECODE_FROM_ENCODED = {"translate_ids_greedy": "decode_encoded_greedy", "translate_ids": "decode_encoded"}
@@ -81,7 +88,8 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         workers: tf2onnx subprocesses run at once (default: the CPU count, at most 4). Each converts on one core
             for the most part, so a 2-core machine converts an export's graphs in about half the time.
         quantize: ``"int8"``: also write ``INT8_GREEDY_FILE`` (``int8_greedy_model``), returned under
-            ``INT8_GREEDY``; the other graphs are the same as without it.
+            ``INT8_GREEDY``, and where ``translate_ids`` is among ``graphs``, ``INT8_BEAM_FILE`` (the beam graph
+            through ``int8_pass.quantize_products``) under ``INT8_BEAM``; the other graphs are the same as without it.
 
     Raises:
         ExportError: tf2onnx is not installed, or ``quantize`` is asked for a model whose greedy decoding is not
@@ -121,6 +129,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
         os.remove(decoder_path)
     if int8 is not None:
         written[INT8_GREEDY] = save_model(int8, os.path.join(output_dir, INT8_GREEDY_FILE))
+        if "translate_ids" in written:
+            written[INT8_BEAM] = save_model(quantize_products(onnx.load(written["translate_ids"])),
+                                            os.path.join(output_dir, INT8_BEAM_FILE))
     return written
 
 
