@@ -29,6 +29,7 @@ from tfs2s.export.onnx.graph import ONNX_OPSET, portable  # numpy only (onnx whe
 
 GRAPH_FILES = {"text": "translate_text.onnx", "greedy": "translate_ids_greedy.onnx",
                "greedy_int8": "translate_ids_greedy.int8.onnx", "beam": "translate_ids_beam.onnx",
+               "beam_int8": "translate_ids_beam.int8.onnx",
                "encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                "logits": "teacher_forced.onnx"}
 
@@ -187,8 +188,8 @@ class OnnxTranslator(_OnnxExport):
             have none). The graphs decode every row, a row of only ``</s>`` (a text without words) too: its
             translation is "" by the export's tokenization rules (``host_tokenization``), as ``translate`` answers.
         """
-        if strategy not in ("greedy", "greedy_int8", "beam"):
-            raise InputError(f"strategy must be greedy, greedy_int8 or beam, got {strategy!r}")
+        if strategy not in ("greedy", "greedy_int8", "beam", "beam_int8"):
+            raise InputError(f"strategy must be greedy, greedy_int8, beam or beam_int8, got {strategy!r}")
         ids = np.asarray(ids, dtype=np.int32)
         if ids.ndim != 2:
             raise InputError(f"ids must be [batch, time], got shape {ids.shape}")
