@@ -11,6 +11,10 @@ trained run into a temporary folder, beside the float32 greedy graph as today's 
   too: its activations are quantised per batch tensor, so a sentence's result may depend on its batch), turns the
   ids into text as the export does (``Translator.finish``: the target tokenizer, ``<unk>`` replaced by the attended
   source word where the export says ``replace_unknown``) and scores cased, detokenized BLEU with sacrebleu;
+- beam search (the export's width, 5 for the README export) at batch 64 over the first ``--beam-sentences`` test
+  sources (default: all 1,000): the SavedModel (``translate_ids``), the export's ``onnx/translate_ids_beam.onnx``
+  and its int8 copy written now (``tfs2s.export.onnx.int8_pass.quantize_products``, as ``--quantize int8`` writes
+  ``translate_ids_beam.int8.onnx``), interleaved batch by batch, each one's BLEU from the same decoding;
 - times random-weight models of three sizes (hidden 256-512, vocabularies 6k-16k) per decoding step;
 - where ``node`` and clients/js's packages are installed, times the float32 and int8 graphs in onnxruntime-node too.
 
@@ -18,8 +22,9 @@ onnxruntime runs in a TensorFlow-free worker process (TensorFlow's idle thread p
 graph at 1 intra-op thread and at onnxruntime's default (one per core); the headline ratio takes each graph at its
 fastest setting in the run. The encoder is float32 in both graphs (it runs once per sentence).
 
-Prints a table, writes ``benchmarks/results/int8_decode.json`` and the keys ``int8_vs_fp32_onnx_greedy_b1`` and
-``int8_bleu_cost`` of ``benchmarks/results/speed_summary.json`` (read-modify-write: other scripts own other keys).
+Prints a table, writes ``benchmarks/results/int8_decode.json`` and the keys ``int8_vs_fp32_onnx_greedy_b1``,
+``int8_bleu_cost``, ``int8_vs_fp32_onnx_beam_b64`` and ``int8_beam_bleu_cost`` of
+``benchmarks/results/speed_summary.json`` (read-modify-write: other scripts own other keys).
 
     python benchmarks/int8_decode.py [--export saved_models/multi30k_small/1] [--run-dir runs/multi30k_small]
 """
@@ -52,6 +57,8 @@ DEFAULT_RUN = "/work/notes/mainjob_run"
 # onnxruntime intra-op threads each graph is timed with (0: its default, one per core). On a loaded 2-core machine
 # one thread decodes faster than two (no waiting on a preempted partner thread), so both are measured.
 THREADS = [1, 0]  # a copy of runs/multi30k_small, the run that export was made from
+BEAM_BATCH = 64  # sentences per request of the beam rows
+BEAM_GRAPHS = ("onnx_beam_fp32", "onnx_beam_int8")
 
 
 def machine() -> str:
@@ -141,13 +148,13 @@ def ort_worker(graphs_json: str, ids_path: str) -> None:
         for graph, path in setup["graphs"].items():
             sessions[runtime_name(graph, threads)] = ort.InferenceSession(path, options,
                                                                           providers=["CPUExecutionProvider"])
-    rows = batches(ids[:setup["sentences"]], 1)
     for line in sys.stdin:
         request = json.loads(line)
         if request["op"] == "quit":
             break
         session = sessions[request["runtime"]]
-        if request["op"] == "time":
+        if request["op"] == "time":  # rows: indices of batches of request["batch"] (default 1) sentences
+            rows = batches(ids[:request.get("sentences", setup["sentences"])], request.get("batch", 1))
             seconds, steps = [], 0
             for i in request["rows"]:
                 row = np.minimum(rows[i], request.get("max_id", np.iinfo(np.int32).max))
@@ -156,7 +163,7 @@ def ort_worker(graphs_json: str, ids_path: str) -> None:
                 seconds.append(time.perf_counter() - started)
             reply = {"seconds": seconds, "steps": steps}
         else:  # decode: every row, for BLEU
-            out = decode_all(session, ids, request["batch"])
+            out = decode_all(session, ids[:request.get("sentences", len(ids))], request["batch"])
             np.savez(request["output"], **out)
             reply = {"tensorflow_imported": "tensorflow" in sys.modules}
         print(REPLY + json.dumps(reply), flush=True)
@@ -240,7 +247,44 @@ def size_sweep(worker, sentences: int, rounds: int) -> dict:
     return out
 
 
-def round_ratios(seconds: dict, count: int, rounds: int) -> dict:
+def beam_rows(worker, signature, ids: np.ndarray, sentences: int, rounds: int, folder: str) -> tuple[dict, dict]:
+    """Beam search at batch ``BEAM_BATCH`` over the first ``sentences`` rows of ``ids``: the SavedModel's
+    ``signature`` (``translate_ids``, in this process) and ``BEAM_GRAPHS`` (in the worker, each thread setting),
+    interleaved batch by batch in rotating order. Returns the speeds (with the int8 / fp32 ``round_ratios``) and each
+    runtime's tokens and alignment from the timed decoding itself."""
+    import tensorflow as tf
+
+    chunks = batches(ids[:sentences], BEAM_BATCH)
+    kept = {}
+
+    def savedmodel(indices):
+        seconds = []
+        for i in indices:
+            started = time.perf_counter()
+            out = signature(encoder_token_ids=tf.constant(chunks[i]))
+            kept[i] = {k: out[k].numpy() for k in ("tokens", "alignment")}
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    runners = {"savedmodel_beam": savedmodel}
+    runners.update({runtime_name(g, t): (lambda indices, k=runtime_name(g, t): worker.ask(
+        op="time", runtime=k, rows=indices, batch=BEAM_BATCH, sentences=sentences)["seconds"])
+        for t in THREADS for g in BEAM_GRAPHS})
+    rounds = min(rounds, len(chunks))
+    seconds = interleaved(runners, len(chunks), rounds)
+    timing = {k: batch_speed(v, [len(c) for c in chunks]) for k, v in seconds.items()}
+    timing["round_ratios"] = round_ratios(seconds, len(chunks), rounds, *BEAM_GRAPHS)
+    decoded = {"savedmodel_beam": joined([kept[i] for i in range(len(chunks))], ids.shape[1])}
+    for graph in BEAM_GRAPHS:
+        path = os.path.join(folder, f"{graph}.npz")
+        request = dict(op="decode", runtime=runtime_name(graph, 0), batch=BEAM_BATCH, sentences=sentences,
+                       output=path)
+        assert not worker.ask(**request)["tensorflow_imported"]
+        decoded[graph] = dict(np.load(path))
+    return timing, decoded
+
+
+def round_ratios(seconds: dict, count: int, rounds: int, fp32: str = "onnx_fp32", int8: str = "onnx_int8") -> dict:
     """int8 / fp32 speed ratio per round (the runtimes of a round ran back to back: the load was alike), each graph
     at its faster thread setting in that round, and per thread setting; medians over the rounds."""
     bounds = np.cumsum([0] + [len(c) for c in np.array_split(np.arange(count), rounds)])
@@ -249,9 +293,9 @@ def round_ratios(seconds: dict, count: int, rounds: int) -> dict:
     def fastest(graph):
         return np.min([per_round[runtime_name(graph, t)] for t in THREADS], axis=0)
 
-    ratios = {"best_thread_setting": fastest("onnx_fp32") / fastest("onnx_int8")}
-    ratios.update({f"{t or 'default'}_threads": per_round[runtime_name("onnx_fp32", t)]
-                   / per_round[runtime_name("onnx_int8", t)] for t in THREADS})
+    ratios = {"best_thread_setting": fastest(fp32) / fastest(int8)}
+    ratios.update({f"{t or 'default'}_threads": per_round[runtime_name(fp32, t)]
+                   / per_round[runtime_name(int8, t)] for t in THREADS})
     return {k: {"median": round(float(np.median(v)), 2), "min": round(float(v.min()), 2),
                 "max": round(float(v.max()), 2)} for k, v in ratios.items()}
 
@@ -262,15 +306,27 @@ def speed(latencies: list) -> dict:
             "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 2)}
 
 
+def batch_speed(seconds: list, sentences: list) -> dict:
+    """Speed of batched requests: ``seconds`` per batch of ``sentences[i]`` sentences."""
+    return {"sentences": int(sum(sentences)), "batch": BEAM_BATCH,
+            "sentences_per_second": round(sum(sentences) / sum(seconds), 1),
+            "p50_ms_per_batch": round(1000 * float(np.percentile(seconds, 50)), 1),
+            "p95_ms_per_batch": round(1000 * float(np.percentile(seconds, 95)), 1)}
+
+
 def decode_all(session, ids: np.ndarray, size: int) -> dict:
     """The graph's tokens and alignment for every row of ``ids`` (padded to one width), in batches of ``size``."""
-    outputs = [dict(zip(["tokens", "alignment"], session.run(["tokens", "alignment"], {"encoder_token_ids": b})))
-               for b in batches(ids, size)]
+    return joined([dict(zip(["tokens", "alignment"], session.run(["tokens", "alignment"], {"encoder_token_ids": b})))
+                   for b in batches(ids, size)], ids.shape[1])
+
+
+def joined(outputs: list, source_width: int) -> dict:
+    """Batches' ``tokens [b, N, L]`` and ``alignment [b, N, L, S]`` padded to one ``L`` (and ``S``), concatenated."""
     width = max(o["tokens"].shape[2] for o in outputs)
     tokens = np.concatenate([np.pad(o["tokens"], [(0, 0), (0, 0), (0, width - o["tokens"].shape[2])])
                              for o in outputs])
     alignment = np.concatenate([np.pad(o["alignment"], [(0, 0), (0, 0), (0, width - o["alignment"].shape[2]),
-                                                        (0, ids.shape[1] - o["alignment"].shape[3])])
+                                                        (0, source_width - o["alignment"].shape[3])])
                                 for o in outputs])
     return {"tokens": tokens, "alignment": alignment}
 
@@ -298,8 +354,12 @@ def arguments():
     parser.add_argument("--run-dir", default=DEFAULT_RUN, help="the trained run the export was made from")
     parser.add_argument("--sentences", type=int, default=200, help="test sentences timed at batch 1")
     parser.add_argument("--rounds", type=int, default=8, help="rounds the timed sentences are split into")
+    parser.add_argument("--beam-sentences", type=int, default=1000,
+                        help=f"test sentences decoded with beam search at batch {BEAM_BATCH} (0: no beam rows)")
     parser.add_argument("--size-sentences", type=int, default=60,
                         help="sentences per random model of the size sweep (0: no sweep)")
+    parser.add_argument("--results", default=RESULTS, help="where the results go (a smoke run: elsewhere)")
+    parser.add_argument("--summary", default=SPEED_SUMMARY, help="the summary file whose keys are updated")
     parser.add_argument("--ort-worker", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -310,12 +370,14 @@ def main():
         return ort_worker(*args.ort_worker)
     import tensorflow as tf
 
-    from tfs2s.core.metrics import bleu_scores
     from tfs2s.data import corpora
-    from tfs2s.export.onnx.convert import INT8_GREEDY_FILE, int8_greedy_model
+    import onnx
+
+    from tfs2s.export.onnx.convert import INT8_BEAM_FILE, INT8_GREEDY_FILE, int8_greedy_model
     from tfs2s.export.onnx.encoder import build_encoder, compose
     from tfs2s.export.onnx.graph import save_model
     from tfs2s.export.onnx.greedy import build_greedy_decoder
+    from tfs2s.export.onnx.int8_pass import quantize_products
     from tfs2s.tasks import load
 
     started = time.time()
@@ -337,12 +399,17 @@ def main():
                                       os.path.join(folder, INT8_GREEDY_FILE)),
               "onnx_fp32_export": os.path.join(args.export, "onnx", "translate_ids_greedy.onnx"),
               **(size_graphs(folder) if args.size_sentences else {})}
+    if args.beam_sentences:  # the beam graph as exported (tf2onnx's conversion) and its int8 copy written now
+        graphs["onnx_beam_fp32"] = os.path.join(args.export, "onnx", "translate_ids_beam.onnx")
+        graphs["onnx_beam_int8"] = save_model(quantize_products(onnx.load(graphs["onnx_beam_fp32"])),
+                                              os.path.join(folder, INT8_BEAM_FILE))
     ids_path = os.path.join(folder, "ids.npy")
     np.save(ids_path, ids)
     setup_path = os.path.join(folder, "setup.json")
     write_json(setup_path, {"graphs": graphs, "threads": THREADS, "sentences": args.sentences})
     worker = Worker([sys.executable, __file__, "--ort-worker", setup_path, ids_path])
-    signature = tf.saved_model.load(args.export).signatures["translate_ids_greedy"]
+    loaded = tf.saved_model.load(args.export)
+    signature = loaded.signatures["translate_ids_greedy"]
     rows = batches(ids[:args.sentences], 1)
 
     def savedmodel(indices):
@@ -367,21 +434,35 @@ def main():
         request = dict(op="decode", runtime=runtime_name(graph, 1), batch=size, output=path)
         assert not worker.ask(**request)["tensorflow_imported"]
         decoded[name] = dict(np.load(path))
+    beam = (beam_rows(worker, loaded.signatures["translate_ids"], ids, args.beam_sentences, args.rounds, folder)
+            if args.beam_sentences else None)
     sweep = size_sweep(worker, args.size_sentences, 4) if args.size_sentences else None
     worker.close()
     node = node_speed({k: graphs[k] for k in ("onnx_fp32", "onnx_int8")}, ids, args.sentences, args.rounds, folder)
     export_tokens = decoded.pop("onnx_fp32_export")["tokens"]
+    quality = scored(translator, decoded, "onnx_fp32", ids, sources, references)
+    if beam is not None:
+        n = args.beam_sentences
+        beam = {"timing": beam[0], "quality": scored(translator, beam[1], "onnx_beam_fp32", ids[:n], sources[:n],
+                                                     references[:n])}
+    fp32_export_same = bool(same_rows(export_tokens, decoded["onnx_fp32"]["tokens"]).all())
+    report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep, beam)
+
+
+def scored(translator, decoded: dict, reference: str, ids, sources, references) -> dict:
+    """Cased BLEU and chrF of each runtime's decoded ids, and how many outputs equal those of ``reference``."""
+    from tfs2s.core.metrics import bleu_scores
+
     quality = {}
     for name, out in decoded.items():
         scores = bleu_scores(texts(translator, out, ids, sources), references)
         quality[name] = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
-                         "same_tokens_as_fp32": round(float(same_rows(out["tokens"],
-                                                                      decoded["onnx_fp32"]["tokens"]).mean()), 4)}
-    fp32_export_same = bool(same_rows(export_tokens, decoded["onnx_fp32"]["tokens"]).all())
-    report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep)
+                         f"same_tokens_as_{reference.removeprefix('onnx_')}": round(float(same_rows(
+                             out["tokens"], decoded[reference]["tokens"]).mean()), 4)}
+    return quality
 
 
-def report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep):
+def report(args, translator, graphs, timing, quality, fp32_export_same, load_average, started, node, sweep, beam):
     def best(graph):  # a graph's fastest thread setting in this run
         return max((timing[runtime_name(graph, t)]["sentences_per_second"], t) for t in THREADS)
 
@@ -421,6 +502,7 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
         "int8_bleu_cost_note": "fp32 ONNX BLEU minus int8 ONNX BLEU (batch 1); negative: int8 scored higher",
         "onnxruntime_node_batch1_greedy_sentences_per_second": node,
         "size_sweep_random_weights_1_thread": sweep,
+        "beam_batch64": beam_record(beam, translator),
         "seconds": round(time.time() - started, 1),
     }
     print(f"\nbatch-1 greedy, first {args.sentences} test_2016_flickr sentences ({record['machine']})")
@@ -438,9 +520,37 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
     for row in (sweep or {}).values():
         print(f"random model hidden {row['hidden']}, vocabulary {row['target_vocab']}: us/step fp32 "
               f"{row['us_per_step']['fp32']}, int8 {row['us_per_step']['int8']} ({row['int8_vs_fp32']}x)")
-    write_json(RESULTS, record)
-    update_summary({"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost})
-    print(f"wrote {os.path.relpath(RESULTS, ROOT)} and {os.path.relpath(SPEED_SUMMARY, ROOT)}")
+    headline = {"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost}
+    if beam is not None:
+        print_beam(record["beam_batch64"])
+        headline.update({k: record["beam_batch64"][k] for k in ("int8_vs_fp32_onnx_beam_b64", "int8_beam_bleu_cost")})
+    write_json(args.results, record)
+    update_summary(headline, args.summary)
+    print(f"wrote {os.path.relpath(args.results, ROOT)} and {os.path.relpath(args.summary, ROOT)}")
+
+
+def beam_record(beam: dict | None, translator) -> dict | None:
+    """The beam rows' part of the results: speeds, BLEU, the int8 / fp32 ratio (median over rounds) and BLEU cost."""
+    if beam is None:
+        return None
+    timing, quality = dict(beam["timing"]), beam["quality"]
+    rounds = timing.pop("round_ratios")
+    return {"beam_width": translator.config.decoding.beam_width, "batch": BEAM_BATCH, "timing": timing,
+            "test_2016_flickr": quality, "int8_vs_fp32_round_ratios": rounds,
+            "int8_vs_fp32_onnx_beam_b64": rounds["best_thread_setting"]["median"],
+            "int8_beam_bleu_cost": round(quality["onnx_beam_fp32"]["bleu"] - quality["onnx_beam_int8"]["bleu"], 2)}
+
+
+def print_beam(record: dict) -> None:
+    sentences = next(iter(record["timing"].values()))["sentences"]
+    print(f"\nbeam {record['beam_width']} at batch {record['batch']}, first {sentences} test_2016_flickr sentences")
+    print(f"{'runtime':<32}{'sent/s':>9}{'p50 ms/batch':>14}{'BLEU':>8}{'same as fp32':>14}")
+    for name, t in record["timing"].items():
+        q = record["test_2016_flickr"].get(name.split("/")[0])
+        bleu, same = (q["bleu"], f"{100 * q['same_tokens_as_beam_fp32']:.1f} %") if q else ("", "")
+        print(f"{name:<32}{t['sentences_per_second']:>9}{t['p50_ms_per_batch']:>14}{bleu:>8}{same:>14}")
+    print(f"int8 / fp32 ONNX beam at batch {record['batch']}: {record['int8_vs_fp32_onnx_beam_b64']}x (per round: "
+          f"{record['int8_vs_fp32_round_ratios']}); BLEU cost {record['int8_beam_bleu_cost']}")
 
 
 if __name__ == "__main__":
