@@ -25,7 +25,8 @@ from tfs2s.export.onnx.greedy import build_greedy_decoder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS_CLIENT = os.path.join(ROOT, "clients", "js")
-IDS_GRAPHS = ("translate_ids_greedy.onnx", "translate_ids_beam.onnx")
+IDS_GRAPHS = ("translate_ids_greedy.onnx", "translate_ids_beam.onnx", "translate_ids_greedy.int8.onnx",
+              "translate_ids_beam.int8.onnx")  # the int8 pair: export_onnx(quantize="int8")
 IR_FOR_OPSET_17 = 8  # onnx.helper.VERSION_TABLE: ONNX 1.12 brought opset 17 with IR version 8
 
 
@@ -113,10 +114,11 @@ def tiny_export(tmp_path_factory, tiny_text_config):
     exported = export(translator, str(tmp_path_factory.mktemp("saved_models")), onnx=False, max_beam_width=4)
     onnx_dir = os.path.join(exported, "onnx")
     # encoder, greedy: written by tfs2s; beam: converted decode_encoded joined to the written encoder;
-    # decoder_step: converted as it is (teacher_forced and the text graph go the same way, text with extra ops).
+    # decoder_step: converted as it is (teacher_forced and the text graph go the same way, text with extra ops);
+    # int8: the greedy graph written with int8 products, the converted beam graph through int8_pass.
     graphs = {k: ONNX_GRAPHS[k] for k in ("encode", "translate_ids_greedy", "translate_ids", "decode_step")}
     written = export_onnx(exported, onnx_dir, graphs=graphs, models=translator.models,
-                          decoding=translator.config.decoding)
+                          decoding=translator.config.decoding, quantize="int8")
     ids = translator.encode(tf.constant(["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Kinder."]))
     return exported, written, ids.numpy()
 
