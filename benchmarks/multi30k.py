@@ -16,6 +16,7 @@ and, for a Multi30k run, ``multi30k_test2016_bleu`` in ``benchmarks/results/qual
 
     python benchmarks/multi30k.py --configs best --runs-dir runs/best40    # the issue-21 configuration, 40 min
     python benchmarks/multi30k.py --sweep runs/best40/best
+    python benchmarks/multi30k.py --checkpoints runs/best40/best   # averaged vs best epoch vs last, validation
 """
 
 from __future__ import annotations
@@ -91,6 +92,40 @@ def sweep(run_dir: str, output: str, summary: bool = True) -> dict:
     return record
 
 
+CHECKPOINTS = ("best", "best_epoch", "last")  # with training.average_checkpoints, "best" is the average
+
+
+def compare_checkpoints(run_dir: str, output: str) -> dict:
+    """Validation BLEU (greedy, and beam with the config's options) of a run's checkpoints: with
+    ``training.average_checkpoints`` the averaged model (``best``) beside the best single epoch and the last one."""
+    from tfs2s.core.errors import RunNotFoundError
+    from tfs2s.core.metrics import bleu_scores
+    from tfs2s.data import corpora
+    from tfs2s.tasks import load
+
+    from summary import commit, machine
+
+    rows = []
+    for weights in CHECKPOINTS:
+        try:
+            translator = load(run_dir, weights)
+        except RunNotFoundError as error:  # a run without averaging has no best_epoch checkpoint
+            print(f"{weights}: {error}", flush=True)
+            continue
+        val = corpora.load_split(translator.config.data, "validation")
+        row = {"weights": weights}
+        for strategy in ("greedy", "beam"):
+            scores = bleu_scores(translator.translate([s for s, _ in val], strategy=strategy), [t for _, t in val])
+            row[f"val_{strategy}_bleu"] = scores["bleu"]
+        rows.append(row)
+        print(row, flush=True)
+    record = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
+              "command": " ".join(sys.argv), "run_dir": run_dir, "rows": rows}
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="bahdanau,cho,sutskever")
@@ -103,12 +138,18 @@ def main():
     parser.add_argument("--run-name", help=argparse.SUPPRESS)
     parser.add_argument("--sweep", metavar="RUN_DIR", help="decoding search on a trained run (see above)")
     parser.add_argument("--sweep-output", default=os.path.join(HERE, "results", "multi30k_sweep.json"))
+    parser.add_argument("--checkpoints", metavar="RUN_DIR",
+                        help="validation BLEU of a run's averaged, best-epoch and last checkpoints")
     parser.add_argument("--no-summary", action="store_true",
                         help="--sweep: leave benchmarks/results/quality_summary.json as it is")
     args = parser.parse_args()
 
     if args.sweep:
         sweep(args.sweep, args.sweep_output, summary=not args.no_summary)
+        return
+
+    if args.checkpoints:
+        compare_checkpoints(args.checkpoints, os.path.join(HERE, "results", "multi30k_checkpoints.json"))
         return
 
     if args.one:

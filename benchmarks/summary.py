@@ -21,10 +21,11 @@ QUALITY_SUMMARY = os.path.join(HERE, "results", "quality_summary.json")
 
 
 def commit() -> str:
-    """The checkout's commit, marked ``+dirty`` where tracked files differ from it."""
+    """The checkout's commit, marked ``+dirty`` where tracked files other than the results differ from it (a
+    script that has written its own results file is still measuring the commit's code)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":!benchmarks/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return head + ("+dirty" if dirty else "")
 
 
