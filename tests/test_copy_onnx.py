@@ -70,6 +70,7 @@ def _run_onnx(script: str, tmp_path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.runtimes  # two tf2onnx conversions (~80 s on 2 cores): run after the default suite, as `.ci/run` does
 def test_ids_graphs_agree_with_the_saved_model_bad_input_too(copy_export, tmp_path):
     path, translator = copy_export
     assert read_metadata(path)["copy"] is True
