@@ -10,13 +10,13 @@ Prints a table and writes ``benchmarks/results/multi30k.json``.
     python benchmarks/multi30k.py --configs small --compare training.output_bias_init=zeros,unigram \
         --runs-dir runs/output_bias --output benchmarks/results/multi30k_output_bias.json   # an ablation
 
-``--sweep`` chooses beam width and length penalty on the validation split (greedy BLEU is the baseline) and
+``--sweep`` chooses the checkpoint (where the run averages epochs: the average or the best single epoch), beam
+width and length penalty on the validation split (greedy BLEU is the baseline) and
 reports the chosen setting once on test; it writes ``benchmarks/results/multi30k_sweep.json`` (``--sweep-output``)
 and, for a Multi30k run, ``multi30k_test2016_bleu`` in ``benchmarks/results/quality_summary.json``.
 
     python benchmarks/multi30k.py --configs best --runs-dir runs/best40    # the issue-21 configuration, 40 min
     python benchmarks/multi30k.py --sweep runs/best40/best
-    python benchmarks/multi30k.py --checkpoints runs/best40/best   # averaged vs best epoch vs last, validation
 """
 
 from __future__ import annotations
@@ -53,28 +53,44 @@ SWEEP = [(1, 0.0), (5, 0.0), (5, 0.6), (5, 1.0), (10, 0.0), (10, 0.6), (10, 1.0)
 TEST_2016 = "multi30k"  # the corpus whose test split is test_2016_flickr: its figure is the quality headline
 
 
-def sweep(run_dir: str, output: str, summary: bool = True) -> dict:
-    """Beam width x length penalty chosen on validation (greedy BLEU the baseline); the best setting evaluated once
-    on test. On Multi30k the test BLEU goes to ``quality_summary.json`` as ``multi30k_test2016_bleu`` unless
-    ``summary`` is false."""
-    from tfs2s.apps.translation import evaluate_split
+WEIGHTS = ("best", "best_epoch")  # with training.average_checkpoints "best" is the average, "best_epoch" the best one
+
+
+def _sweep_rows(translator, weights: str, val) -> list[dict]:
     from tfs2s.core.metrics import bleu_scores
-    from tfs2s.data import corpora
-    from tfs2s.tasks import load
 
-    from summary import QUALITY_SUMMARY, commit, machine, update_summary
-
-    translator = load(run_dir)
-    val = corpora.load_split(translator.config.data, "validation")
     rows = []
     for width, alpha in SWEEP:
         strategy, options = ("greedy", {}) if width == 1 else ("beam", {"beam_width": width, "length_penalty": alpha})
         hyps = translator.translate([s for s, _ in val], strategy=strategy, **options)
         scores = bleu_scores(hyps, [t for _, t in val])
-        rows.append({"beam_width": width, "length_penalty": alpha, "val_bleu": scores["bleu"],
+        rows.append({"weights": weights, "beam_width": width, "length_penalty": alpha, "val_bleu": scores["bleu"],
                      "val_bleu_lowercase": scores["bleu_lowercase"]})
         print(rows[-1], flush=True)
+    return rows
+
+
+def sweep(run_dir: str, output: str, summary: bool = True, weights: tuple = WEIGHTS) -> dict:
+    """Checkpoint (the average or the best single epoch, where the run averages) x beam width x length penalty
+    chosen on validation (greedy BLEU the baseline); the best setting evaluated once on test. On Multi30k the test
+    BLEU goes to ``quality_summary.json`` as ``multi30k_test2016_bleu`` unless ``summary`` is false."""
+    from tfs2s.apps.translation import evaluate_split
+    from tfs2s.core.errors import RunNotFoundError
+    from tfs2s.data import corpora
+    from tfs2s.tasks import load
+
+    from summary import QUALITY_SUMMARY, commit, machine, update_summary
+
+    rows, translators = [], {}
+    for name in weights:
+        try:
+            translators[name] = load(run_dir, name)
+        except RunNotFoundError:  # a run without averaging has no best_epoch checkpoint
+            continue
+        val = corpora.load_split(translators[name].config.data, "validation")
+        rows += _sweep_rows(translators[name], name, val)
     best = max(rows, key=lambda r: r["val_bleu"])
+    translator = translators[best["weights"]]
     strategy = "greedy" if best["beam_width"] == 1 else "beam"
     options = {} if strategy == "greedy" else {"beam_width": best["beam_width"],
                                                "length_penalty": best["length_penalty"]}
@@ -92,40 +108,6 @@ def sweep(run_dir: str, output: str, summary: bool = True) -> dict:
     return record
 
 
-CHECKPOINTS = ("best", "best_epoch", "last")  # with training.average_checkpoints, "best" is the average
-
-
-def compare_checkpoints(run_dir: str, output: str) -> dict:
-    """Validation BLEU (greedy, and beam with the config's options) of a run's checkpoints: with
-    ``training.average_checkpoints`` the averaged model (``best``) beside the best single epoch and the last one."""
-    from tfs2s.core.errors import RunNotFoundError
-    from tfs2s.core.metrics import bleu_scores
-    from tfs2s.data import corpora
-    from tfs2s.tasks import load
-
-    from summary import commit, machine
-
-    rows = []
-    for weights in CHECKPOINTS:
-        try:
-            translator = load(run_dir, weights)
-        except RunNotFoundError as error:  # a run without averaging has no best_epoch checkpoint
-            print(f"{weights}: {error}", flush=True)
-            continue
-        val = corpora.load_split(translator.config.data, "validation")
-        row = {"weights": weights}
-        for strategy in ("greedy", "beam"):
-            scores = bleu_scores(translator.translate([s for s, _ in val], strategy=strategy), [t for _, t in val])
-            row[f"val_{strategy}_bleu"] = scores["bleu"]
-        rows.append(row)
-        print(row, flush=True)
-    record = {"date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
-              "command": " ".join(sys.argv), "run_dir": run_dir, "rows": rows}
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    return record
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="bahdanau,cho,sutskever")
@@ -138,18 +120,12 @@ def main():
     parser.add_argument("--run-name", help=argparse.SUPPRESS)
     parser.add_argument("--sweep", metavar="RUN_DIR", help="decoding search on a trained run (see above)")
     parser.add_argument("--sweep-output", default=os.path.join(HERE, "results", "multi30k_sweep.json"))
-    parser.add_argument("--checkpoints", metavar="RUN_DIR",
-                        help="validation BLEU of a run's averaged, best-epoch and last checkpoints")
     parser.add_argument("--no-summary", action="store_true",
                         help="--sweep: leave benchmarks/results/quality_summary.json as it is")
     args = parser.parse_args()
 
     if args.sweep:
         sweep(args.sweep, args.sweep_output, summary=not args.no_summary)
-        return
-
-    if args.checkpoints:
-        compare_checkpoints(args.checkpoints, os.path.join(HERE, "results", "multi30k_checkpoints.json"))
         return
 
     if args.one:
