@@ -53,10 +53,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from summary import SPEED_SUMMARY, commit, update_summary  # noqa: E402  (benchmarks/summary.py)
 RESULTS = os.path.join(HERE, "results", "int8_decode.json")
 DEFAULT_EXPORT = os.path.join(ROOT, "saved_models", "multi30k_small", "1")
-DEFAULT_RUN = "/work/notes/mainjob_run"
+DEFAULT_RUN = os.path.join(ROOT, "runs", "multi30k_small")  # the README main job's run, that export's source
 # onnxruntime intra-op threads each graph is timed with (0: its default, one per core). On a loaded 2-core machine
 # one thread decodes faster than two (no waiting on a preempted partner thread), so both are measured.
-THREADS = [1, 0]  # a copy of runs/multi30k_small, the run that export was made from
+THREADS = [1, 0]
 BEAM_BATCH = 64  # sentences per request of the beam rows
 BEAM_GRAPHS = ("onnx_beam_fp32", "onnx_beam_int8")
 
