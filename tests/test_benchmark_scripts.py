@@ -40,3 +40,36 @@ def test_quality_headlines_read_the_default_output():
     from tfs2s.core.config import load_config
     cfg = load_config("dailydialog", quality.REGULARISED)
     assert cfg.model.weight_dropout == 0.3 and cfg.training.average_checkpoints == 3
+
+
+def _fake_run(monkeypatch, ratios):
+    """``run_one`` over a stand-in training and scoring: ``ratios`` maps checkpoint name -> perplexity ratio."""
+    import tfs2s.tasks
+    monkeypatch.setattr(tfs2s.tasks, "train", lambda cfg, run_dir, verbose: {"minutes": 1.0})
+    monkeypatch.setattr(tfs2s.tasks, "load", lambda run_dir, weights="best": weights)
+    calls = []
+
+    def score(task, weights, eval_limit, decode_limit=2000):
+        calls.append((weights, decode_limit))
+        return {"perplexity_ratio": ratios[weights]}
+    monkeypatch.setattr(quality, "score", score)
+    return calls
+
+
+@pytest.mark.parametrize("best, alone, headline, weights", [(0.70, 0.66, 0.66, "best_epoch"),
+                                                            (0.64, 0.66, 0.64, "best")])
+def test_quality_averaging_runs_also_score_their_best_epoch(tmp_path, monkeypatch, best, alone, headline, weights):
+    from tfs2s.training.run_dir import checkpoint_path
+    calls = _fake_run(monkeypatch, {"best": best, "best_epoch": alone})
+    os.makedirs(os.path.dirname(checkpoint_path(str(tmp_path), "best_epoch")))
+    open(checkpoint_path(str(tmp_path), "best_epoch"), "w").close()
+    result = quality.run_one("dailydialog", "regularised", [], str(tmp_path), 0)
+    assert calls == [("best", 2000), ("best_epoch", 1)]  # the best epoch for perplexities only
+    assert result["headline"] == headline and result["weights"] == weights
+    assert result["best_epoch_validation"] == {"perplexity_ratio": alone}
+
+
+def test_quality_runs_without_averaging_score_one_checkpoint(tmp_path, monkeypatch):
+    calls = _fake_run(monkeypatch, {"best": 0.7})
+    result = quality.run_one("dailydialog", "plain", [], str(tmp_path), 0)
+    assert calls == [("best", 2000)] and result["weights"] == "best" and "best_epoch_validation" not in result

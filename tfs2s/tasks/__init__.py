@@ -48,7 +48,7 @@ def load(run_dir: str, weights: str = "best", *, expect: str | None = None, data
 
     Args:
         run_dir: A folder written by ``train``.
-        weights: ``best`` or ``last`` checkpoint.
+        weights: ``best`` or ``last`` checkpoint (or, in a run that averaged checkpoints, ``best_epoch``).
         expect: The ``model.input_encoder`` the caller needs (e.g. ``tokens`` for ``tfs2s translate``).
         data_dir: Read the corpora from here instead of the run's ``data.data_dir``.
 
