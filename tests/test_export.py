@@ -23,7 +23,9 @@ from tfs2s.tasks.text.task import TextTask
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau mit einem Hut.", "Kinder."]
 LONG = " ".join(["Hund"] * 10000)
-BAD = ["", "   ", LONG, "😀 日本語 ✓", "Ein Mann.", "Zwei junge Männer spielen auf einer grünen Wiese Fußball."]
+# A NUL inside a sentence: onnxruntime-extensions' regex op cut strings at their first NUL (OnnxTranslator folds it).
+BAD = ["", "   ", LONG, "😀 日本語 ✓", "Ein Mann.", "Zwei junge Männer spielen auf einer grünen Wiese Fußball.",
+       "Ein\x00Hund spielt."]
 
 
 @pytest.fixture(scope="module")
