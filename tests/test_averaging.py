@@ -163,3 +163,21 @@ def test_export_of_an_averaged_run_with_every_switch_on(averaged_run, tmp_path):
         session = ort.InferenceSession(written[check.signature], providers=["CPUExecutionProvider"])
         got = session.run(["tokens"], {k: np.asarray(v) for k, v in check.inputs.items()})[0]
         np.testing.assert_array_equal(got, check.expected["tokens"], err_msg=check.signature)
+
+
+def test_evaluate_scores_the_checkpoint_asked_for(averaged_run, run_cli, tmp_path):
+    """``tfs2s evaluate --weights best_epoch`` scores an averaging run's best single epoch, not the average; a run
+    without one is told why in one line."""
+    run_dir = averaged_run[0]
+    perplexity = {}
+    for weights in ("best", "best_epoch"):
+        code, out, err = run_cli("evaluate", "--run-dir", run_dir, "--split", "validation", "--limit", "8",
+                                 "--strategies", "greedy", "--weights", weights)
+        assert code == 0, err
+        perplexity[weights] = json.loads(out)["perplexity"]
+    assert perplexity["best"] != perplexity["best_epoch"]
+    plain = str(tmp_path / "plain")
+    shutil.copytree(run_dir, plain)
+    os.remove(checkpoint_path(plain, "best_epoch"))
+    code, _, err = run_cli("evaluate", "--run-dir", plain, "--weights", "best_epoch")
+    assert code == 2 and "has no best_epoch checkpoint" in err and "Traceback" not in err

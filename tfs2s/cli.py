@@ -169,6 +169,10 @@ def _add_evaluate(sub):
     p.add_argument("--strategies", default="greedy,beam", help="comma-separated: greedy,beam,sample "
                                                                "(default greedy,beam)")
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N pairs (or images) only (0: all)")
+    p.add_argument("--weights", choices=("best", "last", "best_epoch"), default="best",
+                   help="with --run-dir: the checkpoint scored: best (the run's final model, with "
+                        "training.average_checkpoints the average; default), last (the last epoch's) or best_epoch "
+                        "(an averaging run's best single epoch)")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--plot", metavar="TEXT", help="run folders: also save the attention heatmap of TEXT")

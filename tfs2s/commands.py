@@ -18,6 +18,7 @@ from tfs2s.core.config import load_config
 from tfs2s.core.errors import InputError
 from tfs2s.core.metrics import bleu_scores
 from tfs2s.training.averaging import average_run
+from tfs2s.training.run_dir import checkpoint_path
 
 # ``tfs2s translate`` options and the ``DecodeOptions`` fields they set.
 DECODE_OPTIONS = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty",
@@ -75,7 +76,18 @@ def _translator(args):
     """The ``--model`` export's or the ``--run-dir`` run's translator."""
     if args.model:
         return ExportedTranslator(args.model)
-    return tasks.load(args.run_dir, expect="tokens", data_dir=getattr(args, "data_dir", None))
+    return _load_run(args, expect="tokens")
+
+
+def _load_run(args, expect: str | None = None):
+    """The ``--run-dir`` run's predictor over its ``--weights`` checkpoint (``best`` where a command has none)."""
+    weights = getattr(args, "weights", "best")
+    # A folder that is no run at all is left to tasks.load, which says so.
+    kept = os.path.isdir(os.path.dirname(checkpoint_path(args.run_dir)))
+    if weights == "best_epoch" and kept and not os.path.exists(checkpoint_path(args.run_dir, weights)):
+        raise InputError(f"{args.run_dir} has no best_epoch checkpoint: only a run trained with "
+                         "training.average_checkpoints keeps its best single epoch apart from the average")
+    return tasks.load(args.run_dir, weights, expect=expect, data_dir=getattr(args, "data_dir", None))
 
 
 def _batch_function(translator, strategy: str | None, overrides: dict, as_json: bool = False,
@@ -181,7 +193,7 @@ def evaluate(args) -> int:
     print(json.dumps(results, indent=2, ensure_ascii=False))
     _write_json(args.output, results)
     if args.plot:
-        translator = translator or tasks.load(args.run_dir, expect="tokens", data_dir=args.data_dir)
+        translator = translator or _load_run(args, expect="tokens")
         print(f"alignment heatmap: {plot_sentence(translator, args.plot, args.plot_path)}")
     return 0
 
@@ -189,7 +201,7 @@ def evaluate(args) -> int:
 def _evaluate_run(args) -> tuple[dict, object]:
     """A run's scores on its corpus split: BLEU and perplexity (text), caption accuracy (images), MSE / MAE beside
     the baselines (series). Returns the results and the text run's translator (else None)."""
-    predictor = tasks.load(args.run_dir, data_dir=args.data_dir)
+    predictor = _load_run(args)
     strategies = [s for s in args.strategies.split(",") if s]
     kind = tasks.task_for(predictor.config).input_encoder
     if kind == "tokens":
