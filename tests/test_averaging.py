@@ -181,3 +181,5 @@ def test_evaluate_scores_the_checkpoint_asked_for(averaged_run, run_cli, tmp_pat
     os.remove(checkpoint_path(plain, "best_epoch"))
     code, _, err = run_cli("evaluate", "--run-dir", plain, "--weights", "best_epoch")
     assert code == 2 and "has no best_epoch checkpoint" in err and "Traceback" not in err
+    code, _, err = run_cli("evaluate", "--hyp", "h.txt", "--ref", "r.txt", "--weights", "last")
+    assert code == 2 and "give --run-dir" in err

@@ -182,6 +182,8 @@ def evaluate(args) -> int:
         raise InputError("--ref needs --src FILE (to translate) or --hyp FILE (translations to score)")
     if args.plot and not args.run_dir:
         raise InputError("--plot draws a run folder's attention: give --run-dir")
+    if args.weights != "best" and not args.run_dir:
+        raise InputError(f"--weights {args.weights} picks a run folder's checkpoint: give --run-dir")
     translator = None
     if args.ref:
         results = _evaluate_files(args)
