@@ -107,9 +107,9 @@ def table(task: str, rows: list[dict]) -> None:
     else:
         header = ("variant", "train min", "steps", "val ppl", "seq2seq ppl", "trigram ppl", "ratio",
                   "best epoch's ratio")
-        lines = [(s["seq2seq_perplexity"], s["ngram_perplexity"], s["perplexity_ratio"],
-                  r.get("best_epoch_validation", {}).get("perplexity_ratio", "-"))
-                 for s, r in ((r["validation"], r) for r in rows)]
+        lines = [(r["validation"]["seq2seq_perplexity"], r["validation"]["ngram_perplexity"],
+                  r["validation"]["perplexity_ratio"], r.get("best_epoch_validation", {}).get("perplexity_ratio", "-"))
+                 for r in rows]
     print(" | ".join(header))
     for r, line in zip(rows, lines):
         tr = r["train"]

@@ -18,7 +18,6 @@ from tfs2s.core.config import load_config
 from tfs2s.core.errors import InputError
 from tfs2s.core.metrics import bleu_scores
 from tfs2s.training.averaging import average_run
-from tfs2s.training.run_dir import checkpoint_path
 
 # ``tfs2s translate`` options and the ``DecodeOptions`` fields they set.
 DECODE_OPTIONS = {"beam_width": "beam_width", "n_best": "n_best", "length_penalty": "length_penalty",
@@ -81,13 +80,8 @@ def _translator(args):
 
 def _load_run(args, expect: str | None = None):
     """The ``--run-dir`` run's predictor over its ``--weights`` checkpoint (``best`` where a command has none)."""
-    weights = getattr(args, "weights", "best")
-    # A folder that is no run at all is left to tasks.load, which says so.
-    kept = os.path.isdir(os.path.dirname(checkpoint_path(args.run_dir)))
-    if weights == "best_epoch" and kept and not os.path.exists(checkpoint_path(args.run_dir, weights)):
-        raise InputError(f"{args.run_dir} has no best_epoch checkpoint: only a run trained with "
-                         "training.average_checkpoints keeps its best single epoch apart from the average")
-    return tasks.load(args.run_dir, weights, expect=expect, data_dir=getattr(args, "data_dir", None))
+    return tasks.load(args.run_dir, getattr(args, "weights", "best"), expect=expect,
+                      data_dir=getattr(args, "data_dir", None))
 
 
 def _batch_function(translator, strategy: str | None, overrides: dict, as_json: bool = False,

@@ -12,7 +12,7 @@ from typing import Sequence
 import keras
 
 from tfs2s.core.config import Config
-from tfs2s.core.errors import ExportError, InputError
+from tfs2s.core.errors import ExportError, InputError, RunNotFoundError
 from tfs2s.export.onnx.convert import INT8_FILES
 from tfs2s.export.savedmodel import save_module, verify_export, write_version
 from tfs2s.tasks.base import Task
@@ -20,7 +20,7 @@ from tfs2s.tasks.image.task import ImageTask
 from tfs2s.tasks.series.task import SeriesTask
 from tfs2s.tasks.text.task import TextTask
 from tfs2s.training.fit import train_run
-from tfs2s.training.run_dir import read_run_config
+from tfs2s.training.run_dir import checkpoint_path, read_run_config
 
 TASKS: dict[str, Task] = {task.input_encoder: task for task in (TextTask(), ImageTask(), SeriesTask())}
 
@@ -57,6 +57,9 @@ def load(run_dir: str, weights: str = "best", *, expect: str | None = None, data
         InputError: The run is not of the ``expect``ed kind.
     """
     cfg = read_run_config(run_dir)
+    if weights == "best_epoch" and not os.path.exists(checkpoint_path(run_dir, weights)):
+        raise RunNotFoundError(f"{run_dir} has no best_epoch checkpoint: only a run trained with "
+                               "training.average_checkpoints keeps its best single epoch apart from the average")
     task = task_for(cfg)
     if expect is not None and task.input_encoder != expect:
         raise InputError(f"{run_dir} is {task.description}, not {TASKS[expect].description}; "
