@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -132,6 +131,9 @@ def main():
         print("RESULT " + json.dumps(run_one(args.one, args.set, args.runs_dir, args.run_name)), flush=True)
         return
 
+    from summary import commit, machine
+
+    measured = commit()  # the code the runs train with, taken before they start (later edits do not count)
     key, _, values = (args.compare or "").partition("=")
     if args.compare and (not key or not values):
         parser.error("--compare takes KEY=V1,V2,...")
@@ -151,7 +153,7 @@ def main():
             rows.append(result)
             print(f"finished {run_name}", flush=True)
 
-    record = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    record = {"date": datetime.date.today().isoformat(), "commit": measured, "machine": machine(),
               "command": " ".join(sys.argv), "results": rows}
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
