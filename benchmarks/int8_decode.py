@@ -23,7 +23,7 @@ graph at 1 intra-op thread and at onnxruntime's default (one per core); the head
 fastest setting in the run. The encoder is float32 in both graphs (it runs once per sentence).
 
 Prints a table, writes ``benchmarks/results/int8_decode.json`` and the keys ``int8_vs_fp32_onnx_greedy_b1``,
-``int8_bleu_cost``, ``int8_vs_fp32_onnx_beam_b64`` and ``int8_beam_bleu_cost`` of
+``int8_bleu_cost``, ``int8_vs_fp32_onnx_beam_b64``, ``int8_beam_bleu_cost`` and ``int8_model`` (the run measured) of
 ``benchmarks/results/speed_summary.json`` (read-modify-write: other scripts own other keys).
 
     python benchmarks/int8_decode.py [--export saved_models/multi30k_small/1] [--run-dir runs/multi30k_small]
@@ -520,7 +520,10 @@ def report(args, translator, graphs, timing, quality, fp32_export_same, load_ave
     for row in (sweep or {}).values():
         print(f"random model hidden {row['hidden']}, vocabulary {row['target_vocab']}: us/step fp32 "
               f"{row['us_per_step']['fp32']}, int8 {row['us_per_step']['int8']} ({row['int8_vs_fp32']}x)")
-    headline = {"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost}
+    # Which model the int8 keys measured: the gain grows with the weights read per step (the size sweep).
+    headline = {"int8_vs_fp32_onnx_greedy_b1": ratio, "int8_bleu_cost": cost,
+                "int8_model": f"{translator.config.name}: {cfg.cell} {cfg.hidden}, target vocabulary "
+                              f"{record['model']['target_vocab']}"}
     if beam is not None:
         print_beam(record["beam_batch64"])
         headline.update({k: record["beam_batch64"][k] for k in ("int8_vs_fp32_onnx_beam_b64", "int8_beam_bleu_cost")})
