@@ -15,10 +15,11 @@ import tensorflow as tf
 from tfs2s.core import decoding
 from tfs2s.core.config import DecodingConfig
 from tfs2s.export.onnx.cells import cell_step
+from tfs2s.export.onnx.convert import int8_greedy_model
 from tfs2s.export.onnx.encoder import build_encoder, compose
 from tfs2s.export.onnx.graph import GraphBuilder, make_model, save_model
 from tfs2s.export.onnx.greedy import build_greedy_decoder
-from tfs2s.export.onnx.quantize import quantize_columns
+from tfs2s.export.onnx.quantize import INT8_LEVELS, quantize_columns
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -38,7 +39,7 @@ for _row, _length in enumerate([0] + RNG_IDS.integers(1, 10, 23).tolist()):
 def test_quantize_columns_is_symmetric_per_column():
     w = np.random.default_rng(0).normal(0, 1, (40, 6)).astype(np.float32) * np.array([1e-3, 0.1, 1, 3, 10, 0])
     q, scale = quantize_columns(w)
-    assert q.dtype == np.int8 and scale.shape == (6,) and np.abs(q).max() == 127
+    assert q.dtype == np.int8 and scale.shape == (6,) and np.abs(q).max() == INT8_LEVELS == 63
     np.testing.assert_array_equal(q[:, 5], 0)  # an all-zero column stays zero (scale 1, no division by 0)
     # Each column's error is at most half its own step: small columns keep their precision beside large ones.
     assert (np.abs(q * scale - w) <= scale / 2 + 1e-9).all()
@@ -129,14 +130,16 @@ def _greedy_margins(m, ids, dc) -> tuple[dict, np.ndarray]:
 # The int8 error budget on these random models (weights N(0, 0.8)), measured over CASES x MANY_IDS. Random models
 # choose between near-ties all the time (a row's closest greedy choice leads by a median 0.07-0.28 logits), so
 # int8's rounding flips some: every row that came out different had a choice led by < 0.1 logits. Where tokens
-# agree, a row's score (sum of log-probabilities) moved by at most 0.04 per token. The bounds leave 2.5x that:
+# agree, a row's score (sum of log-probabilities) moved by at most 0.04 per token with 8-bit weights on a VNNI CPU
+# and 0.14 with today's 7-bit weights (quantize.INT8_LEVELS) on an AVX2 one (2026-12-07; 8-bit weights there
+# saturated onnxruntime's kernels and flipped rows whose choices led by > 0.25). The bounds leave about 2x that:
 # - a row whose every choice led by more than SEPARATED logits comes out identical;
 # - scores of identical rows within SCORE_TOLERANCE_PER_TOKEN per token;
 # - greedy choices made on the same prefix (up to a row's first difference) agree >= MIN_CHOICE_AGREEMENT
-#   (measured 0.98); positions agree >= MIN_TOKEN_AGREEMENT (measured 0.90: after a flip the rest of a row
-#   follows another prefix, so this rate counts each flip several times).
+#   (measured 0.98; 0.97 with 7 bits); positions agree >= MIN_TOKEN_AGREEMENT (measured 0.90; 0.89: after a
+#   flip the rest of a row follows another prefix, so this rate counts each flip several times).
 SEPARATED = 0.25
-SCORE_TOLERANCE_PER_TOKEN = 0.1
+SCORE_TOLERANCE_PER_TOKEN = 0.3
 MIN_CHOICE_AGREEMENT = 0.95
 MIN_TOKEN_AGREEMENT = 0.85
 
@@ -148,11 +151,48 @@ def int8_runs():
     for case in CASES:
         m = _models(**case)
         expected, margin = _greedy_margins(m, MANY_IDS, DC)
-        encoder = build_encoder(m)
+        encoder = build_encoder(m)  # float32: these bounds are the decoder's (the int8 encoder's are tested below)
         model = compose(encoder, build_greedy_decoder(m, DC, quantize="int8"))
         fp32 = _run(compose(encoder, build_greedy_decoder(m, DC)), MANY_IDS)
         runs["-".join(str(v) for v in case.values())] = (expected, margin, _run(model, MANY_IDS), model, fp32)
     return runs
+
+
+@pytest.fixture(scope="module")
+def int8_graphs():
+    """Per case: the int8 greedy graph as the export writes it (encoder loops included) and its outputs."""
+    runs = {}
+    for case in CASES:
+        m = _models(**case)
+        model = int8_greedy_model(m, DC)
+        fp32 = _run(compose(build_encoder(m), build_greedy_decoder(m, DC)), MANY_IDS)
+        runs["-".join(str(v) for v in case.values())] = (None, None, _run(model, MANY_IDS), model, fp32)
+    return runs
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_looped_encoder_equals_the_fused_one(case):
+    """The encoder's recurrent layers written out in loops (float32) = ONNX's fused GRU / LSTM nodes, edge batches
+    (no rows, no columns, a row of padding only) included: the loop, the in-place reversal and the masking."""
+    m = _models(**case)
+    for ids in (MANY_IDS, IDS, np.zeros((0, 4), np.int32), np.zeros((2, 0), np.int32)):
+        fused, looped = _run(build_encoder(m), ids), _run(build_encoder(m, looped=True), ids)
+        assert sorted(fused) == sorted(looped)
+        for key, value in fused.items():
+            assert looped[key].shape == value.shape and looped[key].dtype == value.dtype, key
+            np.testing.assert_allclose(looped[key], value, atol=1e-5, err_msg=key)
+    with pytest.raises(ValueError, match="looped"):
+        build_encoder(m, quantize="int8", looped=False)
+
+
+def test_int8_encoder_step_does_not_saturate():
+    """One int8 GRU step on a word whose quantised products would overflow 16-bit pair sums with 8-bit weights (on
+    CPUs without VNNI, where onnxruntime's uint8 x int8 kernels saturate): its output stays within rounding error
+    (measured 0.7 off with 8-bit weights on an AVX2 CPU, 0.02 with 7-bit ones)."""
+    m = _models(**CASES[4])  # unidirectional GRU: the memory is the step's output
+    ids = np.array([[9]], np.int32)
+    fp32, int8 = _run(build_encoder(m), ids), _run(build_encoder(m, quantize="int8"), ids)
+    np.testing.assert_allclose(int8["memory"], fp32["memory"], atol=0.05)
 
 
 def test_int8_greedy_agrees_with_tensorflow(int8_runs):
@@ -188,10 +228,11 @@ def test_int8_greedy_agrees_with_tensorflow(int8_runs):
     assert agree / total >= MIN_TOKEN_AGREEMENT, agree / total
 
 
-def test_int8_graph_has_the_float_graphs_outputs_and_int8_products(int8_runs):
-    for name, (_, _, got, model, fp32) in int8_runs.items():
+def test_int8_graph_has_the_float_graphs_outputs_and_int8_products(int8_graphs):
+    for name, (_, _, got, model, fp32) in int8_graphs.items():
         ops = {n.op_type for n in model.graph.node}
-        body = next(a.g for n in model.graph.node if n.op_type == "Loop" for a in n.attribute if a.name == "body")
+        bodies = {a.g.name: a.g for n in model.graph.node if n.op_type == "Loop" for a in n.attribute if a.name == "body"}
+        body = bodies.pop("greedy_step")
         body_ops = [n.op_type for n in body.node]
         # Inside the loop: no float products of the weights left but the attention's; no fused recurrent node.
         assert "MatMulInteger" in body_ops and "DynamicQuantizeLinear" in body_ops, name
@@ -200,7 +241,13 @@ def test_int8_graph_has_the_float_graphs_outputs_and_int8_products(int8_runs):
         # Two recurrent products per layer, the attentional hidden layer, the output layer.
         layers = 2 if name.split("-")[-1] == "2" else 1
         assert len(int8) == 2 * layers + 2, (name, [i.name for i in int8])
-        assert "GRU" in ops or "LSTM" in ops  # the encoder stays float32 with ONNX's fused recurrent operators
+        # The encoder: one loop per layer, each direction's two recurrent products int8; no fused recurrent node.
+        assert not {"GRU", "LSTM"} & ops, name
+        directions = 2 if "True" in name else 1
+        assert sorted(bodies) == [f"encoder_rnn_{i}_step" for i in range(layers)], (name, sorted(bodies))
+        for encoder_body in bodies.values():
+            int8 = [i for i in encoder_body.initializer if i.data_type == onnx.TensorProto.INT8]
+            assert len(int8) == 2 * directions, (name, [i.name for i in int8])
         # The fp32 graph's outputs, names, dtypes and ranks (alignment for attention models).
         assert list(got) == list(fp32) and ("alignment" in got) == (name.split("-")[1] != "none"), name
         for key, value in fp32.items():
@@ -217,8 +264,7 @@ def test_int8_graph_has_the_float_graphs_outputs_and_int8_products(int8_runs):
 
 def test_int8_graph_edge_batches():
     m = _models(**CASES[0])
-    model = compose(build_encoder(m), build_greedy_decoder(m, DecodingConfig(max_length_offset=0, min_length=0),
-                                                           quantize="int8"))
+    model = int8_greedy_model(m, DecodingConfig(max_length_offset=0, min_length=0))
     assert _run(model, np.zeros((0, 4), np.int32))["tokens"].shape == (0, 1, 0)
     got = _run(model, IDS)
     assert not got["tokens"][2].any() and got["length"][2, 0] == 0  # padding only, offset 0: no room
@@ -230,9 +276,10 @@ def test_quantize_refuses_unknown_values():
         build_greedy_decoder(m, DC, quantize="int4")
 
 
-def test_int8_graph_is_portable_and_runs_in_node(tmp_path, int8_runs):
-    """IR 8, opset 17, standard operators only: loads and decodes in onnxruntime-node as in Python."""
-    _, _, got, model, _ = int8_runs["gru-bahdanau-True-1"]
+def test_int8_graph_is_portable_and_runs_in_node(tmp_path, int8_graphs):
+    """IR 8, opset 17, standard operators only (the encoder's loops and ReverseSequence included): loads and decodes
+    in onnxruntime-node as in Python."""
+    _, _, got, model, _ = int8_graphs["gru-bahdanau-True-1"]
     path = save_model(model, str(tmp_path / "translate_ids_greedy.int8.onnx"))
     saved = _check_portable(path)
     assert {o.domain for o in saved.opset_import} == {""}  # no com.microsoft contrib ops
@@ -241,7 +288,7 @@ def test_int8_graph_is_portable_and_runs_in_node(tmp_path, int8_runs):
     _node_agrees(str(tmp_path), MANY_IDS, {"translate_ids_greedy.int8.onnx": python})
 
 
-def test_export_onnx_writes_the_int8_graph_beside_the_float_one(tmp_path, int8_runs):
+def test_export_onnx_writes_the_int8_graph_beside_the_float_one(tmp_path, int8_graphs):
     """``export_onnx(quantize="int8")`` adds translate_ids_greedy.int8.onnx; the float32 graphs stay as they were.
 
     Only the graphs tfs2s writes by hand are asked for: no SavedModel and no tf2onnx conversion are needed.
@@ -256,7 +303,7 @@ def test_export_onnx_writes_the_int8_graph_beside_the_float_one(tmp_path, int8_r
     assert sorted(os.listdir(tmp_path / "onnx")) == sorted(["encoder.onnx", "translate_ids_greedy.onnx",
                                                             INT8_GREEDY_FILE])
     assert written[INT8_GREEDY] == str(tmp_path / "onnx" / INT8_GREEDY_FILE)
-    _, _, int8, _, fp32 = int8_runs["gru-bahdanau-True-1"]
+    _, _, int8, _, fp32 = int8_graphs["gru-bahdanau-True-1"]
     for path, expected in ((written["translate_ids_greedy"], fp32), (written[INT8_GREEDY], int8)):
         got = _run(_check_portable(path), MANY_IDS)
         for key in expected:

@@ -136,8 +136,9 @@ def export_onnx(saved_model_dir: str, output_dir: str, tokenizer_kind: str = "wo
 
 
 def int8_greedy_model(models, decoding, quantize: str = "int8") -> "onnx.ModelProto":  # noqa: F821
-    """``translate_ids_greedy.int8.onnx``: the float32 encoder (it runs once per sentence) joined to greedy decoding
-    whose recurrent, attentional-hidden and output-layer products inside the loop are int8.
+    """``translate_ids_greedy.int8.onnx``: the encoder with its recurrent layers written out in a loop
+    (``tfs2s.export.onnx.encoder_loop``) joined to greedy decoding, the recurrent, bridge, attention-key,
+    attentional-hidden and output-layer products int8 in both.
 
     Inputs and outputs are those of ``translate_ids_greedy.onnx`` (``encoder_token_ids`` -> ``tokens``,
     ``length``, ``scores``, and ``alignment`` with attention); tokens agree with it for most sentences.
@@ -151,7 +152,7 @@ def int8_greedy_model(models, decoding, quantize: str = "int8") -> "onnx.ModelPr
     if models is None or decoding is None:
         raise ExportError("an int8 greedy graph is written from the trained models: token-to-token text models only")
     try:
-        return compose(build_encoder(models), build_greedy_decoder(models, decoding, quantize=quantize))
+        return compose(build_encoder(models, quantize=quantize), build_greedy_decoder(models, decoding, quantize=quantize))
     except (UnsupportedDecoder, UnsupportedEncoder) as error:
         raise ExportError(f"no int8 greedy graph for this model: {error}") from error
 

@@ -22,6 +22,7 @@ import numpy as np
 from tfs2s.core import features as F
 from tfs2s.core.models import (ATTENTION_KEYS, BRIDGE, CONTEXT, CONTEXT_PROJECTION, ENCODER_BIRNN, ENCODER_RNN, KEYS,
                                MASK, MEMORY, SOURCE_EMBEDDING)
+from tfs2s.export.onnx.encoder_loop import looped_recurrent_layers
 from tfs2s.export.onnx.graph import GraphBuilder, make_model, merged_opsets, min_ir_version, portable, weight_array
 
 PREFIX = "tfs2s_encoder/"
@@ -31,20 +32,32 @@ class UnsupportedEncoder(ValueError):
     """The model's encoder is not one this module writes (only ``input_encoder: tokens``)."""
 
 
-def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
+def build_encoder(models, quantize: str | None = None, looped: bool | None = None) -> "onnx.ModelProto":  # noqa: F821
     """The encoder of ``models`` (a ``Seq2SeqModels`` with token input) as an ONNX model.
 
     Input ``encoder_token_ids [B, S]`` int32 (right-padded with 0; padded to one column if it has none, as
     ``data.at_least_one_column`` does). Outputs: the Keras encoder's outputs, same names and dtypes.
 
+    Args:
+        models: The trained models.
+        quantize: ``None`` (float32) or ``"int8"``: the recurrent layers' products, the bridges and the attention
+            keys get int8 weights (``tfs2s.export.onnx.quantize``).
+        looped: Whether the recurrent layers are written out step by step in a ``Loop``
+            (``tfs2s.export.onnx.encoder_loop``) rather than fused ``GRU`` / ``LSTM`` nodes (float weights only).
+            Default: looped where quantised.
+
     Raises:
         UnsupportedEncoder: Image or vector sources, or recurrent layers configured unlike tfs2s' defaults.
+        ValueError: ``quantize`` is not one of ``None``, ``"int8"``, or is asked of fused nodes.
     """
     cfg = models.config
     if cfg.input_encoder != "tokens":
         raise UnsupportedEncoder(f"input_encoder {cfg.input_encoder!r} is converted by tf2onnx, not written here")
+    looped = quantize is not None if looped is None else looped
+    if quantize is not None and not looped:
+        raise ValueError("fused GRU / LSTM nodes take float32 weights only: an int8 encoder is looped")
     encoder = models.encoder
-    g = GraphBuilder(PREFIX, public=set(encoder.output), unsupported=UnsupportedEncoder)
+    g = GraphBuilder(PREFIX, public=set(encoder.output), unsupported=UnsupportedEncoder, quantize=quantize)
 
     def dense(x, layer_name):
         return g.dense(x, encoder.get_layer(layer_name), layer_name)
@@ -55,7 +68,8 @@ def build_encoder(models) -> "onnx.ModelProto":  # noqa: F821
     x = g.node("Gather", [g.const(f"{SOURCE_EMBEDDING}/embeddings", weight_array(embedding.embeddings)),
                           ids])  # [B, S, D]
     x = g.node("Transpose", [x], perm=[1, 0, 2])  # time-major [S, B, D]
-    memory, final_states = _recurrent_layers(g, models, x, run_lengths, nonempty)
+    layers = looped_recurrent_layers if looped else _recurrent_layers
+    memory, final_states = layers(g, models, x, run_lengths, nonempty)
 
     outputs = {MEMORY: memory, MASK: mask}
     flat_states = [s for layer in final_states for s in layer]

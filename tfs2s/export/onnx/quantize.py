@@ -9,8 +9,11 @@ bytes are read per step. Only standard ONNX operators are used (``DynamicQuantiz
 
 The result is ``(x_q - x_zero) @ w_q`` in int32, times ``x_scale * w_scale[column]``. The error per product is
 about ``|x| |w| / 255`` per term; argmaxes whose logits are that close may change (the tests bound how often).
-The weights keep 255 levels ([-127, 127]): onnxruntime's uint8 × int8 kernels saturate 16-bit pair sums only on
-x86 CPUs without VNNI (pre-2019), where a product can lose a little more accuracy than measured here.
+The weights keep 7 bits ([-63, 63], onnxruntime's own ``reduce_range``): on x86 CPUs without VNNI (AVX2 only, as
+many laptops and servers are) onnxruntime's uint8 × int8 kernels add products in pairs into 16 bits with saturation
+(``vpmaddubsw``), and the activations' zero point puts them mid-range (a tanh state near 0 quantises to about 128),
+so with 8-bit weights ``255 * 127 * 2`` overflows and a product can be off by far more than its rounding (measured on
+an AVX2 machine: a GRU encoder's outputs off by up to 0.8 on a scale of 1). ``255 * 63 * 2`` fits, on every CPU.
 
 This module needs numpy only; the onnx package is imported where a node is written.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 QUANTIZE_CHOICES = (None, "int8")  # what build_greedy_decoder / export_onnx take as ``quantize``
-INT8_LEVELS = 127  # symmetric: [-127, 127], so -w quantises to -q and no zero point is needed
+INT8_LEVELS = 63  # symmetric, 7 bits (see above): -w quantises to -q and no zero point is needed
 
 
 def check_quantize(quantize) -> None:
@@ -32,7 +35,7 @@ def check_quantize(quantize) -> None:
 def quantize_columns(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``kernel [K, N]`` float -> int8 ``[K, N]`` and float32 scales ``[N]`` with ``kernel ≈ q * scale``.
 
-    Each output column gets its own scale (its largest magnitude maps to 127), so a column of small weights keeps
+    Each output column gets its own scale (its largest magnitude maps to ``INT8_LEVELS``), so a column of small weights keeps
     its precision beside columns of large ones. An all-zero column gets scale 1 (its int8 weights are 0).
     """
     kernel = np.asarray(kernel, np.float32)
