@@ -20,7 +20,8 @@ trained run into a temporary folder, beside the float32 greedy graph as today's 
 
 onnxruntime runs in a TensorFlow-free worker process (TensorFlow's idle thread pools would share its cores), each
 graph at 1 intra-op thread and at onnxruntime's default (one per core); the headline ratio takes each graph at its
-fastest setting in the run. The encoder is float32 in both graphs (it runs once per sentence).
+fastest setting in the run. The float32 graph's encoder is ONNX's fused GRU/LSTM nodes; the int8 graph's is written
+out in loops with int8 products (``tfs2s.export.onnx.encoder_loop``), as ``tfs2s export --quantize int8`` writes it.
 
 Prints a table, writes ``benchmarks/results/int8_decode.json`` and the keys ``int8_vs_fp32_onnx_greedy_b1``,
 ``int8_bleu_cost``, ``int8_vs_fp32_onnx_beam_b64``, ``int8_beam_bleu_cost`` and ``int8_model`` (the run measured) of
