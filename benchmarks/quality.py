@@ -2,7 +2,8 @@
 
 ``--task aeslc``: email subject lines (``pipelines/configs/aeslc.yaml``) with and without copy attention, ROUGE F1
 x 100 (``rouge-score``, stemming) on the validation emails next to the lead and random-sentence baselines, scored
-as ``pipelines/summarize.py`` scores them. Headline: the best variant's ROUGE-L (its default output: ``<unk>``
+as ``pipelines/summarize.py`` scores them (against each email's original subject), and also against the three
+human-written subjects of each dev email (the mean over them and the best of them). Headline: the best variant's ROUGE-L (its default output: ``<unk>``
 replaced where the model allows it) as ``aeslc_dev_rougeL``. Anchors (test split, not this one): Zhang &
 Tetreault 2019's best model 23.44; PEGASUS's Transformer from scratch 14.93.
 
@@ -62,7 +63,14 @@ def score(task: str, translator, eval_limit: int, decode_limit: int = 2000) -> d
     val_pairs = corpora.load_split(d, "validation", eval_limit)
     if task == "aeslc":
         from tfs2s.apps.summarization import evaluate_summaries
-        return evaluate_summaries(translator, train_pairs, val_pairs)
+        from tfs2s.data.summarization import read_aeslc_annotations
+
+        # Also against the three human-written subjects of each dev email, whose protocol anchors may follow.
+        corpus = corpora.get_corpus(d.corpus)
+        root = corpora.prepare_corpus(d.corpus, ["validation"], d.data_dir, progress=False)
+        tarball = os.path.join(root, corpus.folder, corpus.splits["validation"])
+        annotations = read_aeslc_annotations(tarball)[:len(val_pairs)]
+        return evaluate_summaries(translator, train_pairs, val_pairs, annotations=annotations)
     from tfs2s.apps.dialogue import evaluate_dialogue
     return evaluate_dialogue(translator, train_pairs, val_pairs, 3, decode_limit=decode_limit,
                              sample_options={"temperature": dc.temperature, "top_k": dc.top_k})
@@ -101,9 +109,15 @@ def table(task: str, rows: list[dict]) -> None:
     """Prints one line per variant."""
     if task == "aeslc":
         header = ("variant", "train min", "steps", "val ppl", "ROUGE-1", "ROUGE-2", "ROUGE-L", "ROUGE-L <unk> shown",
-                  "lead ROUGE-L")
+                  "lead ROUGE-L", "ROUGE-L vs annotations mean / best", "lead vs annotations")
         cells = [(s.get("model_unk_replaced", s["model"]), s) for s in (r["validation"] for r in rows)]
-        lines = [(b["rouge1"], b["rouge2"], b["rougeL"], s["model"]["rougeL"], s["lead"]["rougeL"]) for b, s in cells]
+
+        def against(scores, who):  # the human-written subjects (results written before them have none)
+            a = scores.get("annotations", {}).get(who)
+            return f"{a['mean']['rougeL']} / {a['best']['rougeL']}" if a else "-"
+
+        lines = [(b["rouge1"], b["rouge2"], b["rougeL"], s["model"]["rougeL"], s["lead"]["rougeL"], against(s, "model"),
+                  against(s, "lead")) for b, s in cells]
     else:
         header = ("variant", "train min", "steps", "val ppl", "seq2seq ppl", "trigram ppl", "ratio",
                   "best epoch's ratio")

@@ -32,9 +32,31 @@ def test_aeslc_reader_and_malformed_member(tmp_path):
         S.read_aeslc(str(tmp_path / "broken.tar.gz"))
 
 
+def test_aeslc_annotations_align_with_the_pairs(tmp_path):
+    path = tmp_path / "dev.tar.gz"
+    _tar(path, {"x/a.subject": "Body a\n\n@subject\nMemo\n\n@ann0\nthe  memo\n\n@ann1\nmemo today\n\n@ann2\nM",
+                "x/b.subject": "\n\n@subject\nEmpty body\n\n@ann0\nx",  # left out by both readers
+                "x/c.subject": "Body c\n\n@subject\nNo annotations"})
+    assert S.read_aeslc(str(path)) == [("Body a", "Memo"), ("Body c", "No annotations")]
+    assert S.read_aeslc_annotations(str(path)) == [["the memo", "memo today", "M"], []]
+
+
+def test_rouge_against_several_references():
+    from tfs2s.apps.summarization import rouge_against_several
+
+    scores = rouge_against_several(["the memo", "budget", "left out"], [["the memo", "a report"], ["plan"], []])
+    assert scores["hypotheses"] == 2
+    # "the memo": 100 against its first reference, 0 against the second; "budget": 0 against its only one.
+    assert scores["best"]["rouge1"] == 50.0 and scores["mean"]["rouge1"] == 25.0
+    assert scores["best"]["rougeL"] == 50.0 and scores["mean"]["rouge2"] == 25.0
+
+
 def test_real_corpora(data_dir):
     validation = corpora.load_pairs("aeslc", "validation", data_dir, "document", "summary")
     assert len(validation) == 1960 and all(d and s for d, s in validation)
+    folder = corpora.prepare_corpus("aeslc", ["validation"], data_dir, progress=False)
+    annotations = S.read_aeslc_annotations(f"{folder}/summarization/aeslc/aeslc-dev.tar.gz")
+    assert len(annotations) == 1960 and all(len(a) == 3 for a in annotations)  # three human subjects per email
     giga = {s: corpora.load_pairs("gigaword_sample", s, data_dir, "document", "summary") for s in ("train", "validation")}
     assert {s: len(p) for s, p in giga.items()} == {"train": 823, "validation": 77}  # 90 / 10 by article hash
     bbc = {s: corpora.load_pairs("bbc_news", s, data_dir, "document", "summary") for s in ("train", "validation", "test")}

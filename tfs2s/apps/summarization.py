@@ -26,6 +26,26 @@ def rouge_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     return {name: round(100.0 * total / n, 2) for name, total in totals.items()}
 
 
+def rouge_against_several(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
+    """ROUGE-1/2/L F1 (x 100) of each hypothesis against several references: ``{"mean": ..., "best": ...}``, the
+    mean over a hypothesis' references and the best of them, each averaged over the hypotheses (those without a
+    reference are left out; ``"hypotheses"`` counts the rest)."""
+    from rouge_score import rouge_scorer  # optional dependency: only summarization needs it
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    totals = {"mean": dict.fromkeys(("rouge1", "rouge2", "rougeL"), 0.0),
+              "best": dict.fromkeys(("rouge1", "rouge2", "rougeL"), 0.0)}
+    scored = [(h, refs) for h, refs in zip(hypotheses, references) if refs]
+    for hypothesis, refs in scored:
+        for key in totals["mean"]:
+            values = [scorer.score(ref, hypothesis)[key].fmeasure for ref in refs]
+            totals["mean"][key] += sum(values) / len(values)
+            totals["best"][key] += max(values)
+    n = max(1, len(scored))
+    return {kind: {k: round(100 * v / n, 2) for k, v in scores.items()} for kind, scores in totals.items()} | {
+        "hypotheses": len(scored)}
+
+
 def lead(documents: Sequence[str], words: int) -> list[str]:
     """The lead baseline: the first ``words`` words of each document."""
     return [" ".join(d.split()[:words]) for d in documents]
@@ -42,16 +62,22 @@ def random_sentence(documents: Sequence[str], seed: int = 0) -> list[str]:
 
 
 def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, str]],
-                       pairs: Sequence[tuple[str, str]], batch_size: int = 64, seed: int = 0) -> dict:
+                       pairs: Sequence[tuple[str, str]], batch_size: int = 64, seed: int = 0,
+                       annotations: Sequence[Sequence[str]] | None = None) -> dict:
     """ROUGE-1/2/L F1 of the model's summaries next to the lead and random-sentence baselines, same pairs.
 
     The lead baseline takes the first N words of each document, N being the median summary length (in words)
     of the training pairs. The model decodes with the configured strategy, with and (word-level models with
     attention) without replacing ``<unk>`` by the attended source word.
 
+    Args:
+        annotations: Further references per pair (AESLC's human-written subjects), scored as well.
+
     Returns:
         ``{"documents", "lead_words", "model": {...}, "model_unk_replaced": {...}, "lead": {...},
-        "random_sentence": {...}, "examples"}``; each score dict is ``{"rouge1", "rouge2", "rougeL"}``.
+        "random_sentence": {...}, "examples"}``; each score dict is ``{"rouge1", "rouge2", "rougeL"}``. With
+        ``annotations`` also ``"annotations": {"model": ..., "lead": ...}`` (``rouge_against_several``; the model's
+        default output, ``<unk>`` replaced where it can be).
     """
     documents, references = [d for d, _ in pairs], [s for _, s in pairs]
     lengths = sorted(len(s.split()) for _, s in train_pairs) or [1]
@@ -68,6 +94,9 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
     else:
         replaced = summaries
     results["lead"] = rouge_scores(lead(documents, lead_words), references)
+    if annotations is not None:
+        results["annotations"] = {"model": rouge_against_several(replaced, annotations),
+                                  "lead": rouge_against_several(lead(documents, lead_words), annotations)}
     results["random_sentence"] = rouge_scores(random_sentence(documents, seed), references)
     results["examples"] = [{"document": d[:300], "reference": r, "summary": s}
                            for d, r, s in list(zip(documents, references, replaced))[:8]]
