@@ -190,7 +190,7 @@ def _add_export(sub):
     p.add_argument("--onnx", action="store_true", help="also convert the ONNX graphs (into <version>/onnx/)")
     p.add_argument("--quantize", choices=["int8"], help="with --onnx: also write onnx/translate_ids_greedy.int8.onnx "
                    "and translate_ids_beam.int8.onnx (greedy and beam decoding with int8 matrix products in the "
-                   "loop; text models)")
+                   "decoding loop, and in the greedy graph's encoder; text models)")
     p.add_argument("--max-beam-width", type=int, default=16,
                    help="largest beam width a request may ask for (default 16)")
     p.add_argument("--info", help="also write the export path and verification report as JSON here")

@@ -12,7 +12,9 @@ Semantics match ``models.build_models`` for right-padded ids (what every tokeniz
 length is its number of non-padding ids. A row of padding only encodes to zero final states, as in Keras.
 Outputs at padding positions are zero here (Keras repeats the last state there); the attention never reads
 them (their weights are exactly 0). An empty batch gives empty outputs (one row of padding is run in its place:
-ONNX Runtime's recurrent kernels crash on zero rows).
+ONNX Runtime's recurrent kernels crash on zero rows). With ``quantize="int8"`` the recurrent layers are written out
+step by step instead (``tfs2s.export.onnx.encoder_loop``: the fused nodes take float32 weights only), with the same
+semantics.
 """
 
 from __future__ import annotations
