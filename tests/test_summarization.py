@@ -189,3 +189,16 @@ def test_evaluate_summaries_figures_are_those_of_its_parts(tiny_vocab):
     assert got["lead"] == rouge_scores(lead(documents, 3), references)
     assert got["random_sentence"] == rouge_scores(random_sentence(documents, 5), references)
     assert [e["summary"] for e in got["examples"]] == replaced
+    assert "annotations" not in got
+    # With further references (AESLC's annotated subjects): each system against them, the humans too.
+    from tfs2s.apps.summarization import rouge_against_several
+
+    annotations = [[r, "another subject"] for r in references[:3]] + [[]]
+    with_annotations = evaluate_summaries(translator, pairs[:3], pairs, batch_size=2, seed=5, annotations=annotations)
+    assert with_annotations["annotations"] == {
+        "model": rouge_against_several(replaced, annotations),
+        "lead": rouge_against_several(lead(documents, 3), annotations),
+        "original_subject": rouge_against_several(references, annotations),
+        "first_annotator": rouge_against_several([r for r in references[:3]] + [""], [["another subject"]] * 3 + [[]])}
+    assert with_annotations["annotations"]["original_subject"]["best"]["rougeL"] == 100.0  # each is its own first
+    assert with_annotations["annotations"]["model"]["hypotheses"] == 3  # the pair without annotations is left out

@@ -76,8 +76,9 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
     Returns:
         ``{"documents", "lead_words", "model": {...}, "model_unk_replaced": {...}, "lead": {...},
         "random_sentence": {...}, "examples"}``; each score dict is ``{"rouge1", "rouge2", "rougeL"}``. With
-        ``annotations`` also ``"annotations": {"model": ..., "lead": ...}`` (``rouge_against_several``; the model's
-        default output, ``<unk>`` replaced where it can be).
+        ``annotations`` also ``"annotations": {"model", "lead", "original_subject", "first_annotator"}``
+        (``rouge_against_several``; the model's default output, ``<unk>`` replaced where it can be; the pairs' own
+        summaries; each first annotation against the others).
     """
     documents, references = [d for d, _ in pairs], [s for _, s in pairs]
     lengths = sorted(len(s.split()) for _, s in train_pairs) or [1]
@@ -95,8 +96,12 @@ def evaluate_summaries(translator: Translator, train_pairs: Sequence[tuple[str, 
         replaced = summaries
     results["lead"] = rouge_scores(lead(documents, lead_words), references)
     if annotations is not None:
+        # Human reference points: the emails' own subjects, and the first annotator against the others.
         results["annotations"] = {"model": rouge_against_several(replaced, annotations),
-                                  "lead": rouge_against_several(lead(documents, lead_words), annotations)}
+                                  "lead": rouge_against_several(lead(documents, lead_words), annotations),
+                                  "original_subject": rouge_against_several(references, annotations),
+                                  "first_annotator": rouge_against_several([a[0] if a else "" for a in annotations],
+                                                                           [a[1:] for a in annotations])}
     results["random_sentence"] = rouge_scores(random_sentence(documents, seed), references)
     results["examples"] = [{"document": d[:300], "reference": r, "summary": s}
                            for d, r, s in list(zip(documents, references, replaced))[:8]]
