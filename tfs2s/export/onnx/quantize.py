@@ -8,12 +8,13 @@ bytes are read per step. Only standard ONNX operators are used (``DynamicQuantiz
 ``Cast``, ``Mul``): the graphs load in every onnxruntime, onnxruntime-node and -web included.
 
 The result is ``(x_q - x_zero) @ w_q`` in int32, times ``x_scale * w_scale[column]``. The error per product is
-about ``|x| |w| / 255`` per term; argmaxes whose logits are that close may change (the tests bound how often).
+about ``|x| |w| / 127`` per term (7-bit weights, below); argmaxes whose logits are that close may change (the tests
+bound how often).
 The weights keep 7 bits ([-63, 63], onnxruntime's own ``reduce_range``): on x86 CPUs without VNNI (AVX2 only, as
 many laptops and servers are) onnxruntime's uint8 × int8 kernels add products in pairs into 16 bits with saturation
 (``vpmaddubsw``), and the activations' zero point puts them mid-range (a tanh state near 0 quantises to about 128),
 so with 8-bit weights ``255 * 127 * 2`` overflows and a product can be off by far more than its rounding (measured on
-an AVX2 machine: a GRU encoder's outputs off by up to 0.8 on a scale of 1). ``255 * 63 * 2`` fits, on every CPU.
+an AVX2 machine: one GRU step's output off by 0.7 on a scale of 1). ``255 * 63 * 2`` fits, on every CPU.
 
 This module needs numpy only; the onnx package is imported where a node is written.
 """
