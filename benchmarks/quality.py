@@ -3,8 +3,8 @@
 ``--task aeslc``: email subject lines (``pipelines/configs/aeslc.yaml``) with and without copy attention, ROUGE F1
 x 100 (``rouge-score``, stemming) on the validation emails next to the lead and random-sentence baselines, scored
 as ``pipelines/summarize.py`` scores them (against each email's original subject), and also against the three
-human-written subjects of each dev email (the mean over them and the best of them). Headline: the best variant's ROUGE-L (its default output: ``<unk>``
-replaced where the model allows it) as ``aeslc_dev_rougeL``. Anchors (test split, not this one): Zhang &
+human-written subjects of each dev email (the mean over them and the best of them). Headline: the best variant's
+ROUGE-L (its default output: ``<unk>`` replaced where the model allows it) as ``aeslc_dev_rougeL``. Anchors (test split, not this one): Zhang &
 Tetreault 2019's best model 23.44; PEGASUS's Transformer from scratch 14.93.
 
 ``--task dailydialog``: the conversational model (``pipelines/configs/dailydialog.yaml``) with and without the

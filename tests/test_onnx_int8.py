@@ -170,21 +170,6 @@ def int8_graphs():
     return runs
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_looped_encoder_equals_the_fused_one(case):
-    """The encoder's recurrent layers written out in loops (float32) = ONNX's fused GRU / LSTM nodes, edge batches
-    (no rows, no columns, a row of padding only) included: the loop, the in-place reversal and the masking."""
-    m = _models(**case)
-    for ids in (MANY_IDS, IDS, np.zeros((0, 4), np.int32), np.zeros((2, 0), np.int32)):
-        fused, looped = _run(build_encoder(m), ids), _run(build_encoder(m, looped=True), ids)
-        assert sorted(fused) == sorted(looped)
-        for key, value in fused.items():
-            assert looped[key].shape == value.shape and looped[key].dtype == value.dtype, key
-            np.testing.assert_allclose(looped[key], value, atol=1e-5, err_msg=key)
-    with pytest.raises(ValueError, match="looped"):
-        build_encoder(m, quantize="int8", looped=False)
-
-
 def test_int8_encoder_step_does_not_saturate():
     """One int8 GRU step on a word whose quantised products would overflow 16-bit pair sums with 8-bit weights (on
     CPUs without VNNI, where onnxruntime's uint8 x int8 kernels saturate): its output stays within rounding error

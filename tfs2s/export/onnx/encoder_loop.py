@@ -63,8 +63,7 @@ def looped_recurrent_layers(g: GraphBuilder, models, x: str, run_lengths: str, n
         body = _layer_body(g, cfg.cell, directions, inputs, run_lengths, i)
         carried = [f"rnn_{i}_final_{d}_{j}" for d in range(len(directions)) for j in range(per_layer)]
         scanned = [f"rnn_{i}_y_{d}" for d in range(len(directions))]
-        outputs = node("Loop", [steps, "", *([zeros] * len(carried))], carried + scanned, body=body)
-        outputs = outputs if isinstance(outputs, list) else [outputs]
+        outputs = node("Loop", [steps, "", *([zeros] * len(carried))], carried + scanned, body=body)  # >= 2 outputs
         finals, ys = outputs[:len(carried)], outputs[len(carried):]
         if len(directions) == 2:
             ys[1] = node("ReverseSequence", [ys[1], lengths], batch_axis=1, time_axis=0)
